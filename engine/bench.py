@@ -1,0 +1,125 @@
+"""``wordbrush bench``: performance figures as ratios measured in the same run.
+
+``protocol``: a WxW RGBA8 layer sent through the real framing code (encode, zero-copy
+send, size-checked decode) to an echo peer with the engine's socket options, and back,
+over ipc and tcp loopback. Reported as GB/s (2 x bytes / round trip) and as a ratio to a
+numpy memcpy of the same bytes measured in the same run.
+
+``models``: forward times of the full-size models (see :mod:`engine.bench_models`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import zmq
+
+from protocol.framing import Buffer, Limits, Message, decode, encode
+
+
+def memcpy_rate(nbytes: int, repeats: int) -> float:
+    """Bytes per second of a numpy copy of ``nbytes`` (median of ``repeats``)."""
+    src = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # fault the pages in before timing
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - start)
+    return nbytes / statistics.median(times)
+
+
+def _echo(ctx: zmq.Context, endpoint: str, limits: Limits, ready: threading.Event,
+          stop: threading.Event, bound: list[str]) -> None:
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes + 65536)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+    ready.set()
+    try:
+        while not stop.is_set():
+            if not sock.poll(100):
+                continue
+            frames = sock.recv_multipart(copy=False)
+            request = decode(frames[1:], limits)
+            reply = Message("result", {"job": request.id}, request.buffers, ref=request.id)
+            sock.send_multipart([frames[0], *encode(reply, limits)], copy=False)
+    finally:
+        sock.close()
+
+
+def roundtrip_seconds(endpoint: str, side: int, repeats: int) -> float:
+    ctx = zmq.Context()
+    limits = Limits(max_frame_bytes=max(side * side * 4, 1 << 20), max_side=max(side, 8192))
+    ready, stop, bound = threading.Event(), threading.Event(), []
+    thread = threading.Thread(target=_echo, args=(ctx, endpoint, limits, ready, stop, bound),
+                              daemon=True)
+    thread.start()
+    ready.wait(5)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(bound[0])
+    pixels = np.random.default_rng(1).integers(0, 255, side * side * 4, dtype=np.uint8)
+    times = []
+    try:
+        for i in range(repeats + 1):
+            message = Message("submit", {"prompt": "bench"},
+                              [Buffer("layer", side, side, "rgba8", pixels)])
+            start = time.perf_counter()
+            dealer.send_multipart(encode(message, limits), copy=False)
+            reply = decode(dealer.recv_multipart(copy=False), limits)
+            elapsed = time.perf_counter() - start
+            if reply.buffers[0].data.nbytes != pixels.nbytes:
+                raise RuntimeError("the echo returned the wrong number of bytes")
+            if i > 0:  # the first trip sets up the connection
+                times.append(elapsed)
+    finally:
+        stop.set()
+        thread.join(2)
+        dealer.close()
+        ctx.term()
+    return statistics.median(times)
+
+
+def bench_protocol(side: int, repeats: int) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    nbytes = side * side * 4
+    rows = []
+    with tqdm(total=3, desc="bench protocol", unit="part") as bar:
+        copy_rate = memcpy_rate(nbytes, repeats * 2)
+        bar.update()
+        with tempfile.TemporaryDirectory(prefix="wordbrush-bench-") as tmp:
+            for transport, endpoint in (("ipc", f"ipc://{tmp}/bench.sock"),
+                                        ("tcp", "tcp://127.0.0.1:*")):
+                rtt = roundtrip_seconds(endpoint, side, repeats)
+                rate = 2 * nbytes / rtt
+                rows.append({"transport": transport, "bytes": nbytes, "rtt_ms": rtt * 1000,
+                             "gb_s": rate / 1e9, "memcpy_gb_s": copy_rate / 1e9,
+                             "ratio": rate / copy_rate})
+                bar.update()
+    return rows
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.what == "protocol":
+        rows = bench_protocol(args.side, args.repeats)
+        print(f"{args.side}x{args.side} RGBA8 round trip ({rows[0]['bytes'] / 2**20:.0f} MiB "
+              f"each way), median of {args.repeats}; memcpy {rows[0]['memcpy_gb_s']:.2f} GB/s")
+        print(f"{'transport':<10}{'round trip':>12}{'GB/s':>8}{'x memcpy':>10}")
+        for row in rows:
+            print(f"{row['transport']:<10}{row['rtt_ms']:>10.1f}ms{row['gb_s']:>8.2f}"
+                  f"{row['ratio']:>10.2f}")
+        return 0
+    from .bench_models import bench_models
+
+    return bench_models(args)

@@ -1,0 +1,417 @@
+"""The ``wordbrush`` command line.
+
+Every subcommand prints one clear line and exits non-zero on failure; long work shows a
+tqdm progress bar. Heavy imports (torch) happen inside the subcommands that need them,
+so ``wordbrush info`` answers fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from protocol import endpoints
+from protocol.errors import WordbrushError
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 1 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    """``name=value`` with JSON-ish values: numbers, true/false, else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param takes NAME=VALUE, not {text!r}")
+    name, raw = text.split("=", 1)
+    value: Any = raw
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+    return name.strip(), value
+
+
+@contextlib.contextmanager
+def engine_for_call(endpoint: str | None, extra_args: Sequence[str] = (),
+                    start_timeout: float = 120.0) -> Iterator[tuple[Any, str]]:
+    """A connected client: to the running engine, or to one started for this call.
+
+    With an explicit ``--endpoint`` nothing is started: that engine must answer.
+    """
+    from protocol.client import EngineClient
+    from protocol.errors import EngineUnavailable
+
+    target = endpoint or endpoints.default_endpoint()
+    client = EngineClient(target, connect_timeout=1.0)
+    try:
+        client.connect()
+        yield client, "running engine"
+        return
+    except EngineUnavailable:
+        client.close()
+        if endpoint is not None:
+            raise
+    # no engine: start one for this call on a private socket
+    tmp = tempfile.mkdtemp(prefix="wordbrush-call-")
+    private = f"ipc://{tmp}/engine.sock" if endpoints.ipc_supported() \
+        else "tcp://127.0.0.1:0"
+    cmd = [sys.executable, "-m", "engine", "serve", "--endpoint", private, *extra_args]
+    log_path = Path(tmp) / "engine.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    client = EngineClient(private, connect_timeout=start_timeout)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                raise CliError(f"the engine did not start: {' '.join(tail) or 'no output'}")
+            try:
+                client.connect(timeout=1.0)
+                break
+            except EngineUnavailable:
+                if time.monotonic() > deadline:
+                    raise CliError(f"the engine did not answer within {start_timeout:.0f} s"
+                                   ) from None
+        yield client, "engine started for this call"
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _progress_bar(desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=1, desc=desc, unit="step", dynamic_ncols=True,
+                disable=not sys.stderr.isatty() and os.environ.get("WORDBRUSH_PROGRESS") != "1")
+
+
+# ---------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib
+
+    from . import methods as method_registry
+    from .packs import PackRegistry
+    from .runner import EditRunner, resolve_device
+    from .server import EngineServer, ServerConfig
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for module in args.extra_methods:
+        importlib.import_module(module)
+    device = resolve_device(args.device)
+    packs = PackRegistry.standard(extra=[Path(p) for p in args.pack_dir], device=device)
+    runner = EditRunner(packs, device)
+    config = ServerConfig(
+        endpoint=args.endpoint or endpoints.default_endpoint(),
+        max_queue=args.max_queue,
+        curve_secret_file=Path(args.server_key) if args.server_key else None,
+        curve_allow_dir=Path(args.allow_dir) if args.allow_dir else None,
+    )
+    server = EngineServer(runner, config)
+    offered = ", ".join(method_registry.available()) or "none"
+    logging.getLogger("wordbrush.engine").info(
+        "engine starting device=%s packs=%s methods=%s", device, ",".join(packs.names()) or "none",
+        offered)
+    server.serve_forever()
+    return 0
+
+
+# ---------------------------------------------------------------------------- info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from protocol.client import EngineClient
+
+    with EngineClient(args.endpoint, connect_timeout=args.timeout) as client:
+        welcome = client.connect()
+        status = client.status()
+    print(f"engine {welcome.engine_version} (protocol {welcome.protocol}) at {client.endpoint}")
+    print(f"device: {welcome.device}; queue: {status['jobs']['queued']} waiting, "
+          f"running: {status['jobs']['running'] or 'nothing'}")
+    print("packs:")
+    for pack in welcome.packs:
+        if pack.error:
+            print(f"  {pack.name}: BROKEN: {pack.error}")
+            continue
+        default = " (default)" if pack.name == welcome.default_pack else ""
+        print(f"  {pack.name}{default}: {pack.title}, {pack.resolution}px; methods: "
+              f"{', '.join(pack.methods) or 'none'}")
+    print("methods:")
+    for method in welcome.methods:
+        default = " (default)" if method.id == welcome.default_method else ""
+        params = ", ".join(f"{p.name}={p.default}" for p in method.params)
+        print(f"  {method.id}{default}: {method.title} [{params}]")
+    limits = welcome.limits
+    print(f"limits: side <= {limits.max_side}, frame <= {limits.max_frame_bytes} bytes, "
+          f"prompt <= {limits.max_prompt_chars} chars, variations <= {limits.max_variations}")
+    return 0
+
+
+def cmd_packs(args: argparse.Namespace) -> int:
+    from . import methods as method_registry
+    from .packs import PackRegistry
+
+    registry = PackRegistry.standard(extra=[Path(p) for p in args.pack_dir])
+    needs = {mid: cls.needs for mid, cls in method_registry.available().items()}
+    infos = registry.describe(needs)
+    if not infos:
+        print("no packs installed")
+        return 1
+    for info in infos:
+        if info.get("error"):
+            print(f"{info['name']}: BROKEN: {info['error']}")
+            continue
+        print(f"{info['name']}: {info['title']} ({info['resolution']}px, framing "
+              f"{info['framing'].get('kind')}); components: {', '.join(info['components'])}; "
+              f"methods: {', '.join(info['methods']) or 'none'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- edit
+
+
+def _load_rgba8(path: Path) -> tuple[Any, int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            rgba = img.convert("RGBA")
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read image {path}: {exc}") from None
+    return rgba, rgba.width, rgba.height
+
+
+def _load_mask(path: Path, size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("RGBA", "LA"):
+                mask = img.getchannel("A")
+            else:
+                mask = img.convert("L")
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read mask {path}: {exc}") from None
+    if mask.size != size:
+        raise CliError(f"the mask is {mask.size[0]}x{mask.size[1]} but the image is "
+                       f"{size[0]}x{size[1]}; they must match")
+    return mask.tobytes()
+
+
+def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
+    """The EditRequest for ``wordbrush edit``, cropped to the context box of the mask."""
+    from protocol.framing import Buffer
+    from protocol.messages import EditRequest
+    from protocol.regions import Framing, context_box, mask_bbox
+
+    image, width, height = _load_rgba8(Path(args.image))
+    offset = (0, 0)
+    mask_bytes = None
+    crop = image
+    if args.mask:
+        mask_bytes = _load_mask(Path(args.mask), (width, height))
+        box = mask_bbox(mask_bytes, width, height)
+        if box is None:
+            raise CliError(f"the mask {args.mask} selects nothing (it is all black)")
+        pack = welcome.pack(args.pack or welcome.default_pack or "")
+        framing = Framing.from_dict(pack.framing if pack else {"kind": "pad"})
+        ctx = context_box(box, width, height, framing)
+        offset = (ctx[0], ctx[1])
+        crop = image.crop((ctx[0], ctx[1], ctx[0] + ctx[2], ctx[1] + ctx[3]))
+        from PIL import Image
+
+        mask_img = Image.frombytes("L", (width, height), mask_bytes)
+        mask_bytes = mask_img.crop((ctx[0], ctx[1], ctx[0] + ctx[2], ctx[1] + ctx[3])).tobytes()
+    reference = None
+    if args.reference:
+        ref_img, rw, rh = _load_rgba8(Path(args.reference))
+        reference = Buffer("reference", rw, rh, "rgba8", ref_img.tobytes())
+    params = dict(args.param)
+    if args.strength is not None:
+        params["strength"] = args.strength
+    request = EditRequest(
+        layer=Buffer("layer", crop.width, crop.height, "rgba8", crop.tobytes()),
+        prompt=args.prompt or "",
+        mask=None if mask_bytes is None else Buffer("mask", crop.width, crop.height, "a8",
+                                                   mask_bytes),
+        reference=reference,
+        method=args.method,
+        pack=args.pack,
+        params=params,
+        seed=args.seed,
+        variations=args.variations,
+        offset=offset,
+    )
+    return request, image
+
+
+def _variation_path(path: Path, index: int) -> Path:
+    return path if index == 0 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    if not args.prompt and not args.reference:
+        raise CliError("give --prompt TEXT (or --reference IMAGE)")
+    extra = [a for p in args.pack_dir for a in ("--pack-dir", p)]
+    with engine_for_call(args.endpoint, extra) as (client, how):
+        request, original = build_request(args, client.welcome)
+        bar = _progress_bar(f"{args.method or client.welcome.default_method or 'edit'}")
+        last = [0]
+
+        def on_progress(p: Any) -> None:
+            if p.total and bar.total != p.total:
+                bar.total = p.total
+            bar.update(max(0, p.step - last[0]))
+            last[0] = max(last[0], p.step)
+            if not p.heartbeat:
+                bar.set_postfix_str(p.message[:40])
+
+        try:
+            result = client.edit(request, on_progress=on_progress)
+        finally:
+            bar.close()
+    from .imaging import Patch, composite_over, decode_pixels
+
+    base = np.asarray(original, dtype=np.uint8)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for index, patch in enumerate(result.patches):
+        pixels = np.frombuffer(patch.data, np.uint8).reshape(patch.height, patch.width, 4)
+        if args.output:
+            decoded = decode_pixels(patch.data, patch.width, patch.height, patch.format)
+            out = composite_over(base, Patch(decoded, result.offset, patch.format))
+            path = _variation_path(Path(args.output), index)
+            Image.fromarray(out, "RGBA").save(path)
+            print(f"wrote {path}")
+        if args.patch_out:
+            meta = PngInfo()
+            meta.add_text("wordbrush:offset", f"{result.offset[0]},{result.offset[1]}")
+            meta.add_text("wordbrush:prompt", request.prompt)
+            path = _variation_path(Path(args.patch_out), index)
+            Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(path, pnginfo=meta)
+            print(f"wrote {path} (offset {result.offset[0]},{result.offset[1]})")
+    info = result.info
+    psnr = info.get("inversion_psnr")
+    print(f"done by {info.get('method')} on {info.get('pack')} in {info.get('elapsed_ms')} ms "
+          f"(seeds {info.get('seeds')}, paste {info.get('paste')}"
+          + (f", inversion {psnr} dB" if psnr is not None else "") + f"; {how})")
+    return 0
+
+
+# ---------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wordbrush", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the engine (local by default)")
+    p.add_argument("--endpoint", help="where to listen (default: the per-user local socket)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--pack-dir", action="append", default=[], help="extra folder of packs")
+    p.add_argument("--max-queue", type=int, default=8)
+    p.add_argument("--server-key", help="the server's .key_secret file (CURVE; remote use)")
+    p.add_argument("--allow-dir", help="folder of allowed client public keys (CURVE)")
+    p.add_argument("--extra-methods", action="append", default=[], metavar="MODULE",
+                   help="import MODULE, which registers extra edit methods")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("edit", help="edit a region of an image from a text prompt")
+    p.add_argument("image")
+    p.add_argument("--prompt", default="")
+    p.add_argument("--mask", help="selection mask PNG (white = selected, soft edges kept)")
+    p.add_argument("--reference", help="a reference image instead of (or beside) the prompt")
+    p.add_argument("--method")
+    p.add_argument("--strength", type=float)
+    p.add_argument("--variations", type=int, default=1)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--pack")
+    p.add_argument("--param", action="append", type=_parse_param, default=[],
+                   metavar="NAME=VALUE", help="a method or pipeline parameter")
+    p.add_argument("-o", "--output", help="the edited image, composited, same size as IMAGE")
+    p.add_argument("--patch-out", help="the RGBA patch, its offset in the PNG's metadata")
+    p.add_argument("--endpoint", help="use this engine (default: local, started if needed)")
+    p.add_argument("--pack-dir", action="append", default=[])
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("info", help="what the engine offers (exit 0 only if one answered)")
+    p.add_argument("--endpoint")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("packs", help="list installed model packs")
+    p.add_argument("--pack-dir", action="append", default=[])
+    p.set_defaults(func=cmd_packs)
+
+    p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
+    p.add_argument("what", choices=["protocol", "models"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--side", type=int, default=4096)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"wordbrush: {exc}", file=sys.stderr)
+        return exc.code
+    except WordbrushError as exc:
+        print(f"wordbrush: {exc.message} [{exc.code.value}]", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wordbrush: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"wordbrush: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

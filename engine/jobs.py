@@ -1,0 +1,181 @@
+"""Jobs: the bounded queue, the job table (idempotent by id) and kept results.
+
+Shared by the server's I/O thread and its worker, so every method takes the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from protocol.messages import EditRequest
+
+from .methods.base import CancelFlag
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass
+class Job:
+    id: str
+    peer: bytes  # ROUTER identity of the client to report to (updated on re-attach)
+    request: EditRequest
+    method: str
+    pack: str | None
+    params: dict[str, Any]
+    seed: int
+    state: JobState = JobState.QUEUED
+    cancel: CancelFlag = field(default_factory=CancelFlag)
+    created: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    finished_at: float | None = None
+    last_sent: float = field(default_factory=time.monotonic)
+    step: int = 0
+    total: int = 0
+    final_frames: list[Any] | None = None  # the encoded result/cancelled/error, re-sendable
+    final_nbytes: int = 0
+
+
+class QueueFull(Exception):
+    pass
+
+
+class JobBook:
+    """All jobs the engine knows: queued, running, and finished ones kept for re-fetch."""
+
+    def __init__(self, max_queue: int = 8, keep_seconds: float = 600.0,
+                 keep_bytes: int = 512 * 1024 * 1024) -> None:
+        self.max_queue = max_queue
+        self.keep_seconds = keep_seconds
+        self.keep_bytes = keep_bytes
+        self._lock = threading.Condition()
+        self._jobs: dict[str, Job] = {}
+        self._queue: deque[Job] = deque()
+        self._finished: OrderedDict[str, Job] = OrderedDict()
+        self._finished_bytes = 0
+        self.running: Job | None = None
+        self._closed = False
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def position(self, job: Job) -> int:
+        """0 = running, 1 = next, ...; -1 once finished."""
+        with self._lock:
+            if job.state is JobState.RUNNING:
+                return 0
+            try:
+                return self._queue.index(job) + 1
+            except ValueError:
+                return -1
+
+    def add(self, job: Job) -> int:
+        """Queue a new job; return its position. Raises QueueFull."""
+        with self._lock:
+            if self._closed:
+                raise QueueFull("the engine is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(
+                    f"the engine's queue is full ({self.max_queue} jobs waiting); try again soon"
+                )
+            self._jobs[job.id] = job
+            self._queue.append(job)
+            self._lock.notify()
+            return len(self._queue)
+
+    def take(self, timeout: float | None = None) -> Job | None:
+        """Worker side: the next queued job (now RUNNING), or None on timeout/close."""
+        with self._lock:
+            end = None if timeout is None else time.monotonic() + timeout
+            while not self._queue and not self._closed:
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._lock.wait(remaining)
+            if self._closed and not self._queue:
+                return None
+            job = self._queue.popleft()
+            job.state = JobState.RUNNING
+            job.started = time.monotonic()
+            self.running = job
+            return job
+
+    def cancel_queued(self, job: Job) -> bool:
+        """Remove a job that has not started; True if it was still queued."""
+        with self._lock:
+            if job.state is not JobState.QUEUED:
+                return False
+            self._queue.remove(job)
+            self._finish_locked(job, JobState.CANCELLED, None, 0)
+            return True
+
+    def finish(self, job: Job, state: JobState, frames: list[Any] | None, nbytes: int) -> None:
+        with self._lock:
+            self._finish_locked(job, state, frames, nbytes)
+
+    def _finish_locked(self, job: Job, state: JobState, frames: list[Any] | None,
+                       nbytes: int) -> None:
+        job.state = state
+        job.finished_at = time.monotonic()
+        job.final_frames = frames
+        job.final_nbytes = nbytes
+        if self.running is job:
+            self.running = None
+        self._finished[job.id] = job
+        self._finished_bytes += nbytes
+        self._evict_locked()
+
+    def _evict_locked(self) -> None:
+        now = time.monotonic()
+        while self._finished:
+            oldest = next(iter(self._finished.values()))
+            too_old = now - (oldest.finished_at or now) > self.keep_seconds
+            if not too_old and self._finished_bytes <= self.keep_bytes:
+                break
+            self._finished.popitem(last=False)
+            self._finished_bytes -= oldest.final_nbytes
+            self._jobs.pop(oldest.id, None)
+
+    def evict_expired(self) -> None:
+        with self._lock:
+            self._evict_locked()
+
+    def close(self) -> list[Job]:
+        """Stop taking work; cancel everything queued or running. Returns those jobs."""
+        with self._lock:
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            for job in pending:
+                job.cancel.set()
+            if self.running is not None:
+                self.running.cancel.set()
+                pending.append(self.running)
+            self._lock.notify_all()
+            return pending
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "queued": len(self._queue),
+                "max_queue": self.max_queue,
+                "running": self.running.id if self.running else None,
+                "running_step": [self.running.step, self.running.total] if self.running else None,
+                "kept_results": len(self._finished),
+                "kept_bytes": self._finished_bytes,
+            }

@@ -1,0 +1,125 @@
+"""The one small interface every edit method implements.
+
+A method gets the framed region (the model's square crop, already at the pack's
+resolution), the selection mask in that frame, the prompt or a reference image, its
+validated parameters and a seed; it reports progress through a callback, checks a cancel
+flag between steps, and returns the edited render. It knows nothing of the wire, of
+editors, or of where the patch goes: the engine's region pipeline does the framing and
+the paste-back, so every method is region-aware through the same code.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+
+class Cancelled(Exception):
+    """Raised inside a method when its cancel flag is set; the job then returns nothing."""
+
+
+class CancelFlag:
+    """A thread-safe flag that the engine sets and the method checks between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if cancellation was asked for."""
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A tunable parameter: ``kind`` is ``float``, ``int``, ``bool`` or ``choice``."""
+
+    name: str
+    kind: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "kind": self.kind, "default": self.default,
+                                "help": self.help}
+        if self.minimum is not None:
+            data["min"] = self.minimum
+        if self.maximum is not None:
+            data["max"] = self.maximum
+        if self.choices:
+            data["choices"] = list(self.choices)
+        return data
+
+
+#: progress(step, total, message, preview) — preview is an optional [3, h, w] tensor in [-1, 1]
+ProgressFn = Callable[[int, int, str, "torch.Tensor | None"], None]
+
+
+@dataclass
+class MethodInputs:
+    """What a method edits. Tensors live on ``device``; images are in [-1, 1]."""
+
+    image: torch.Tensor  # [1, 3, R, R] the framed region
+    mask: torch.Tensor  # [1, 1, R, R] the selection in the frame, 0..1 (soft edges kept)
+    prompt: str
+    params: dict[str, Any]
+    seed: int
+    pack: Any  # engine.packs.LoadedPack: the models the method declared in `needs`
+    reference: torch.Tensor | None = None  # [1, 3, R', R'] a reference image, framed
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+@dataclass
+class MethodOutput:
+    """The edited render, and the unedited inversion when the method made one.
+
+    ``inversion`` lets the pipeline paste only the change (detail-preserving mode) and
+    report how well the region inverted. ``paste`` is the method's advice for the
+    ``auto`` paste mode (``render`` or ``delta``) given what it changed.
+    """
+
+    image: torch.Tensor  # [1, 3, R, R]
+    inversion: torch.Tensor | None = None
+    paste: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class EditMethod(ABC):
+    """Base class of the edit methods in this package (one file each)."""
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: pack components the method needs: "generator", "encoder", "clip", ...
+    needs: ClassVar[tuple[str, ...]] = ()
+    accepts_reference: ClassVar[bool] = False
+
+    @abstractmethod
+    def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
+        """Edit ``inputs.image`` for ``inputs.prompt``; deterministic for a given seed."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "id": cls.id,
+            "title": cls.title,
+            "description": cls.description,
+            "params": [p.to_dict() for p in cls.params],
+            "accepts_reference": cls.accepts_reference,
+            "needs": list(cls.needs),
+        }

@@ -1,0 +1,282 @@
+"""Model packs: a folder with a manifest (``pack.json``) and the model files it names.
+
+A pack is one domain (the embedded demo world, or FFHQ faces assembled from official
+files) and everything the methods need for it: the generator, the encoder, a CLIP model
+and optional method artefacts. Packs are found in the repository's ``packs/`` folder
+(the embedded demo pack), the user's data folder (``$XDG_DATA_HOME/wordbrush/packs``)
+and any ``--pack-dir``. They load lazily, component by component, and stay loaded. A pack
+with a missing or corrupt file gets a :class:`PackError` naming the file, and the engine
+keeps serving its other packs.
+
+Manifest fields (``format`` 1)::
+
+    name, title, domain, expects        identity, and what the domain expects of a region
+    resolution                          the generator's output side in pixels
+    framing                             {"kind": "box", "factor": F} or {"kind": "pad"}
+    generator  {file, format: "rosinality" | "e4e", size, style_dim, n_mlp,
+                channel_multiplier, channels}
+    encoder    {file, format: "e4e", config: {...}}
+    clip       {file, model: "ViT-B-32"} or {file, config: {...}}
+    components {name: {file, ...}}      optional method artefacts (clipinverter, ...)
+    vocabulary {shape: [...], ...}      words the pack's world knows (advertised to editors)
+    examples   [prompt, ...]
+    inversion_warning_psnr              below this PSNR a result carries a warning
+    world      {...}                    the world's spec, for packs trained here
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol.errors import ErrorCode, WordbrushError
+from protocol.regions import Framing
+
+MANIFEST_NAME = "pack.json"
+MANIFEST_FORMAT = 1
+REPO_PACKS = Path(__file__).resolve().parent.parent / "packs"
+CORE_COMPONENTS = ("generator", "encoder", "clip")
+
+
+class PackError(WordbrushError):
+    code = ErrorCode.PACK_UNAVAILABLE
+
+
+def user_pack_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wordbrush" / "packs"
+
+
+@dataclass
+class Manifest:
+    """A parsed, checked ``pack.json``."""
+
+    root: Path
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.data["resolution"])
+
+    @property
+    def framing(self) -> Framing:
+        return Framing.from_dict(self.data.get("framing") or {"kind": "pad"})
+
+    @property
+    def inversion_warning_psnr(self) -> float:
+        return float(self.data.get("inversion_warning_psnr", 20.0))
+
+    def component_spec(self, name: str) -> dict[str, Any] | None:
+        if name in CORE_COMPONENTS:
+            spec = self.data.get(name)
+        else:
+            spec = (self.data.get("components") or {}).get(name)
+        return dict(spec) if isinstance(spec, dict) else None
+
+    def components(self) -> list[str]:
+        present = [c for c in CORE_COMPONENTS if self.component_spec(c)]
+        return present + sorted((self.data.get("components") or {}).keys())
+
+    def file(self, component: str) -> Path:
+        spec = self.component_spec(component) or {}
+        rel = spec.get("file")
+        if not isinstance(rel, str):
+            raise PackError(f"pack {self.name!r}: component {component!r} names no file")
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise PackError(f"pack {self.name!r}: {rel!r} points outside the pack folder")
+        return path
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.data.get("title", self.name),
+            "domain": self.data.get("domain", ""),
+            "expects": self.data.get("expects", ""),
+            "resolution": self.resolution,
+            "framing": self.framing.to_dict(),
+            "components": self.components(),
+            "vocabulary": self.data.get("vocabulary") or {},
+            "examples": list(self.data.get("examples") or []),
+        }
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise PackError(f"{path} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise PackError(f"{path} is not a readable JSON manifest: {exc}") from None
+        if not isinstance(data, dict):
+            raise PackError(f"{path} must hold a JSON object")
+        if data.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
+            raise PackError(f"{path}: manifest format {data.get('format')!r} is not supported")
+        for key in ("name", "resolution"):
+            if key not in data:
+                raise PackError(f"{path} has no {key!r}")
+        if not isinstance(data["resolution"], int) or data["resolution"] < 8:
+            raise PackError(f"{path}: 'resolution' must be an integer of at least 8")
+        try:
+            Framing.from_dict(data.get("framing") or {"kind": "pad"})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PackError(f"{path}: bad 'framing': {exc}") from None
+        return cls(folder, data)
+
+
+#: component name -> loader(manifest, device) -> loaded object
+ComponentLoader = Callable[[Manifest, Any], Any]
+_loaders: dict[str, ComponentLoader] = {}
+
+
+def component_loader(name: str) -> Callable[[ComponentLoader], ComponentLoader]:
+    """Register how a component of a pack is loaded (models register theirs)."""
+
+    def deco(fn: ComponentLoader) -> ComponentLoader:
+        _loaders[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class LoadedPack:
+    """A pack whose components load on first use and then stay in memory."""
+
+    manifest: Manifest
+    device: Any = "cpu"
+    _cache: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def resolution(self) -> int:
+        return self.manifest.resolution
+
+    @property
+    def framing(self) -> Framing:
+        return self.manifest.framing
+
+    def has(self, component: str) -> bool:
+        return self.manifest.component_spec(component) is not None
+
+    def get(self, component: str) -> Any:
+        """The loaded component; raises PackError naming the file if it cannot load."""
+        with self._lock:
+            if component in self._cache:
+                return self._cache[component]
+            if not self.has(component):
+                raise PackError(f"pack {self.name!r} has no {component!r}")
+            from . import loaders  # registers the built-in component loaders
+
+            loader = _loaders.get(component) or loaders.generic_loader(component)
+            try:
+                value = loader(self.manifest, self.device)
+            except PackError:
+                raise
+            except FileNotFoundError as exc:
+                raise PackError(
+                    f"pack {self.name!r}: the {component} file {exc.filename} is missing"
+                ) from None
+            except Exception as exc:
+                path = self.manifest.component_spec(component).get("file", "?")
+                raise PackError(
+                    f"pack {self.name!r}: could not load the {component} from {path}: {exc}"
+                ) from None
+            self._cache[component] = value
+            return value
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._cache)
+
+    def __getattr__(self, name: str) -> Any:
+        # pack.generator, pack.encoder, pack.clip ... read like attributes
+        if name.startswith("_") or name in ("manifest", "device"):
+            raise AttributeError(name)
+        if self.manifest.component_spec(name) is not None:
+            return self.get(name)
+        raise AttributeError(f"pack {self.manifest.name!r} has no component {name!r}")
+
+
+class PackRegistry:
+    """Every pack the engine can offer, found in the given folders (first name wins)."""
+
+    def __init__(self, folders: Iterable[Path] = (), device: Any = "cpu",
+                 default: str | None = None) -> None:
+        self.device = device
+        self._packs: dict[str, LoadedPack] = {}
+        self._broken: dict[str, str] = {}
+        self._default = default
+        for folder in folders:
+            self.scan(Path(folder))
+
+    @classmethod
+    def standard(cls, extra: Iterable[Path] = (), device: Any = "cpu") -> PackRegistry:
+        return cls([*extra, REPO_PACKS, user_pack_dir()], device=device)
+
+    def scan(self, folder: Path) -> None:
+        if not folder.is_dir():
+            return
+        candidates = [folder] if (folder / MANIFEST_NAME).exists() else sorted(folder.iterdir())
+        for sub in candidates:
+            if not (sub / MANIFEST_NAME).exists():
+                continue
+            try:
+                manifest = Manifest.read(sub)
+            except PackError as exc:
+                self._broken[sub.name] = str(exc)
+                continue
+            self._packs.setdefault(manifest.name, LoadedPack(manifest, self.device))
+
+    def add(self, pack: LoadedPack) -> None:
+        self._packs[pack.name] = pack
+
+    def names(self) -> list[str]:
+        return list(self._packs)
+
+    @property
+    def default(self) -> str | None:
+        if self._default in self._packs:
+            return self._default
+        return next(iter(self._packs), None)
+
+    def get(self, name: str | None) -> LoadedPack:
+        name = name or self.default
+        if name is None:
+            raise WordbrushError("no model pack is installed", code=ErrorCode.UNKNOWN_PACK)
+        pack = self._packs.get(name)
+        if pack is None:
+            if name in self._broken:
+                raise PackError(self._broken[name])
+            known = ", ".join(self._packs) or "none"
+            raise WordbrushError(f"unknown pack {name!r}; installed packs: {known}",
+                                 code=ErrorCode.UNKNOWN_PACK)
+        return pack
+
+    def describe(self, methods: dict[str, tuple[str, ...]]) -> list[dict[str, Any]]:
+        """Pack infos for ``welcome``; ``methods`` maps method id -> needed components."""
+        out = []
+        for pack in self._packs.values():
+            info = pack.manifest.info()
+            have = set(info["components"])
+            info["methods"] = [m for m, needs in methods.items() if set(needs) <= have]
+            info["loaded"] = pack.loaded()
+            out.append(info)
+        for name, error in self._broken.items():
+            out.append({"name": name, "title": name, "error": error, "methods": [],
+                        "resolution": 0, "framing": {}})
+        return out

@@ -1,0 +1,238 @@
+"""EditRunner: turns a validated submit into patches, through the one region pipeline.
+
+layer + selection --frame_region--> model crop --method--> edited render
+                  --paste_back--> RGBA patch (alpha = the selection) at a document offset
+
+Variations, seeds, previews, paste modes and the inversion-quality warning live here
+once, so every method gets them the same way.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocol.errors import ErrorCode, InvalidRequest, WordbrushError
+from protocol.framing import Buffer
+from protocol.messages import PASTE_MODES, EditRequest, ParamSpec, validate_params
+
+from . import imaging, methods
+from .jobs import Job
+from .methods.base import EditMethod, MethodInputs, MethodOutput
+from .packs import PackRegistry
+from .server import JobOutcome, JobPlan, JobProgress
+
+#: parameters of the region pipeline itself, accepted by every method
+PIPELINE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("paste", "choice", "auto", choices=PASTE_MODES,
+              help="auto: the method's advice; render: paste the model's render; delta: paste "
+                   "only the change (keeps the original's detail, best for recolours)"),
+    ParamSpec("feather", "float", 0.0, minimum=0.0, maximum=64.0,
+              help="soften the patch's edge inward by this many pixels (never grows)"),
+)
+DEFAULT_METHOD_ORDER = ("clipinverter", "paint-by-word", "latent-optimization",
+                        "global-directions", "feu")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise WordbrushError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def method_param_specs(cls: type[EditMethod]) -> list[ParamSpec]:
+    return [ParamSpec.from_dict(p.to_dict()) for p in cls.params]
+
+
+def preview_buffer(image: torch.Tensor, max_side: int) -> Buffer:
+    """A small rgba8 preview of a [3, h, w] (or [1, 3, h, w]) tensor in [-1, 1]."""
+    img = image.detach().float().cpu()
+    if img.dim() == 4:
+        img = img[0]
+    if max(img.shape[-2:]) > max_side:
+        img = torch.nn.functional.interpolate(img[None], size=(max_side, max_side),
+                                              mode="bilinear", antialias=True)[0]
+    rgb = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    return Buffer("preview", rgba.shape[1], rgba.shape[0], "rgba8", np.ascontiguousarray(rgba))
+
+
+class EditRunner:
+    """The engine's runner (see :class:`engine.server.Runner`)."""
+
+    def __init__(self, packs: PackRegistry, device: torch.device | str = "cpu",
+                 max_preview_side: int = 128) -> None:
+        self.packs = packs
+        self.device = torch.device(device)
+        self.max_preview_side = max_preview_side
+        self._instances: dict[str, EditMethod] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ offer
+
+    def _method_needs(self) -> dict[str, tuple[str, ...]]:
+        return {mid: cls.needs for mid, cls in methods.available().items()}
+
+    def default_method(self, pack_name: str | None) -> str | None:
+        available = methods.available()
+        order = [m for m in DEFAULT_METHOD_ORDER if m in available]
+        order += sorted(set(available) - set(order))
+        try:
+            pack = self.packs.get(pack_name)
+        except WordbrushError:
+            return order[0] if order else None
+        for mid in order:
+            if all(pack.has(c) for c in available[mid].needs):
+                return mid
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "methods": [cls.describe() for cls in methods.available().values()],
+            "pipeline_params": [p.to_dict() for p in PIPELINE_PARAMS],
+            "packs": self.packs.describe(self._method_needs()),
+            "default_pack": self.packs.default,
+            "default_method": self.default_method(None),
+            "device": str(self.device),
+        }
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "device": str(self.device),
+            "loaded_packs": {n: self.packs.get(n).loaded() for n in self.packs.names()},
+        }
+        if self.device.type == "cuda":
+            info["memory"] = {"allocated": torch.cuda.memory_allocated(self.device),
+                              "reserved": torch.cuda.memory_reserved(self.device)}
+        else:
+            try:
+                import resource
+
+                info["memory"] = {"max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            except ImportError:  # Windows
+                info["memory"] = {}
+        return info
+
+    # ------------------------------------------------------------------ plan
+
+    def plan(self, request: EditRequest) -> JobPlan:
+        pack = self.packs.get(request.pack)
+        method_id = request.method or self.default_method(pack.name)
+        available = methods.available()
+        cls = available.get(method_id or "")
+        if cls is None:
+            known = ", ".join(sorted(available)) or "none"
+            raise WordbrushError(f"unknown method {method_id!r}; this engine offers: {known}",
+                                 code=ErrorCode.UNKNOWN_METHOD)
+        missing = [c for c in cls.needs if not pack.has(c)]
+        if missing:
+            raise WordbrushError(
+                f"method {cls.id!r} needs the pack's {', '.join(missing)}, which pack "
+                f"{pack.name!r} does not have", code=ErrorCode.INVALID_REQUEST)
+        if request.reference is not None and not cls.accepts_reference:
+            raise InvalidRequest(f"method {cls.id!r} does not take a reference image")
+        specs = method_param_specs(cls) + list(PIPELINE_PARAMS)
+        try:
+            params = validate_params(specs, request.params)
+        except InvalidRequest as exc:
+            raise WordbrushError(f"{cls.id}: {exc}", code=ErrorCode.INVALID_PARAMS) from None
+        seed = request.seed if request.seed is not None else secrets.randbits(31)
+        return JobPlan(method=cls.id, pack=pack.name, params=params, seed=seed)
+
+    # ------------------------------------------------------------------ run
+
+    def _method(self, method_id: str) -> EditMethod:
+        with self._lock:
+            inst = self._instances.get(method_id)
+            if inst is None:
+                cls = methods.get(method_id)
+                if cls is None:
+                    raise WordbrushError(f"method {method_id!r} is gone",
+                                         code=ErrorCode.UNKNOWN_METHOD)
+                inst = self._instances[method_id] = cls()
+            return inst
+
+    def run(self, job: Job, progress: JobProgress) -> JobOutcome:
+        request = job.request
+        pack = self.packs.get(job.pack)
+        method = self._method(job.method)
+        params = dict(job.params)
+        paste_mode = params.pop("paste", "auto")
+        feather = float(params.pop("feather", 0.0))
+
+        progress(0, 1, f"loading pack {pack.name}", None)
+        for component in type(method).needs:
+            pack.get(component)
+            job.cancel.check()
+
+        layer = imaging.decode_pixels(request.layer.data, request.layer.width,
+                                      request.layer.height, request.layer.format)
+        mask = None
+        if request.mask is not None:
+            mask = imaging.decode_pixels(request.mask.data, request.mask.width,
+                                         request.mask.height, "a8")
+        framed = imaging.frame_region(layer, mask, framing=pack.framing,
+                                      resolution=pack.resolution,
+                                      transfer=request.layer.transfer, offset=request.offset,
+                                      fmt=request.layer.format)
+        reference = None
+        if request.reference is not None:
+            ref = request.reference
+            ref_pixels = imaging.decode_pixels(ref.data, ref.width, ref.height, ref.format)
+            reference = imaging.frame_region(ref_pixels, None, framing=pack.framing,
+                                             resolution=pack.resolution, transfer=ref.transfer,
+                                             fmt=ref.format).image.to(self.device)
+
+        variations = request.variations
+        patches: list[Buffer] = []
+        outputs: list[MethodOutput] = []
+        seeds = [job.seed + i for i in range(variations)]
+        for index, seed in enumerate(seeds):
+
+            def step(s: int, total: int, text: str, preview: torch.Tensor | None,
+                     index: int = index) -> None:
+                label = f"variation {index + 1}/{variations}: {text}" if variations > 1 else text
+                buf = preview_buffer(preview, self.max_preview_side) if preview is not None \
+                    else None
+                progress(index * total + s, variations * total, label, buf)
+
+            inputs = MethodInputs(image=framed.image.to(self.device),
+                                  mask=framed.mask.to(self.device), prompt=request.prompt,
+                                  params=params, seed=seed, pack=pack, reference=reference,
+                                  device=self.device)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                output = method.run(inputs, step, job.cancel)
+            job.cancel.check()
+            mode = paste_mode if paste_mode != "auto" else (output.paste or "render")
+            if mode == "delta" and output.inversion is None:
+                mode = "render"
+            patch = imaging.paste_back(framed, output.image.detach().cpu(),
+                                       inversion=None if output.inversion is None
+                                       else output.inversion.detach().cpu(),
+                                       mode=mode, feather=feather)
+            patches.append(Buffer(f"patch{index}", patch.width, patch.height, patch.fmt,
+                                  patch.encode(), request.layer.transfer))
+            outputs.append(output)
+            offset = patch.offset
+
+        info: dict[str, Any] = {"method": method.id, "pack": pack.name, "seeds": seeds,
+                                "paste": mode, "warnings": []}
+        first = outputs[0]
+        if first.inversion is not None:
+            psnr = imaging.inversion_psnr(framed.image, first.inversion.detach().cpu())
+            info["inversion_psnr"] = round(psnr, 2)
+            if psnr < pack.manifest.inversion_warning_psnr:
+                expects = pack.manifest.data.get("expects") or pack.manifest.data.get("domain")
+                info["warnings"].append(
+                    f"the region inverted poorly ({psnr:.1f} dB < "
+                    f"{pack.manifest.inversion_warning_psnr:g} dB): it may not look like this "
+                    f"pack's world ({expects}); the edit may be poor")
+        info.update({k: v for k, v in first.info.items() if k not in info})
+        return JobOutcome(offset=offset, patches=patches, info=info)

@@ -1,0 +1,490 @@
+"""The persistent engine server: a ROUTER socket, an I/O thread and a worker thread.
+
+The I/O thread owns the ROUTER socket. It decodes and validates every request, answers
+``hello``/``ping``/``status``/``cancel``/``fetch`` at once (also while a job runs: cancel
+never queues behind work), queues ``submit`` jobs, relays what the worker produces, and
+sends an app-level heartbeat every second while a job runs, since ZMTP heartbeats cannot
+see a worker that is stuck. The worker runs one job at a time through the runner and
+hands its messages to the I/O thread over an inproc PUSH/PULL pair (ZeroMQ sockets are
+not thread-safe, so only the I/O thread touches the ROUTER).
+
+Socket options are set deliberately: MAXMSGSIZE drops any frame over the advertised
+limit before allocating it; a frame-count cap is checked while receiving; the receive
+HWM is low; ROUTER_MANDATORY makes replies to vanished peers fail loudly (and we drop
+them) instead of vanishing; sends never block, so a client that never reads cannot
+grow the engine's memory; ZMTP heartbeats find dead peers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import zmq
+
+from protocol import endpoints
+from protocol.errors import ErrorCode, InvalidRequest, ProtocolError, WordbrushError
+from protocol.framing import (
+    DEFAULT_LIMITS,
+    PROTOCOL_VERSION,
+    Buffer,
+    Limits,
+    Message,
+    decode,
+    encode,
+)
+from protocol.messages import EditRequest, error_message, job_id_of, parse_submit
+
+from . import __version__
+from .jobs import Job, JobBook, JobState, QueueFull
+from .methods.base import Cancelled
+
+log = logging.getLogger("wordbrush.engine")
+
+HEARTBEAT_SECONDS = 1.0
+
+#: progress(step, total, message, preview)
+JobProgress = Callable[[int, int, str, Buffer | None], None]
+
+
+@dataclass
+class JobPlan:
+    """A validated submit: what to run, decided before the job is queued."""
+
+    method: str
+    pack: str | None
+    params: dict[str, Any]
+    seed: int
+
+
+@dataclass
+class JobOutcome:
+    offset: tuple[int, int]
+    patches: list[Buffer]
+    info: dict[str, Any]
+
+
+class Runner(Protocol):
+    """What the server needs from the edit machinery (see engine.runner.EditRunner)."""
+
+    def plan(self, request: EditRequest) -> JobPlan: ...
+
+    def run(self, job: Job, progress: JobProgress) -> JobOutcome: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class RefuseInsecureBind(WordbrushError):
+    pass
+
+
+@dataclass
+class ServerConfig:
+    endpoint: str
+    limits: Limits = DEFAULT_LIMITS
+    max_queue: int = 8
+    keep_seconds: float = 600.0
+    keep_bytes: int = 512 * 1024 * 1024
+    curve_secret_file: Path | None = None  # server key pair (.key_secret) for remote use
+    curve_allow_dir: Path | None = None  # folder of allowed client public keys
+    sndhwm: int = 16
+
+
+class EngineServer:
+    def __init__(self, runner: Runner, config: ServerConfig,
+                 context: zmq.Context | None = None) -> None:
+        endpoints.check_endpoint_syntax(config.endpoint)
+        curve = config.curve_secret_file is not None
+        if not endpoints.is_local(config.endpoint) and not curve:
+            raise RefuseInsecureBind(
+                f"refusing to listen on {config.endpoint} without encryption: a non-loopback "
+                "TCP endpoint needs CURVE keys (run `wordbrush keys init`, then serve with "
+                "--server-key and --allow-dir), or use tcp://127.0.0.1:PORT or ipc://"
+            )
+        self.runner = runner
+        self.config = config
+        self.limits = config.limits
+        self.jobs = JobBook(config.max_queue, config.keep_seconds, config.keep_bytes)
+        self._ctx = context or zmq.Context.instance()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._outbox_addr = f"inproc://wordbrush-outbox-{id(self)}"
+        self._worker: threading.Thread | None = None
+        self._io: threading.Thread | None = None
+        self._auth: Any = None
+        self.bound_endpoint: str | None = None
+        self._startup_error: BaseException | None = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _bind(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 500)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes + 64 * 1024)
+        sock.setsockopt(zmq.RCVHWM, 8)
+        sock.setsockopt(zmq.SNDHWM, self.config.sndhwm)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.HANDSHAKE_IVL, 5000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 10000)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, 10000)
+        if self.config.curve_secret_file is not None:
+            self._setup_curve(sock)
+        endpoint = self.config.endpoint
+        endpoints.prepare_endpoint(endpoint)
+        if endpoint.startswith("ipc://"):
+            self._clear_stale_ipc(Path(endpoint[len("ipc://"):]))
+        sock.bind(endpoint)
+        self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if endpoint.startswith("ipc://"):
+            os.chmod(endpoint[len("ipc://"):], 0o600)
+        return sock
+
+    def _clear_stale_ipc(self, path: Path) -> None:
+        """Remove a socket file left by a dead engine; refuse if a live one answers."""
+        if not path.exists():
+            return
+        probe = self._ctx.socket(zmq.DEALER)
+        probe.setsockopt(zmq.LINGER, 0)
+        try:
+            probe.connect(f"ipc://{path}")
+            probe.send_multipart(encode(Message("ping")), flags=zmq.NOBLOCK)
+            if probe.poll(300):
+                raise WordbrushError(f"another engine is already serving at ipc://{path}")
+        except zmq.Again:
+            pass
+        finally:
+            probe.close()
+        path.unlink(missing_ok=True)
+
+    def _setup_curve(self, sock: zmq.Socket) -> None:
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        public, secret = zmq.auth.load_certificate(str(self.config.curve_secret_file))
+        if secret is None:
+            raise WordbrushError(f"{self.config.curve_secret_file} holds no secret key")
+        allow = self.config.curve_allow_dir
+        if allow is None or not Path(allow).is_dir():
+            raise WordbrushError("CURVE needs --allow-dir, a folder of allowed client keys")
+        self._auth = ThreadAuthenticator(self._ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(allow))
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+
+    def start(self) -> str:
+        """Start the I/O and worker threads; return the bound endpoint once listening."""
+        self._io = threading.Thread(target=self._io_main, name="wordbrush-io", daemon=True)
+        self._io.start()
+        self._ready.wait(10)
+        if self._startup_error is not None:
+            raise self._startup_error
+        return self.bound_endpoint or self.config.endpoint
+
+    def serve_forever(self, install_signals: bool = True) -> None:
+        """Run until SIGINT/SIGTERM (or :meth:`stop`); shut down cleanly."""
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        log.info("engine listening endpoint=%s version=%s", self.bound_endpoint, __version__)
+        while not self._stop.is_set():
+            self._stop.wait(0.5)
+        self.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._io is not None and self._io is not threading.current_thread():
+            self._io.join(timeout)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+    # ------------------------------------------------------------------ worker
+
+    def _worker_main(self) -> None:
+        out = self._ctx.socket(zmq.PUSH)
+        out.connect(self._outbox_addr)
+        try:
+            while not self._stop.is_set():
+                job = self.jobs.take(timeout=0.5)
+                if job is not None:
+                    self._run_job(job, out)
+        finally:
+            out.close(linger=1000)
+
+    def _post(self, out: zmq.Socket, job: Job, message: Message) -> None:
+        out.send_multipart([job.peer, *encode(message, self.limits)], copy=False)
+
+    def _run_job(self, job: Job, out: zmq.Socket) -> None:
+        log.info("job.start job=%s method=%s pack=%s", job.id, job.method, job.pack)
+
+        def progress(step: int, total: int, text: str, preview: Buffer | None) -> None:
+            job.step, job.total = step, total
+            job.last_sent = time.monotonic()
+            body = {"job": job.id, "step": step, "total": total, "message": text}
+            self._post(out, job, Message("progress", body, [preview] if preview else [],
+                                         ref=job.id))
+
+        started = time.perf_counter()
+        try:
+            if job.cancel.is_set():
+                raise Cancelled()
+            outcome = self.runner.run(job, progress)
+            if job.cancel.is_set():
+                raise Cancelled()
+        except Cancelled:
+            message = Message("cancelled", {"job": job.id}, ref=job.id)
+            frames = encode(message, self.limits)
+            self.jobs.finish(job, JobState.CANCELLED, frames, 0)
+            log.info("job.cancelled job=%s", job.id)
+        except WordbrushError as exc:
+            message = error_message(exc.code, exc.message, ref=job.id, job=job.id)
+            frames = encode(message, self.limits)
+            self.jobs.finish(job, JobState.FAILED, frames, 0)
+            log.warning("job.failed job=%s code=%s error=%s", job.id, exc.code.value, exc)
+        except Exception as exc:  # a bug or a model failure: report it, keep serving
+            log.exception("job.crashed job=%s", job.id)
+            message = error_message(ErrorCode.METHOD_FAILED,
+                                    f"the edit failed: {type(exc).__name__}: {exc}",
+                                    ref=job.id, job=job.id)
+            frames = encode(message, self.limits)
+            self.jobs.finish(job, JobState.FAILED, frames, 0)
+        else:
+            info = dict(outcome.info)
+            info["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            body = {"job": job.id, "offset": list(outcome.offset), "info": info,
+                    "variations": len(outcome.patches)}
+            message = Message("result", body, outcome.patches, ref=job.id)
+            frames = encode(message, self.limits)
+            nbytes = sum(memoryview(p.data).nbytes for p in outcome.patches)
+            self.jobs.finish(job, JobState.DONE, frames, nbytes)
+            log.info("job.done job=%s ms=%s", job.id, info["elapsed_ms"])
+        out.send_multipart([job.peer, *frames], copy=False)
+
+    # ------------------------------------------------------------------ I/O thread
+
+    def _io_main(self) -> None:
+        try:
+            router = self._bind()
+            inbox = self._ctx.socket(zmq.PULL)
+            inbox.bind(self._outbox_addr)
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._worker = threading.Thread(target=self._worker_main, name="wordbrush-worker",
+                                        daemon=True)
+        self._worker.start()
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(inbox, zmq.POLLIN)
+        last_housekeeping = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(250))
+                if router in ready:
+                    self._drain_router(router)
+                if inbox in ready:
+                    while True:
+                        try:
+                            frames = inbox.recv_multipart(copy=False, flags=zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._send_raw(router, frames[0].bytes, frames[1:])
+                self._heartbeat(router)
+                if time.monotonic() - last_housekeeping > 5:
+                    self.jobs.evict_expired()
+                    last_housekeeping = time.monotonic()
+        finally:
+            self._shutdown(router, inbox)
+
+    def _shutdown(self, router: zmq.Socket, inbox: zmq.Socket) -> None:
+        for job in self.jobs.close():
+            if job.state is not JobState.RUNNING:
+                self._send(router, job.peer, error_message(
+                    ErrorCode.SHUTTING_DOWN, "the engine is shutting down", ref=job.id,
+                    job=job.id))
+        if self._worker is not None:
+            self._worker.join(10)
+        # deliver what the worker produced while stopping (e.g. a final `cancelled`)
+        while True:
+            try:
+                frames = inbox.recv_multipart(copy=False, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._send_raw(router, frames[0].bytes, frames[1:])
+        inbox.close(linger=0)
+        router.close()
+        if self.config.endpoint.startswith("ipc://"):
+            Path(self.config.endpoint[len("ipc://"):]).unlink(missing_ok=True)
+        log.info("engine stopped")
+
+    def _send_raw(self, router: zmq.Socket, peer: bytes, frames: list[Any]) -> bool:
+        try:
+            router.send_multipart([peer, *frames], copy=False, flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            log.warning("send.dropped peer=%s reason=slow-client", peer.hex())
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            log.info("send.dropped peer=%s reason=gone", peer.hex())
+        return False
+
+    def _send(self, router: zmq.Socket, peer: bytes, message: Message) -> bool:
+        return self._send_raw(router, peer, encode(message, self.limits))
+
+    def _heartbeat(self, router: zmq.Socket) -> None:
+        job = self.jobs.running
+        now = time.monotonic()
+        if job is None or now - job.last_sent < HEARTBEAT_SECONDS:
+            return
+        job.last_sent = now
+        body = {"job": job.id, "step": job.step, "total": job.total,
+                "message": "working", "heartbeat": True}
+        self._send(router, job.peer, Message("progress", body, ref=job.id))
+
+    def _drain_router(self, router: zmq.Socket) -> None:
+        """Receive every ready message, frame by frame, with the frame-count cap."""
+        cap = self.limits.max_frames + 1  # + the routing id
+        for _ in range(64):  # bounded burst, so outgoing traffic is never starved
+            try:
+                first = router.recv(copy=False, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            frames = [first]
+            overflow = False
+            while router.getsockopt(zmq.RCVMORE):
+                frame = router.recv(copy=False)
+                if len(frames) < cap:
+                    frames.append(frame)
+                else:
+                    overflow = True  # keep reading to discard the rest of the message
+            peer = frames[0].bytes
+            if overflow:
+                self._send(router, peer, error_message(
+                    ErrorCode.TOO_LARGE,
+                    f"a message may have at most {self.limits.max_frames} frames", ref=None))
+                continue
+            self._handle(router, peer, frames[1:])
+
+    def _handle(self, router: zmq.Socket, peer: bytes, frames: list[Any]) -> None:
+        try:
+            message = decode(frames, self.limits)
+        except ProtocolError as exc:
+            log.info("request.bad peer=%s error=%s", peer.hex(), exc)
+            self._send(router, peer, error_message(exc.code, str(exc), ref=None))
+            return
+        try:
+            handler = self._handlers.get(message.type)
+            if handler is None:
+                raise InvalidRequest(f"unknown message type {message.type!r}",
+                                     code=ErrorCode.UNKNOWN_TYPE)
+            handler(self, router, peer, message)
+        except WordbrushError as exc:
+            job = message.id if message.type == "submit" else None
+            self._send(router, peer, error_message(exc.code, exc.message, ref=message.id,
+                                                   job=job))
+        except Exception as exc:  # never let one request take the engine down
+            log.exception("request.crashed type=%s", message.type)
+            self._send(router, peer, error_message(
+                ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}",
+                ref=message.id))
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_hello(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+        client_protocol = message.body.get("protocol", PROTOCOL_VERSION)
+        if client_protocol != PROTOCOL_VERSION:
+            raise WordbrushError(
+                f"this engine speaks protocol {PROTOCOL_VERSION}, the client {client_protocol!r}",
+                code=ErrorCode.UNSUPPORTED_VERSION)
+        body = {"protocol": PROTOCOL_VERSION, "engine": __version__,
+                "limits": self.limits.to_dict(), **self.runner.describe()}
+        self._send(router, peer, Message("welcome", body, ref=message.id))
+
+    def _on_ping(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+        self._send(router, peer, Message("pong", {"time": time.time()}, ref=message.id))
+
+    def _on_status(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+        body = {"jobs": self.jobs.snapshot(), "uptime_s": round(time.time() - self.started_at, 1),
+                "pid": os.getpid(), **self.runner.status()}
+        self._send(router, peer, Message("status", body, ref=message.id))
+
+    def _on_submit(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+        existing = self.jobs.get(message.id)
+        if existing is not None:  # idempotent: the same id is the same job
+            self._reattach(router, peer, existing, message.id)
+            return
+        request = parse_submit(message, self.limits)
+        plan = self.runner.plan(request)
+        # the buffers are zero-copy views that keep their received frames alive
+        job = Job(id=message.id, peer=peer, request=request, method=plan.method,
+                  pack=plan.pack, params=plan.params, seed=plan.seed)
+        try:
+            position = self.jobs.add(job)
+        except QueueFull as exc:
+            raise WordbrushError(str(exc), code=ErrorCode.QUEUE_FULL) from None
+        log.info("job.accepted job=%s method=%s position=%s", job.id, job.method, position)
+        self._send(router, peer, Message("accepted", {"job": job.id, "position": position},
+                                         ref=message.id))
+
+    def _reattach(self, router: zmq.Socket, peer: bytes, job: Job, ref: str) -> None:
+        job.peer = peer
+        if job.state.finished and job.final_frames is not None:
+            self._send_raw(router, peer, job.final_frames)
+            return
+        position = self.jobs.position(job)
+        self._send(router, peer, Message("accepted", {"job": job.id, "position": position},
+                                         ref=ref))
+
+    def _on_fetch(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+        job_id = job_id_of(message)
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise WordbrushError(
+                f"this engine has no job {job_id} (it finished too long ago, or the engine "
+                "restarted)", code=ErrorCode.UNKNOWN_JOB)
+        self._reattach(router, peer, job, message.id)
+
+    def _on_cancel(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+        job_id = job_id_of(message)
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise WordbrushError(f"this engine has no job {job_id}", code=ErrorCode.UNKNOWN_JOB)
+        job.peer = peer
+        if job.state.finished:
+            if job.final_frames is not None:
+                self._send_raw(router, peer, job.final_frames)
+            return
+        job.cancel.set()
+        if self.jobs.cancel_queued(job):
+            frames = encode(Message("cancelled", {"job": job.id}, ref=message.id), self.limits)
+            job.final_frames = frames
+            self._send_raw(router, peer, frames)
+        log.info("job.cancel job=%s", job.id)
+        # a running job stops at its next step and the worker sends `cancelled`
+
+    _handlers: dict[str, Callable[..., None]] = {
+        "hello": _on_hello,
+        "ping": _on_ping,
+        "status": _on_status,
+        "submit": _on_submit,
+        "fetch": _on_fetch,
+        "cancel": _on_cancel,
+    }
+

@@ -1,0 +1,187 @@
+"""Typed views of what the engine sends, shared by the CLI and both editor plugins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ErrorCode
+from .framing import Buffer, Limits, Message
+from .messages import ParamSpec
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    id: str
+    title: str
+    description: str
+    params: tuple[ParamSpec, ...]
+    accepts_reference: bool = False
+    needs: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MethodInfo:
+        return cls(
+            id=str(data["id"]),
+            title=str(data.get("title", data["id"])),
+            description=str(data.get("description", "")),
+            params=tuple(ParamSpec.from_dict(p) for p in data.get("params", ())),
+            accepts_reference=bool(data.get("accepts_reference", False)),
+            needs=tuple(data.get("needs", ())),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "params": [p.to_dict() for p in self.params],
+            "accepts_reference": self.accepts_reference,
+            "needs": list(self.needs),
+        }
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    name: str
+    title: str
+    domain: str
+    resolution: int
+    framing: dict[str, Any]
+    methods: tuple[str, ...]
+    vocabulary: dict[str, list[str]] = field(default_factory=dict)
+    examples: tuple[str, ...] = ()
+    loaded: bool = False
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PackInfo:
+        return cls(
+            name=str(data["name"]),
+            title=str(data.get("title", data["name"])),
+            domain=str(data.get("domain", "")),
+            resolution=int(data.get("resolution", 0)),
+            framing=dict(data.get("framing") or {}),
+            methods=tuple(data.get("methods", ())),
+            vocabulary=dict(data.get("vocabulary") or {}),
+            examples=tuple(data.get("examples", ())),
+            loaded=bool(data.get("loaded", False)),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class Welcome:
+    protocol: int
+    engine_version: str
+    methods: tuple[MethodInfo, ...]
+    packs: tuple[PackInfo, ...]
+    limits: Limits
+    default_method: str | None
+    default_pack: str | None
+    device: str
+
+    @classmethod
+    def from_message(cls, message: Message) -> Welcome:
+        body = message.body
+        return cls(
+            protocol=int(body.get("protocol", 0)),
+            engine_version=str(body.get("engine", "?")),
+            methods=tuple(MethodInfo.from_dict(m) for m in body.get("methods", ())),
+            packs=tuple(PackInfo.from_dict(p) for p in body.get("packs", ())),
+            limits=Limits.from_dict(body.get("limits") or {}),
+            default_method=body.get("default_method"),
+            default_pack=body.get("default_pack"),
+            device=str(body.get("device", "?")),
+        )
+
+    def method(self, method_id: str) -> MethodInfo | None:
+        return next((m for m in self.methods if m.id == method_id), None)
+
+    def pack(self, name: str) -> PackInfo | None:
+        return next((p for p in self.packs if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    job: str
+    step: int
+    total: int
+    message: str
+    preview: Buffer | None = None
+    heartbeat: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """The edit's patches: one RGBA buffer per variation, all placed at ``offset``."""
+
+    job: str
+    offset: tuple[int, int]
+    patches: tuple[Buffer, ...]
+    info: dict[str, Any]
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.info.get("warnings", []))
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    job: str
+
+
+@dataclass(frozen=True)
+class EngineError:
+    code: ErrorCode
+    message: str
+    job: str | None
+    ref: str | None
+
+
+Event = Accepted | Progress | Result | Cancelled | EngineError
+
+
+def parse_event(message: Message) -> Event | None:
+    """Turn a job-related engine message into an event; other types give None."""
+    body = message.body
+    job = body.get("job")
+    if message.type == "accepted":
+        return Accepted(str(job), int(body.get("position", 0)))
+    if message.type == "progress":
+        return Progress(
+            job=str(job),
+            step=int(body.get("step", 0)),
+            total=int(body.get("total", 0)),
+            message=str(body.get("message", "")),
+            preview=message.buffer("preview"),
+            heartbeat=bool(body.get("heartbeat", False)),
+        )
+    if message.type == "result":
+        offset = body.get("offset", [0, 0])
+        patches = tuple(sorted(message.buffers_named("patch"), key=lambda b: int(b.name[5:])))
+        return Result(str(job), (int(offset[0]), int(offset[1])), patches,
+                      dict(body.get("info") or {}))
+    if message.type == "cancelled":
+        return Cancelled(str(job))
+    if message.type == "error":
+        return EngineError(
+            code=ErrorCode.parse(body.get("code")),
+            message=str(body.get("message", "")),
+            job=job if isinstance(job, str) else None,
+            ref=message.ref,
+        )
+    return None
