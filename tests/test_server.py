@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -18,13 +17,6 @@ from protocol.events import Accepted, Cancelled, EngineError, Progress, Result
 from protocol.framing import MAGIC_FRAME, Buffer, Message, decode, encode
 from protocol.messages import EditRequest
 from tests.support.engine import EngineProcess
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    proc = EngineProcess(tmp_path_factory.mktemp("engine"), max_queue=3)
-    yield proc
-    proc.stop()
 
 
 def _request(w: int = 40, h: int = 30, *, params: dict | None = None, mask: bool = True,

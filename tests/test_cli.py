@@ -1,0 +1,111 @@
+"""The `wordbrush` command line against a live engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.cli import main
+from tests.support.engine import EngineProcess
+
+
+def _scene(tmp: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    # a smooth picture: the 32-px test model's round trip is then nearly exact inside
+    pixels = np.zeros((48, 64, 4), np.uint8)
+    pixels[...] = (100, 150, 200, 255)
+    pixels[:, :8] = (10, 20, 30, 255)  # outside the selection, must stay untouched
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 20:44] = 255
+    mask[10:30, 20] = 90
+    image_path, mask_path = tmp / "in.png", tmp / "mask.png"
+    Image.fromarray(pixels, "RGBA").save(image_path)
+    Image.fromarray(mask, "L").save(mask_path)
+    return image_path, mask_path, pixels, mask
+
+
+def test_edit_writes_composite_and_patch(engine: EngineProcess, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask_path, pixels, mask = _scene(tmp_path)
+    out, patch = tmp_path / "out.png", tmp_path / "patch.png"
+    code = main(["edit", str(image), "--mask", str(mask_path), "--prompt", "inverted",
+                 "--method", "test-invert", "--seed", "3", "--endpoint", engine.endpoint,
+                 "-o", str(out), "--patch-out", str(patch)])
+    assert code == 0, capsys.readouterr().err
+    result = np.asarray(Image.open(out))
+    assert result.shape == pixels.shape
+    outside = mask == 0
+    assert np.array_equal(result[outside], pixels[outside])  # bit-identical
+    inside = mask == 255
+    assert np.abs(result[inside][:, :3].astype(int) - (255 - pixels[inside][:, :3])).max() <= 3
+    with Image.open(patch) as p:
+        assert p.info["wordbrush:offset"] == "20,10"
+        assert p.size == (24, 20)
+
+
+def test_edit_variations_write_numbered_files(engine: EngineProcess, tmp_path: Path) -> None:
+    image, mask_path, _, _ = _scene(tmp_path)
+    out = tmp_path / "v.png"
+    assert main(["edit", str(image), "--mask", str(mask_path), "--prompt", "x", "--method",
+                 "test-invert", "--variations", "2", "--param", "jitter=0.5",
+                 "--endpoint", engine.endpoint, "-o", str(out)]) == 0
+    assert out.exists() and (tmp_path / "v-2.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "text"),
+    [
+        (["--param", "steps=0"], "smallest allowed"),
+        (["--method", "missing"], "unknown method"),
+        (["--strength", "7"], "largest allowed"),
+    ],
+)
+def test_edit_errors_are_one_line(engine: EngineProcess, tmp_path: Path, extra: list[str],
+                                  text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask_path, _, _ = _scene(tmp_path)
+    args = ["edit", str(image), "--mask", str(mask_path), "--prompt", "x",
+            "--endpoint", engine.endpoint, "-o", str(tmp_path / "o.png")]
+    if "--method" not in extra:
+        args += ["--method", "test-invert"]
+    assert main(args + extra) != 0
+    err = capsys.readouterr().err.strip()
+    assert text in err and len(err.splitlines()) == 1
+
+
+def test_mask_size_mismatch(engine: EngineProcess, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    image, _, _, _ = _scene(tmp_path)
+    small = tmp_path / "small.png"
+    Image.new("L", (5, 5), 255).save(small)
+    assert main(["edit", str(image), "--mask", str(small), "--prompt", "x",
+                 "--endpoint", engine.endpoint]) == 1
+    assert "must match" in capsys.readouterr().err
+
+
+def test_empty_mask(engine: EngineProcess, tmp_path: Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    image, _, _, _ = _scene(tmp_path)
+    empty = tmp_path / "empty.png"
+    Image.new("L", (64, 48), 0).save(empty)
+    assert main(["edit", str(image), "--mask", str(empty), "--prompt", "x",
+                 "--endpoint", engine.endpoint]) == 1
+    assert "selects nothing" in capsys.readouterr().err
+
+
+def test_info(engine: EngineProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--endpoint", engine.endpoint]) == 0
+    out = capsys.readouterr().out
+    assert "test-invert" in out and "test-pack" in out
+
+
+def test_info_without_engine_fails_clearly(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--endpoint", f"ipc://{tmp_path}/none.sock", "--timeout", "0.5"]) != 0
+    assert "no engine answered" in capsys.readouterr().err
+
+
+def test_serve_refuses_public_tcp_without_curve(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--endpoint", "tcp://0.0.0.0:47999", "--device", "cpu"]) != 0
+    assert "without encryption" in capsys.readouterr().err
