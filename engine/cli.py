@@ -195,6 +195,38 @@ def cmd_packs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack_create(args: argparse.Namespace) -> int:
+    import shutil
+
+    from tqdm import tqdm
+
+    from .packs import LoadedPack, Manifest, PackError, create_pack, user_pack_dir
+
+    out = Path(args.out) if args.out else user_pack_dir() / args.name
+    framing = {"kind": "pad"} if args.framing == "pad" else \
+        {"kind": "box", "factor": float(args.framing.split(":", 1)[1])}
+    existed = out.exists()
+    path = create_pack(out, name=args.name, generator=Path(args.generator),
+                       resolution=args.resolution,
+                       encoder=Path(args.encoder) if args.encoder else None,
+                       clip_model=args.clip_model,
+                       clip_weights=Path(args.clip_weights) if args.clip_weights else None,
+                       framing=framing, domain=args.domain, expects=args.expects,
+                       link=args.link)
+    pack = LoadedPack(Manifest.read(out))
+    try:
+        for component in tqdm(pack.manifest.components(), desc="verifying", unit="model"):
+            pack.get(component)
+    except PackError:
+        if existed:
+            path.unlink()
+        else:
+            shutil.rmtree(out)
+        raise
+    print(f"wrote {path}; components {', '.join(pack.manifest.components())} load strictly")
+    return 0
+
+
 # ---------------------------------------------------------------------------- edit
 
 
@@ -384,6 +416,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("packs", help="list installed model packs")
     p.add_argument("--pack-dir", action="append", default=[])
     p.set_defaults(func=cmd_packs)
+
+    p = sub.add_parser("pack", help="assemble a model pack from files you already have")
+    pack_sub = p.add_subparsers(dest="pack_command", required=True)
+    p = pack_sub.add_parser("create", help="write a pack folder and verify every model loads")
+    p.add_argument("name")
+    p.add_argument("--generator", required=True,
+                   help="rosinality StyleGAN2 .pt (g_ema), or an e4e .pt (its decoder)")
+    p.add_argument("--encoder", help="e4e checkpoint (e.g. e4e_ffhq_encode.pt)")
+    p.add_argument("--resolution", type=int, default=1024)
+    p.add_argument("--clip-model", default="ViT-B-32", help="an open_clip model name")
+    p.add_argument("--clip-weights", help="open_clip weights file for that model")
+    p.add_argument("--framing", default="pad", help="pad, or box:F for aligned objects")
+    p.add_argument("--domain", default="")
+    p.add_argument("--expects", default="")
+    p.add_argument("--link", action="store_true", help="symlink the files instead of copying")
+    p.add_argument("--out", help="pack folder (default: the user pack folder / NAME)")
+    p.set_defaults(func=cmd_pack_create)
 
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
     p.add_argument("what", choices=["protocol", "models"])

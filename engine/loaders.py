@@ -3,7 +3,7 @@
 Every loader reads with ``torch.load(weights_only=True)`` (inside the model modules) and
 loads strictly into the official layouts. Loaded models are frozen and in eval mode;
 each carries its average latent as a non-persistent buffer (so the state-dict layout
-stays official): ``generator.w_avg`` [style_dim] and ``encoder.latent_avg``
+stays official): ``generator.latent_avg`` [style_dim] and ``encoder.latent_avg``
 [n_styles, style_dim].
 """
 
@@ -35,7 +35,10 @@ def load_generator(manifest: Manifest, device: Any) -> torch.nn.Module:
     if generator.size != manifest.resolution:
         raise PackError(f"pack {manifest.name!r}: the generator renders {generator.size}px but "
                         f"the manifest says resolution {manifest.resolution}")
-    generator.register_buffer("w_avg", latent_avg.float().reshape(-1), persistent=False)
+    # a non-persistent buffer follows .to(device) and keeps the state dict official
+    if "latent_avg" in generator.__dict__:
+        del generator.__dict__["latent_avg"]
+    generator.register_buffer("latent_avg", latent_avg.float().reshape(-1), persistent=False)
     return _freeze(generator, device)
 
 

@@ -91,8 +91,11 @@ class Manifest:
         rel = spec.get("file")
         if not isinstance(rel, str):
             raise PackError(f"pack {self.name!r}: component {component!r} names no file")
-        path = (self.root / rel).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        # a lexical check: names may not climb out of the pack, but files inside it may be
+        # symlinks to where the user keeps their checkpoints (`pack create --link`)
+        root = Path(os.path.abspath(self.root))
+        path = Path(os.path.normpath(root / rel))
+        if not path.is_relative_to(root):
             raise PackError(f"pack {self.name!r}: {rel!r} points outside the pack folder")
         return path
 
@@ -280,3 +283,64 @@ class PackRegistry:
             out.append({"name": name, "title": name, "error": error, "methods": [],
                         "resolution": 0, "framing": {}})
         return out
+
+
+def create_pack(
+    out: Path,
+    *,
+    name: str,
+    generator: Path,
+    resolution: int,
+    encoder: Path | None = None,
+    clip_model: str = "ViT-B-32",
+    clip_weights: Path | None = None,
+    framing: dict[str, Any] | None = None,
+    domain: str = "",
+    expects: str = "",
+    link: bool = False,
+    generator_args: dict[str, Any] | None = None,
+) -> Path:
+    """Write a pack folder from model files a user already has (nothing is downloaded).
+
+    The files are copied (or symlinked with ``link``) into ``out`` and named in a new
+    ``pack.json``. Returns the manifest's path. Verification is the caller's business
+    (``wordbrush pack create`` loads every component strictly before it reports success).
+    """
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / MANIFEST_NAME).exists():
+        raise PackError(f"{out / MANIFEST_NAME} already exists; choose another folder")
+
+    def place(src: Path, dest_name: str) -> str:
+        if not src.is_file():
+            raise PackError(f"{src} does not exist")
+        dest = out / dest_name
+        if dest.exists() or dest.is_symlink():
+            dest.unlink()
+        if link:
+            dest.symlink_to(src.resolve())
+        else:
+            shutil.copy2(src, dest)
+        return dest_name
+
+    data: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "title": name,
+        "domain": domain,
+        "expects": expects,
+        "resolution": resolution,
+        "framing": framing or {"kind": "pad"},
+        "generator": {"file": place(generator, "generator" + generator.suffix),
+                      "size": resolution, **(generator_args or {})},
+        "clip": {"model": clip_model},
+        "inversion_warning_psnr": 18.0,
+    }
+    if encoder is not None:
+        data["encoder"] = {"file": place(encoder, "encoder" + encoder.suffix), "format": "e4e"}
+    if clip_weights is not None:
+        data["clip"]["file"] = place(clip_weights, "clip" + clip_weights.suffix)
+    path = out / MANIFEST_NAME
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,183 @@
+"""Model packs: manifests, strict lazy loading, clear errors naming the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.cli import main
+from engine.models.clip import create_clip, save_clip
+from engine.models.e4e import E4EConfig, Encoder4Editing, save_e4e
+from engine.models.stylegan2 import Generator, save_rosinality
+from engine.packs import LoadedPack, Manifest, PackError, PackRegistry, create_pack
+
+CHANNELS = {4: 32, 8: 32, 16: 16, 32: 8}
+CLIP_CONFIG = dict(embed_dim=32,
+                   vision_cfg=dict(image_size=32, layers=1, width=64, patch_size=8,
+                                   head_width=32, mlp_ratio=2.0),
+                   text_cfg=dict(context_length=16, vocab_size=49408, width=32, heads=2,
+                                 layers=1))
+
+
+def _encoder_config() -> E4EConfig:
+    return E4EConfig.small(input_size=32, n_styles=8, style_dim=32, widths=(16, 16, 32, 32),
+                           depth_units=(1, 1, 1, 1), stem_width=16, style_width=16)
+
+
+def make_pack(folder: Path, name: str = "tiny") -> Path:
+    """A complete 32-px pack with random weights, saved in the official layouts."""
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    g = Generator(32, style_dim=32, n_mlp=2, channels=CHANNELS)
+    save_rosinality(g, folder / "generator.pt", torch.randn(32), dtype=torch.float16)
+    enc = Encoder4Editing(_encoder_config())
+    save_e4e(enc, folder / "encoder.pt", torch.randn(8, 32), {"dataset_type": "tiny"})
+    clip = create_clip(config=CLIP_CONFIG)
+    save_clip(clip, folder / "clip.pt", half=True)
+    manifest = {
+        "format": 1, "name": name, "title": "Tiny", "domain": "noise", "resolution": 32,
+        "framing": {"kind": "box", "factor": 0.7},
+        "generator": {"file": "generator.pt", "size": 32, "style_dim": 32, "n_mlp": 2,
+                      "channels": {str(k): v for k, v in CHANNELS.items()}},
+        "encoder": {"file": "encoder.pt", "format": "e4e",
+                    "config": _encoder_config().to_dict()},
+        "clip": {"file": "clip.pt", "config": CLIP_CONFIG},
+        "vocabulary": {"color": ["red"]}, "examples": ["red"],
+    }
+    (folder / "pack.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pack(tmp_path_factory.mktemp("packs") / "tiny")
+
+
+def test_components_load_strictly_and_lazily(tiny_pack: Path) -> None:
+    pack = LoadedPack(Manifest.read(tiny_pack))
+    assert pack.loaded() == []
+    g = pack.generator
+    assert pack.loaded() == ["generator"]
+    assert g.latent_avg.shape == (32,) and "latent_avg" not in g.state_dict()
+    assert not any(p.requires_grad for p in g.parameters())
+    enc = pack.encoder
+    assert enc.latent_avg.shape == (8, 32)
+    w = enc(torch.zeros(1, 3, 32, 32)) + enc.latent_avg
+    image = g.synthesis(w, noise="fixed")
+    assert image.shape == (1, 3, 32, 32)
+    emb = pack.clip.encode_text(["a red star"])
+    assert emb.shape == (1, 32)
+    assert pack.get("generator") is g  # stays loaded
+    assert pack.framing.to_dict()["kind"] == "box"
+
+
+def test_registry_describes_packs_and_methods(tiny_pack: Path) -> None:
+    registry = PackRegistry([tiny_pack.parent])
+    info = registry.describe({"needs-all": ("generator", "encoder", "clip"),
+                              "needs-judge": ("judge",)})[0]
+    assert info["name"] == "tiny" and info["methods"] == ["needs-all"]
+    assert info["vocabulary"] == {"color": ["red"]}
+    assert registry.default == "tiny"
+
+
+def test_missing_file_is_named(tiny_pack: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    data = json.loads((tiny_pack / "pack.json").read_text())
+    data["name"] = "broken"
+    (broken / "pack.json").write_text(json.dumps(data))
+    pack = LoadedPack(Manifest.read(broken))
+    with pytest.raises(PackError, match="generator.pt"):
+        pack.get("generator")
+
+
+def test_corrupt_file_is_named(tiny_pack: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "corrupt"
+    broken.mkdir()
+    data = json.loads((tiny_pack / "pack.json").read_text())
+    data["name"] = "corrupt"
+    (broken / "pack.json").write_text(json.dumps(data))
+    (broken / "encoder.pt").write_bytes(b"this is not a checkpoint")
+    with pytest.raises(PackError, match="encoder"):
+        LoadedPack(Manifest.read(broken)).get("encoder")
+
+
+def test_pickled_code_is_refused(tmp_path: Path, tiny_pack: Path) -> None:
+    import pickle
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (print, ("pwned",))
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    data = json.loads((tiny_pack / "pack.json").read_text())
+    data["name"] = "evil"
+    (folder / "pack.json").write_text(json.dumps(data))
+    with open(folder / "generator.pt", "wb") as f:
+        pickle.dump({"g_ema": Evil()}, f)
+    with pytest.raises(PackError, match="generator"):
+        LoadedPack(Manifest.read(folder)).get("generator")
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [({"resolution": "big"}, "resolution"), ({"name": None}, "name"),
+     ({"framing": {"kind": "wobbly"}}, "framing"), ({"format": 9}, "format")],
+)
+def test_bad_manifests(tmp_path: Path, change: dict, text: str) -> None:
+    data = {"format": 1, "name": "x", "resolution": 32}
+    data.update(change)
+    if data.get("name") is None:
+        del data["name"]
+    (tmp_path / "pack.json").write_text(json.dumps(data))
+    with pytest.raises(PackError, match=text):
+        Manifest.read(tmp_path)
+
+
+def test_path_escape_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "pack.json").write_text(json.dumps(
+        {"format": 1, "name": "x", "resolution": 32, "generator": {"file": "../../etc/passwd"}}))
+    with pytest.raises(PackError, match="outside the pack"):
+        Manifest.read(tmp_path).file("generator")
+
+
+def test_broken_pack_listed_and_others_still_served(tiny_pack: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "pack.json").write_text("{not json")
+    registry = PackRegistry([tmp_path, tiny_pack.parent])
+    infos = {i["name"]: i for i in registry.describe({})}
+    assert "not a readable JSON" in infos["bad"]["error"]
+    assert registry.get("tiny").generator is not None
+    with pytest.raises(PackError, match="not a readable JSON"):
+        registry.get("bad")
+
+
+def test_pack_create_from_official_files(tiny_pack: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ffhq-like"
+    code = main(["pack", "create", "mine", "--generator", str(tiny_pack / "generator.pt"),
+                 "--encoder", str(tiny_pack / "encoder.pt"), "--resolution", "32",
+                 "--clip-model", "ViT-B-32", "--out", str(out), "--link"])
+    assert code == 0, capsys.readouterr().err
+    manifest = Manifest.read(out)
+    assert manifest.components() == ["generator", "encoder", "clip"]
+    assert (out / "generator.pt").is_symlink()
+
+
+def test_pack_create_refuses_wrong_resolution(tiny_pack: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "wrong"
+    code = main(["pack", "create", "w", "--generator", str(tiny_pack / "generator.pt"),
+                 "--resolution", "1024", "--out", str(out)])
+    assert code != 0
+    assert "generator" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_create_pack_needs_existing_files(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="does not exist"):
+        create_pack(tmp_path / "p", name="p", generator=tmp_path / "nope.pt", resolution=32)
