@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--dev", action="store_true", help="also install the test tools")
     parser.add_argument("--check", action="store_true", help="report, change nothing")
     args = parser.parse_args()
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 (this script may meet an older Python)
         print("wordbrush needs Python 3.10 or newer", file=sys.stderr)
         return 1
     if args.check:

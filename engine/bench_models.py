@@ -62,8 +62,9 @@ def bench_models(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     precisions = ["fp32"] + (["fp16", "bf16"] if device.type == "cuda" else [])
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), "
-          f"torch {torch.__version__}, median of {args.repeats}")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{torch.get_num_threads()} CPU threads")
+    print(f"device: {device} ({where}), torch {torch.__version__}, median of {args.repeats}")
     models = _models(device)
     rows = []
     with tqdm(total=len(models) * len(precisions), desc="bench models") as bar:

@@ -246,10 +246,7 @@ def _load_mask(path: Path, size: tuple[int, int]) -> bytes:
 
     try:
         with Image.open(path) as img:
-            if img.mode in ("RGBA", "LA"):
-                mask = img.getchannel("A")
-            else:
-                mask = img.convert("L")
+            mask = img.getchannel("A") if img.mode in ("RGBA", "LA") else img.convert("L")
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read mask {path}: {exc}") from None
     if mask.size != size:

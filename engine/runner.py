@@ -59,7 +59,7 @@ def preview_buffer(image: torch.Tensor, max_side: int) -> Buffer:
         img = torch.nn.functional.interpolate(img[None], size=(max_side, max_side),
                                               mode="bilinear", antialias=True)[0]
     rgb = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    rgba = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
     return Buffer("preview", rgba.shape[1], rgba.shape[0], "rgba8", np.ascontiguousarray(rgba))
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import zmq
 
@@ -479,7 +479,7 @@ class EngineServer:
         log.info("job.cancel job=%s", job.id)
         # a running job stops at its next step and the worker sends `cancelled`
 
-    _handlers: dict[str, Callable[..., None]] = {
+    _handlers: ClassVar[dict[str, Callable[..., None]]] = {
         "hello": _on_hello,
         "ping": _on_ping,
         "status": _on_status,

@@ -17,6 +17,7 @@ engine sends progress or a heartbeat at least every 2 s while a job runs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -131,10 +132,8 @@ class EngineClient:
 
     def close(self) -> None:
         if self._sock is not None:
-            try:
+            with contextlib.suppress(zmq.ZMQError):
                 self._sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
             if self._monitor is not None:
                 self._monitor.close(linger=0)
             self._sock.close()
@@ -237,13 +236,13 @@ class EngineClient:
     def check_timeouts(self) -> None:
         """Raise if an in-flight job has heard nothing for too long (call from a timer)."""
         now = time.monotonic()
-        if self._disconnected_at is not None and self._jobs:
-            if now - self._disconnected_at > self.reconnect_grace:
-                jobs, self._jobs = self._jobs, {}
-                raise EngineUnavailable(
-                    f"lost the connection to the engine at {self.endpoint} during the job "
-                    f"({', '.join(jobs)}); nothing was changed"
-                )
+        gone = self._disconnected_at
+        if gone is not None and self._jobs and now - gone > self.reconnect_grace:
+            jobs, self._jobs = self._jobs, {}
+            raise EngineUnavailable(
+                f"lost the connection to the engine at {self.endpoint} during the job "
+                f"({', '.join(jobs)}); nothing was changed"
+            )
         for job, last in list(self._jobs.items()):
             if now - last > self.progress_timeout:
                 del self._jobs[job]

@@ -90,7 +90,7 @@ def test_missing_file_is_named(tiny_pack: Path, tmp_path: Path) -> None:
     data["name"] = "broken"
     (broken / "pack.json").write_text(json.dumps(data))
     pack = LoadedPack(Manifest.read(broken))
-    with pytest.raises(PackError, match="generator.pt"):
+    with pytest.raises(PackError, match=r"generator\.pt"):
         pack.get("generator")
 
 

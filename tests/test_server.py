@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import zmq
 
-from protocol.client import EngineClient
 from protocol.errors import EngineRejected, ErrorCode, JobCancelled
 from protocol.events import Accepted, Cancelled, EngineError, Progress, Result
 from protocol.framing import MAGIC_FRAME, Buffer, Message, decode, encode
@@ -267,7 +266,7 @@ def test_oversized_frame_is_dropped_by_the_socket(engine: EngineProcess, tmp_pat
         assert client.ping() < 1.0
 
 
-def engine_limits(engine: EngineProcess):  # noqa: ANN201
+def engine_limits(engine: EngineProcess):
     with engine.client() as client:
         return client.limits
 
