@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from protocol.errors import ErrorCode, InvalidRequest, WordbrushError
+from protocol.events import MethodInfo
 from protocol.framing import Buffer
 from protocol.messages import PASTE_MODES, EditRequest, ParamSpec, validate_params
 
@@ -47,7 +48,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def method_param_specs(cls: type[EditMethod]) -> list[ParamSpec]:
-    return [ParamSpec.from_dict(p.to_dict()) for p in cls.params]
+    return [ParamSpec(p.name, p.kind, p.default, p.minimum, p.maximum, p.choices, p.help)
+            for p in cls.params]
+
+
+def method_info(cls: type[EditMethod]) -> MethodInfo:
+    """How a method is advertised in ``welcome``."""
+    return MethodInfo(id=cls.id, title=cls.title, description=cls.description,
+                      params=tuple(method_param_specs(cls)),
+                      accepts_reference=cls.accepts_reference, needs=tuple(cls.needs))
 
 
 def preview_buffer(image: torch.Tensor, max_side: int) -> Buffer:
@@ -94,7 +103,7 @@ class EditRunner:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "methods": [cls.describe() for cls in methods.available().values()],
+            "methods": [method_info(cls).to_dict() for cls in methods.available().values()],
             "pipeline_params": [p.to_dict() for p in PIPELINE_PARAMS],
             "packs": self.packs.describe(self._method_needs()),
             "default_pack": self.packs.default,

@@ -83,23 +83,25 @@ def test_registry_describes_packs_and_methods(tiny_pack: Path) -> None:
     assert registry.default == "tiny"
 
 
+def _manifest_only_copy(pack: Path, tmp_path: Path, name: str) -> Path:
+    """The pack's manifest under a new name, in a folder without its model files."""
+    folder = tmp_path / name
+    folder.mkdir()
+    data = json.loads((pack / "pack.json").read_text())
+    data["name"] = name
+    (folder / "pack.json").write_text(json.dumps(data))
+    return folder
+
+
 def test_missing_file_is_named(tiny_pack: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    data = json.loads((tiny_pack / "pack.json").read_text())
-    data["name"] = "broken"
-    (broken / "pack.json").write_text(json.dumps(data))
+    broken = _manifest_only_copy(tiny_pack, tmp_path, "broken")
     pack = LoadedPack(Manifest.read(broken))
     with pytest.raises(PackError, match=r"generator\.pt"):
         pack.get("generator")
 
 
 def test_corrupt_file_is_named(tiny_pack: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "corrupt"
-    broken.mkdir()
-    data = json.loads((tiny_pack / "pack.json").read_text())
-    data["name"] = "corrupt"
-    (broken / "pack.json").write_text(json.dumps(data))
+    broken = _manifest_only_copy(tiny_pack, tmp_path, "corrupt")
     (broken / "encoder.pt").write_bytes(b"this is not a checkpoint")
     with pytest.raises(PackError, match="encoder"):
         LoadedPack(Manifest.read(broken)).get("encoder")
@@ -112,11 +114,7 @@ def test_pickled_code_is_refused(tmp_path: Path, tiny_pack: Path) -> None:
         def __reduce__(self) -> tuple:
             return (print, ("pwned",))
 
-    folder = tmp_path / "evil"
-    folder.mkdir()
-    data = json.loads((tiny_pack / "pack.json").read_text())
-    data["name"] = "evil"
-    (folder / "pack.json").write_text(json.dumps(data))
+    folder = _manifest_only_copy(tiny_pack, tmp_path, "evil")
     with open(folder / "generator.pt", "wb") as f:
         pickle.dump({"g_ema": Evil()}, f)
     with pytest.raises(PackError, match="generator"):

@@ -43,7 +43,12 @@ class CancelFlag:
 
 @dataclass(frozen=True)
 class Param:
-    """A tunable parameter: ``kind`` is ``float``, ``int``, ``bool`` or ``choice``."""
+    """A tunable parameter: ``kind`` is ``float``, ``int``, ``bool`` or ``choice``.
+
+    Methods only declare their parameters; the engine turns them into the protocol's
+    ``ParamSpec`` (which validates values and travels in ``welcome``), so methods stay
+    free of the wire.
+    """
 
     name: str
     kind: str
@@ -52,17 +57,6 @@ class Param:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "kind": self.kind, "default": self.default,
-                                "help": self.help}
-        if self.minimum is not None:
-            data["min"] = self.minimum
-        if self.maximum is not None:
-            data["max"] = self.maximum
-        if self.choices:
-            data["choices"] = list(self.choices)
-        return data
 
 
 #: progress(step, total, message, preview) — preview is an optional [3, h, w] tensor in [-1, 1]
@@ -112,14 +106,3 @@ class EditMethod(ABC):
     @abstractmethod
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         """Edit ``inputs.image`` for ``inputs.prompt``; deterministic for a given seed."""
-
-    @classmethod
-    def describe(cls) -> dict[str, Any]:
-        return {
-            "id": cls.id,
-            "title": cls.title,
-            "description": cls.description,
-            "params": [p.to_dict() for p in cls.params],
-            "accepts_reference": cls.accepts_reference,
-            "needs": list(cls.needs),
-        }
