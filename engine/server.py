@@ -396,7 +396,10 @@ class EngineServer:
                                      code=ErrorCode.UNKNOWN_TYPE)
             handler(self, router, peer, message)
         except WordbrushError as exc:
-            job = message.id if message.type == "submit" else None
+            # job errors name their job, so a client can tell which of its jobs failed
+            job = message.id if message.type == "submit" else message.body.get("job")
+            if not isinstance(job, str) or len(job) > 64:
+                job = None
             self._send(router, peer, error_message(exc.code, exc.message, ref=message.id,
                                                    job=job))
         except Exception as exc:  # never let one request take the engine down
