@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layout import layout_differences, summarise_differences
+
 __all__ = [
     "TINY_CLIP_CONFIG",
     "ClipModel",
@@ -264,25 +266,11 @@ def load_clip_weights(model: nn.Module, src: str | Path | Mapping[str, Any]) -> 
         model, clip = model.model, model
         clip.clear_cache()
     sd = _read_state_dict(src)
-    want = model.state_dict()
-    missing = [k for k in want if k not in sd]
-    unexpected = [k for k in sd if k not in want]
-    shapes = [
-        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in want.items()
-        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or shapes:
+    differences = summarise_differences(*layout_differences(model.state_dict(), sd))
+    if differences:
         where = "<in-memory state dict>" if isinstance(src, Mapping) else str(src)
-        parts = [f"CLIP weights {where} do not match the model"]
-        for name, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-            if items:
-                parts.append(
-                    f"{len(items)} {name}: "
-                    + ", ".join(items[:4])
-                    + (" ..." if len(items) > 4 else "")
-                )
-        raise ValueError("; ".join(parts))
+        raise ValueError("; ".join([f"CLIP weights {where} do not match the model",
+                                    *differences]))
     model.load_state_dict(sd, strict=True)
 
 

@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layout import layout_differences, summarise_differences
+
 __all__ = [
     "E4EConfig",
     "Encoder4Editing",
@@ -484,15 +486,8 @@ def _check_opts(opts: Any, where: str) -> dict[str, Any]:
 
 
 def _layout_error(where: str, model: nn.Module, sd: Mapping[str, Tensor]) -> str | None:
-    want = model.state_dict()
-    missing = [k for k in want if k not in sd]
-    unexpected = [k for k in sd if k not in want]
-    shapes = [
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in want.items()
-        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
-    ]
-    if not (missing or unexpected or shapes):
+    differences = summarise_differences(*layout_differences(model.state_dict(), sd))
+    if not differences:
         return None
     cfg = getattr(model, "config", None)
     arch = (
@@ -501,12 +496,8 @@ def _layout_error(where: str, model: nn.Module, sd: Mapping[str, Tensor]) -> str
         if isinstance(cfg, E4EConfig)
         else ""
     )
-    parts = [f"e4e checkpoint {where} does not match the encoder layout{arch}"]
-    for name, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-        if items:
-            shown = ", ".join(items[:4]) + (" ..." if len(items) > 4 else "")
-            parts.append(f"{len(items)} {name}: {shown}")
-    return "; ".join(parts)
+    return "; ".join([f"e4e checkpoint {where} does not match the encoder layout{arch}",
+                      *differences])
 
 
 def _resolve_config(

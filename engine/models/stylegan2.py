@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layout import layout_differences
+
 __all__ = [
     "MEAN_LATENT_SAMPLES",
     "MEAN_LATENT_SEED",
@@ -747,10 +749,7 @@ def extract_generator_state_dict(
 
 def _check_layout(model_sd: Mapping[str, Tensor], sd: Mapping[str, Tensor], name: str,
                   what: str) -> None:
-    missing = [k for k in model_sd if k not in sd]
-    unexpected = [k for k in sd if k not in model_sd]
-    shapes = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}"
-              for k, v in model_sd.items() if k in sd and sd[k].shape != v.shape]
+    missing, unexpected, shapes = layout_differences(model_sd, sd)
     if missing or unexpected or shapes:
         parts = []
         if missing:
