@@ -431,6 +431,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="pack folder (default: the user pack folder / NAME)")
     p.set_defaults(func=cmd_pack_create)
 
+    p = sub.add_parser("train", help="train the demo pack (resumable; run again to continue)")
+    p.add_argument("stage", choices=("demo-pack", *TRAIN_STAGES),
+                   help="demo-pack = every stage in order, then the pack folder")
+    p.add_argument("--work", help="checkpoints and samples (default ~/.cache/wordbrush/train/demo)")
+    p.add_argument("--out", help="pack folder to write (default: the repository's packs/demo)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    p.add_argument("--minutes", type=float, help="stop (after a checkpoint) after this long")
+    p.add_argument("--stage-minutes", type=float, help="time budget for each stage")
+    p.add_argument("--steps", type=int, help="override the stage's number of steps")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
     p.add_argument("what", choices=["protocol", "models"])
     p.add_argument("--repeats", type=int, default=5)
@@ -438,6 +450,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+TRAIN_STAGES = ("judge", "clip", "autoencoder", "mapping", "export")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.training.common import pick_device
+    from engine.training.demo_pack import default_work_dir, run_stages
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    stages = list(TRAIN_STAGES) if args.stage == "demo-pack" else [args.stage]
+    work = Path(args.work) if args.work else default_work_dir()
+    options: dict[str, dict[str, Any]] = {}
+    if args.steps is not None:
+        if args.stage == "demo-pack":
+            raise CliError("--steps applies to one stage; use it with that stage's subcommand")
+        options[args.stage] = {"steps": args.steps}
+    if args.out:
+        options.setdefault("export", {})["out"] = Path(args.out)
+    try:
+        device = pick_device(args.device)
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    finished = run_stages(stages, work, device, minutes=args.minutes,
+                          stage_minutes=args.stage_minutes, stage_options=options)
+    if not finished:
+        print(f"not finished: run `wordbrush train {args.stage} --work {work}` again to resume")
+        return 3
+    print(f"done: {', '.join(stages)} (work folder {work})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -85,3 +85,17 @@ def generic_loader(component: str) -> Any:
                             f"file ({exc})") from None
 
     return load
+
+
+@component_loader("judge")
+def load_judge_component(manifest: Manifest, device: Any) -> torch.nn.Module:
+    """The pack's evaluation classifier (``engine/models/judge.py``)."""
+    from .models.judge import load_judge
+
+    path = manifest.file("judge")
+    try:
+        return load_judge(path, device=device)
+    except FileNotFoundError:
+        raise PackError(f"pack {manifest.name!r}: {path} does not exist") from None
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise PackError(f"pack {manifest.name!r}: {path.name}: {exc}") from None

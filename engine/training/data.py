@@ -1,0 +1,149 @@
+"""The world as training tensors: rendered frames, hard-edged frames and framed canvas crops.
+
+Images are ``[N, 3, S, S]`` floats in [-1, 1]; ``labels`` are ``[N, 4]`` integer indices in
+``ATTR_KEYS`` order (shape, color, size, background); ``masks`` are the object's coverage.
+Batches are drawn from seeds of the ``train`` split only (``split_seed("train", i)``), so
+val / test / independent seeds stay unseen by every model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.world import (
+    ATTR_KEYS,
+    WORLD_SPEC,
+    WorldSpec,
+    frame_of,
+    render_batch,
+    render_scene,
+    split_seed,
+)
+
+HARD_INDEX_OFFSET = 50_000_000
+
+__all__ = ["Batch", "FrameSource", "labels_of", "scene_crop_pool", "to_tensor", "vocab"]
+
+
+def vocab(spec: WorldSpec = WORLD_SPEC) -> dict[str, tuple[str, ...]]:
+    return {"shape": spec.shapes, "color": spec.colors, "size": spec.sizes,
+            "background": spec.backgrounds}
+
+
+def labels_of(
+    attrs: Sequence[Mapping[str, str | None]], spec: WorldSpec = WORLD_SPEC
+) -> np.ndarray:
+    """``[N, 4]`` int64 indices; -1 where an attribute is unknown (e.g. a size off the bands)."""
+    v = vocab(spec)
+    out = np.full((len(attrs), len(ATTR_KEYS)), -1, dtype=np.int64)
+    for i, a in enumerate(attrs):
+        for k, key in enumerate(ATTR_KEYS):
+            value = a.get(key)
+            if value is not None:
+                out[i, k] = v[key].index(value)
+    return out
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # [N, 3, S, S] in [-1, 1]
+    masks: torch.Tensor  # [N, 1, S, S] object coverage
+    labels: torch.Tensor  # [N, 4]
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.images.to(device), self.masks.to(device), self.labels.to(device))
+
+
+def scene_crop_pool(
+    n: int, split: str = "train", first_index: int = 0, size: int = WORLD_SPEC.frame_size,
+    spec: WorldSpec = WORLD_SPEC, cache: Path | None = None, progress: bool = True,
+) -> Batch:
+    """``n`` framed crops of canvas scenes (tight and loose selections, canvases of several
+    sizes), as an evaluator or a user would frame them. Cached to ``cache`` (``.npz``)."""
+    if cache is not None and cache.is_file():
+        data = np.load(cache)
+        if len(data["images"]) >= n:
+            return Batch(to_tensor(data["images"][:n]),
+                         torch.from_numpy(data["masks"][:n])[:, None],
+                         torch.from_numpy(data["labels"][:n]))
+    images, masks, attrs = [], [], []
+    bar = tqdm(total=n, desc=f"{split} scene crops", disable=not progress, mininterval=2.0)
+    k = first_index
+    while len(images) < n:
+        seed = split_seed(split, k)
+        rng = np.random.default_rng(seed + 1_000_003)
+        side = int(rng.choice([192, 256, 384]))
+        scene = render_scene(seed, width=side, height=side, n_objects=int(rng.integers(1, 4)),
+                             spec=spec)
+        for j in range(len(scene.objects)):
+            if len(images) >= n:
+                break
+            looseness = "tight" if rng.random() < 0.5 else "loose"
+            framed = frame_of(scene, j, looseness, size=size, rng=rng, spec=spec)
+            if framed.attrs.get("size") is None:
+                continue
+            images.append(framed.image)
+            masks.append(framed.object_mask)
+            attrs.append(framed.attrs)
+            bar.update(1)
+        k += 1
+    bar.close()
+    imgs, msk, lab = np.stack(images), np.stack(masks).astype(np.float32), labels_of(attrs, spec)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, images=imgs, masks=msk, labels=lab)
+    return Batch(to_tensor(imgs), torch.from_numpy(msk)[:, None], torch.from_numpy(lab))
+
+
+@dataclass
+class FrameSource:
+    """Endless batches: renderer frames, hard-edged renderer frames (no supersampling: what
+    a user's flat fill looks like) and framed canvas crops from a fixed pool.
+
+    ``batch(step, n)`` is deterministic in ``step``; ``hard_fraction`` and
+    ``crop_fraction`` set the mix.
+    """
+
+    spec: WorldSpec = WORLD_SPEC
+    size: int = WORLD_SPEC.frame_size
+    hard_fraction: float = 0.2
+    crop_fraction: float = 0.2
+    crops: Batch | None = None
+    seed_offset: int = 0
+
+    def __post_init__(self) -> None:
+        self._hard_spec = dataclasses.replace(self.spec, supersample=1)
+
+    def batch(self, step: int, n: int) -> Batch:
+        seed = split_seed("train", self.seed_offset + step)
+        rng = np.random.default_rng(seed)
+        n_crop = round(n * self.crop_fraction) if self.crops is not None else 0
+        n_hard = round(n * self.hard_fraction)
+        n_soft = n - n_crop - n_hard
+        parts: list[Batch] = []
+        # hard-edged frames come from other train indices, so no two parts share a seed
+        hard_seed = split_seed("train", HARD_INDEX_OFFSET + self.seed_offset + step)
+        for count, spec, s in ((n_soft, self.spec, seed), (n_hard, self._hard_spec, hard_seed)):
+            if count:
+                imgs, masks, attrs = render_batch(count, s, size=self.size, spec=spec)
+                parts.append(Batch(to_tensor(imgs), torch.from_numpy(masks)[:, None],
+                                   torch.from_numpy(labels_of(attrs, self.spec))))
+        if n_crop:
+            assert self.crops is not None
+            idx = torch.from_numpy(rng.integers(len(self.crops.images), size=n_crop))
+            parts.append(Batch(self.crops.images[idx], self.crops.masks[idx],
+                               self.crops.labels[idx]))
+        return Batch(torch.cat([p.images for p in parts]), torch.cat([p.masks for p in parts]),
+                     torch.cat([p.labels for p in parts]))
