@@ -258,27 +258,12 @@ def _load_mask(path: Path, size: tuple[int, int]) -> bytes:
 def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
     """The EditRequest for ``wordbrush edit``, cropped to the context box of the mask."""
     from protocol.framing import Buffer
-    from protocol.messages import EditRequest
-    from protocol.regions import Framing, context_box, mask_bbox
+    from protocol.messages import request_for_selection
+    from protocol.regions import RegionError
 
     image, width, height = _load_rgba8(Path(args.image))
-    offset = (0, 0)
-    mask_bytes = None
-    crop = image
-    if args.mask:
-        mask_bytes = _load_mask(Path(args.mask), (width, height))
-        box = mask_bbox(mask_bytes, width, height)
-        if box is None:
-            raise CliError(f"the mask {args.mask} selects nothing (it is all black)")
-        pack = welcome.pack(args.pack or welcome.default_pack or "")
-        framing = Framing.from_dict(pack.framing if pack else {"kind": "pad"})
-        ctx = context_box(box, width, height, framing)
-        offset = (ctx[0], ctx[1])
-        crop = image.crop((ctx[0], ctx[1], ctx[0] + ctx[2], ctx[1] + ctx[3]))
-        from PIL import Image
-
-        mask_img = Image.frombytes("L", (width, height), mask_bytes)
-        mask_bytes = mask_img.crop((ctx[0], ctx[1], ctx[0] + ctx[2], ctx[1] + ctx[3])).tobytes()
+    mask_bytes = _load_mask(Path(args.mask), (width, height)) if args.mask else None
+    pack = welcome.pack(args.pack or welcome.default_pack or "")
     reference = None
     if args.reference:
         ref_img, rw, rh = _load_rgba8(Path(args.reference))
@@ -286,19 +271,14 @@ def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
     params = dict(args.param)
     if args.strength is not None:
         params["strength"] = args.strength
-    request = EditRequest(
-        layer=Buffer("layer", crop.width, crop.height, "rgba8", crop.tobytes()),
-        prompt=args.prompt or "",
-        mask=None if mask_bytes is None else Buffer("mask", crop.width, crop.height, "a8",
-                                                   mask_bytes),
-        reference=reference,
-        method=args.method,
-        pack=args.pack,
-        params=params,
-        seed=args.seed,
-        variations=args.variations,
-        offset=offset,
-    )
+    try:
+        request = request_for_selection(
+            Buffer("layer", width, height, "rgba8", image.tobytes()), mask_bytes,
+            pack.framing if pack else None, prompt=args.prompt or "", reference=reference,
+            method=args.method, pack=args.pack, params=params, seed=args.seed,
+            variations=args.variations)
+    except RegionError as exc:
+        raise CliError(f"{args.mask}: {exc}") from None
     return request, image
 
 
@@ -431,6 +411,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="pack folder (default: the user pack folder / NAME)")
     p.set_defaults(func=cmd_pack_create)
 
+    p = sub.add_parser("scene", help="draw a canvas scene of the demo world and a selection mask")
+    p.add_argument("output", help="scene PNG to write")
+    p.add_argument("--mask-out", help="selection mask PNG (default: OUTPUT-mask.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=384)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--objects", type=int, default=3)
+    p.add_argument("--select", type=int, default=0, help="which object the mask selects")
+    p.add_argument("--looseness", choices=("tight", "loose"), default="tight")
+    p.set_defaults(func=cmd_scene)
+
+    p = sub.add_parser("eval", help="pack quality gates (eval pack) or the methods' harness "
+                                    "(eval edits, the default)")
+    p.add_argument("what", nargs="?", choices=("edits", "pack"), default="edits")
+    p.add_argument("--pack", help="pack to evaluate (default: the default pack)")
+    p.add_argument("--methods", help="comma-separated method ids (default: all the pack runs)")
+    p.add_argument("--prompts", help="comma-separated prompt kinds: color,shape,size,two")
+    p.add_argument("--n", type=int, help="cases per prompt kind (edits, default 20) or "
+                                         "held-out crops per set (pack, default 600)")
+    p.add_argument("--independent", type=int, default=10,
+                   help="independently drawn scenes to recolour (edits)")
+    p.add_argument("--param", action="append", type=_parse_param, default=[],
+                   metavar="NAME=VALUE", help="a method parameter for every edit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--pack-dir", action="append", default=[])
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("train", help="train the demo pack (resumable; run again to continue)")
     p.add_argument("stage", choices=("demo-pack", *TRAIN_STAGES),
                    help="demo-pack = every stage in order, then the pack folder")
@@ -450,6 +460,92 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_scene(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from engine.world import render_scene, selection_for
+
+    try:
+        scene = render_scene(args.seed, args.width, args.height, n_objects=args.objects)
+    except ValueError as exc:
+        raise CliError(f"cannot draw that scene: {exc}") from None
+    if not 0 <= args.select < len(scene.objects):
+        raise CliError(f"--select must be 0..{len(scene.objects) - 1}")
+    box, mask = selection_for(scene, args.select, args.looseness)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(scene.image, "RGB").save(out)
+    mask_path = Path(args.mask_out) if args.mask_out else out.with_name(out.stem + "-mask.png")
+    Image.fromarray(mask, "L").save(mask_path)
+    print(f"wrote {out} ({args.width}x{args.height}) and {mask_path}")
+    for i, obj in enumerate(scene.objects):
+        mark = "*" if i == args.select else " "
+        x0, y0, x1, y1 = (round(v) for v in obj.bbox)
+        print(f" {mark} object {i}: {obj.attrs['color']} {obj.attrs['shape']} at "
+              f"({x0},{y0})-({x1},{y1})")
+    print(f"selected object {args.select} with a {args.looseness} box {list(box)}")
+    return 0
+
+
+def _eval_runner(args: argparse.Namespace) -> tuple[Any, str]:
+    import torch
+
+    from engine.packs import PackRegistry
+    from engine.runner import EditRunner, resolve_device
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    device = resolve_device(args.device)
+    packs = PackRegistry.standard([Path(p) for p in args.pack_dir], device=device)
+    name = args.pack or packs.default
+    if name is None:
+        raise CliError("no model pack is installed (see `wordbrush packs`)")
+    try:
+        pack = packs.get(name)
+        pack.get("judge")
+    except WordbrushError as exc:
+        raise CliError(str(exc)) from None
+    return EditRunner(packs, device), name
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    runner, name = _eval_runner(args)
+    if args.what == "pack":
+        from engine.evaluation.pack import evaluate_pack
+
+        report = evaluate_pack(runner.packs.get(name), n=args.n or 600)
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=2))
+        else:
+            print(f"pack {name}: quality gates")
+            for gate in report.gates:
+                print("  " + gate.line())
+            print("all gates pass" if report.passed else "some gates FAIL")
+        return 0 if report.passed else 2
+    from engine import methods
+    from engine.evaluation.edits import KINDS, evaluate_edits, format_report
+
+    available = methods.available()
+    chosen = args.methods.split(",") if args.methods else [
+        m for m, cls in available.items() if all(runner.packs.get(name).has(c) for c in cls.needs)]
+    unknown = [m for m in chosen if m not in available]
+    if unknown:
+        raise CliError(f"unknown methods {unknown}; available: {', '.join(sorted(available))}")
+    kinds = args.prompts.split(",") if args.prompts else list(KINDS)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise CliError(f"--prompts takes kinds from {', '.join(KINDS)}; not {bad}")
+    report = evaluate_edits(runner, name, chosen, kinds, n_per_kind=args.n or 20,
+                            n_independent=args.independent, params=dict(args.param),
+                            seed=args.seed)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
 
 
 TRAIN_STAGES = ("judge", "clip", "autoencoder", "mapping", "export")

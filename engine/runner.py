@@ -167,6 +167,15 @@ class EditRunner:
                 inst = self._instances[method_id] = cls()
             return inst
 
+    def run_local(self, request: EditRequest, progress: JobProgress | None = None,
+                  job_id: str = "local") -> JobOutcome:
+        """Plan and run one request in this process, through exactly the engine's pipeline
+        (for evaluation and benchmarks: no socket, same code)."""
+        plan = self.plan(request)
+        job = Job(id=job_id, peer=b"", request=request, method=plan.method, pack=plan.pack,
+                  params=plan.params, seed=plan.seed)
+        return self.run(job, progress or (lambda *_: None))
+
     def run(self, job: Job, progress: JobProgress) -> JobOutcome:
         request = job.request
         pack = self.packs.get(job.pack)

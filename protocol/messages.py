@@ -119,6 +119,42 @@ def validate_params(specs: list[ParamSpec], values: dict[str, Any]) -> dict[str,
 # --------------------------------------------------------------------------- edit requests
 
 
+def request_for_selection(
+    layer: Buffer,
+    mask: bytes | bytearray | memoryview | None,
+    framing: Any = None,
+    *,
+    offset: tuple[int, int] = (0, 0),
+    **fields: Any,
+) -> EditRequest:
+    """An :class:`EditRequest` for a whole layer and a selection over it, cropped to what the
+    engine needs: the model square around the selection (clipped to the layer), never the
+    whole canvas. ``mask`` is the a8 selection over the full layer (None: the whole layer is
+    the region); ``framing`` is the target pack's (its manifest dict or a Framing); ``fields``
+    are the other EditRequest fields (prompt, method, pack, params, seed, variations, ...).
+
+    Raises RegionError when the mask selects nothing.
+    """
+    from .regions import Framing, context_box, crop_pixels, mask_bbox
+
+    if mask is None:
+        return EditRequest(layer=layer, mask=None, offset=offset, **fields)
+    box = mask_bbox(mask, layer.width, layer.height)
+    if box is None:
+        from .regions import RegionError
+
+        raise RegionError("the mask selects nothing (it is all zero): "
+                          "select the region to edit first")
+    ctx = context_box(box, layer.width, layer.height, Framing.from_dict(framing))
+    bpp = layer.bytes_per_pixel
+    crop = Buffer(layer.name, ctx.w, ctx.h, layer.format,
+                  crop_pixels(layer.data, layer.width, layer.height, bpp, ctx), layer.transfer)
+    crop_mask = Buffer("mask", ctx.w, ctx.h, MASK_FORMAT,
+                       crop_pixels(mask, layer.width, layer.height, 1, ctx))
+    return EditRequest(layer=crop, mask=crop_mask, offset=(offset[0] + ctx.x, offset[1] + ctx.y),
+                       **fields)
+
+
 @dataclass
 class EditRequest:
     """What an editor or the CLI asks the engine to do: the body and buffers of ``submit``.

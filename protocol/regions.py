@@ -383,3 +383,20 @@ def mask_bbox(mask_bytes: bytes | bytearray | memoryview, width: int, height: in
             if right:
                 x1 += len(right)
     return Box(x0, y0, x1 - x0, y1 - y0)
+
+
+def crop_pixels(data: bytes | bytearray | memoryview, width: int, height: int,
+                bytes_per_pixel: int, box: Box) -> bytes:
+    """The rows of ``box`` (inside the image) from a packed pixel buffer, as new bytes."""
+    box = Box.of(box)
+    if box.x < 0 or box.y < 0 or box.x1 > width or box.y1 > height or box.empty:
+        raise RegionError(f"crop box {box.to_list()} is not inside the {width}×{height} image")
+    view = memoryview(data).cast("B")
+    if len(view) != width * height * bytes_per_pixel:
+        raise RegionError(f"buffer has {len(view)} bytes, expected "
+                          f"{width}×{height}×{bytes_per_pixel}")
+    stride = width * bytes_per_pixel
+    if box.x == 0 and box.w == width:
+        return bytes(view[box.y * stride:box.y1 * stride])
+    left, right = box.x * bytes_per_pixel, box.x1 * bytes_per_pixel
+    return b"".join(view[y * stride + left:y * stride + right] for y in range(box.y, box.y1))

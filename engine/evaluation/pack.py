@@ -1,0 +1,235 @@
+"""The demo pack's quality gates (issue: aligned demo pack), printed by ``wordbrush eval pack``.
+
+Every set is drawn from seeds no model trained on (``test`` and ``independent`` splits):
+
+* judge: accuracy on rendered frames, per attribute (gate >= 99%);
+* CLIP: zero-shot accuracy per attribute family with held-out caption templates (>= 95%);
+* inversion of framed canvas-scene crops: mean PSNR (>= 26 dB) and the judge finding the
+  ground truth on the inversion, per attribute (>= 95%);
+* the same on independently drawn scenes (plain Pillow shapes): judge on inversions (>= 90%);
+* samples from random z at psi = 1: share judged with confidence > 0.9 on every attribute
+  (>= 90%), and every value's share at least half its share of the world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.training.data import Batch, labels_of, to_tensor, vocab
+from engine.world import (
+    ATTR_KEYS,
+    HELDOUT_TEMPLATES,
+    WORLD_SPEC,
+    WorldSpec,
+    caption,
+    frame_of,
+    render_batch,
+    render_independent_scene,
+    render_scene,
+    split_seed,
+)
+from engine.world.captions import template_fields
+
+__all__ = ["Gate", "PackReport", "evaluate_pack"]
+
+
+@dataclass
+class Gate:
+    name: str
+    value: float
+    threshold: float
+    unit: str = "%"
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.threshold
+
+    def line(self) -> str:
+        def fmt(v: float) -> str:
+            return f"{100 * v:.1f}%" if self.unit == "%" else f"{v:.2f} {self.unit}"
+
+        mark = "PASS" if self.passed else "FAIL"
+        extra = f"  ({self.detail})" if self.detail else ""
+        return f"{mark}  {self.name:<52} {fmt(self.value):>9}  (gate {fmt(self.threshold)}){extra}"
+
+
+@dataclass
+class PackReport:
+    gates: list[Gate] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed,
+                "gates": [{"name": g.name, "value": g.value, "threshold": g.threshold,
+                           "passed": g.passed, "detail": g.detail} for g in self.gates],
+                "figures": self.figures}
+
+
+def _judge_hits(judge: Any, images: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
+    probs = judge.probabilities(images)
+    out = {}
+    for k, key in enumerate(ATTR_KEYS):
+        y = labels[:, k].numpy()
+        pred = probs[key].argmax(-1).numpy()
+        out[key] = np.where(y >= 0, pred == y, True)
+    return out
+
+
+def _rates(hits: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(v.mean()) for k, v in hits.items()}
+
+
+def scene_crops(n: int, split: str, independent: bool, spec: WorldSpec,
+                progress: bool = True) -> Batch:
+    """``n`` framed crops of held-out canvas scenes (tight and loose rect selections)."""
+    images, masks, attrs = [], [], []
+    bar = tqdm(total=n, desc=f"{split} scenes", disable=not progress, mininterval=2.0)
+    k = 0
+    while len(images) < n:
+        seed = split_seed(split, 10_000 + k)
+        rng = np.random.default_rng(seed)
+        side = int(rng.choice([192, 256, 384]))
+        n_obj = int(rng.integers(1, 4))
+        scene = (render_independent_scene(seed, side, side, n_obj, spec=spec) if independent
+                 else render_scene(seed, side, side, n_obj, spec=spec))
+        for j in range(len(scene.objects)):
+            if len(images) >= n:
+                break
+            framed = frame_of(scene, j, "tight" if rng.random() < 0.5 else "loose", rng=rng,
+                              spec=spec)
+            if framed.attrs.get("size") is None:
+                continue
+            images.append(framed.image)
+            masks.append(framed.object_mask)
+            attrs.append(framed.attrs)
+            bar.update(1)
+        k += 1
+    bar.close()
+    return Batch(to_tensor(np.stack(images)), torch.from_numpy(np.stack(masks))[:, None],
+                 torch.from_numpy(labels_of(attrs, spec)))
+
+
+@torch.no_grad()
+def invert(pack: Any, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    enc, gen = pack.get("encoder"), pack.get("generator")
+    dev = gen.input.input.device
+    out = []
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch].to(dev)
+        out.append(gen.synthesis(enc(x) + enc.latent_avg, noise="fixed").clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
+    mse = (a - b).square().flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(4.0 / mse)
+
+
+@torch.no_grad()
+def clip_zero_shot(clip: Any, images: torch.Tensor, labels: torch.Tensor,
+                   spec: WorldSpec) -> dict[str, dict[str, float]]:
+    """Per family, per held-out template mentioning it: accuracy of picking the true value
+    among all values, the template's other fields filled with the image's truth."""
+    v = vocab(spec)
+    img = torch.cat([clip.encode_image(images[i : i + 256], differentiable=False)
+                     for i in range(0, len(images), 256)]).cpu()
+    out: dict[str, dict[str, float]] = {}
+    for k, key in enumerate(ATTR_KEYS):
+        per_t: dict[str, float] = {}
+        for t in HELDOUT_TEMPLATES:
+            if key not in template_fields(t):
+                continue
+            hits = []
+            for i in range(len(images)):
+                truth = {kk: v[kk][int(labels[i, j])] for j, kk in enumerate(ATTR_KEYS)}
+                texts = [caption({**truth, key: value}, t) for value in v[key]]
+                sims = img[i] @ clip.encode_text(texts).cpu().t()
+                hits.append(int(sims.argmax()) == int(labels[i, k]))
+            per_t[t] = float(np.mean(hits))
+        out[key] = per_t
+    return out
+
+
+def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpec = WORLD_SPEC,
+                  progress: bool = True, log: Callable[[str], None] = print) -> PackReport:
+    report = PackReport()
+    judge = pack.get("judge")
+    v = vocab(spec)
+
+    # 1. the judge on held-out rendered frames
+    imgs, _, attrs = render_batch(max(n, 1000) * 2, split_seed("test", 1), spec=spec)
+    frames = to_tensor(imgs)
+    labels = torch.from_numpy(labels_of(attrs, spec))
+    rates = _rates(_judge_hits(judge, frames, labels))
+    report.figures["judge_on_rendered_frames"] = rates
+    for key in ATTR_KEYS:
+        report.gates.append(Gate(f"judge accuracy, rendered frames: {key}", rates[key], 0.99))
+
+    # 2. tiny CLIP zero-shot with held-out templates
+    clip = pack.get("clip")
+    zs = clip_zero_shot(clip, frames[:1000], labels[:1000], spec)
+    report.figures["clip_zero_shot"] = zs
+    for key in ATTR_KEYS:
+        accs = list(zs[key].values())
+        report.gates.append(Gate(f"CLIP zero-shot, held-out templates: {key}",
+                                 float(np.mean(accs)), 0.95,
+                                 detail=f"templates {100 * min(accs):.1f}-{100 * max(accs):.1f}%"))
+
+    # 3. inversions of framed crops of held-out canvas scenes
+    for independent, gate_attr, label in ((False, 0.95, "scenes"), (True, 0.90, "independent")):
+        crops = scene_crops(n, "independent" if independent else "test", independent, spec,
+                            progress)
+        inv = invert(pack, crops.images)
+        p = psnr(inv, crops.images)
+        orig = _rates(_judge_hits(judge, crops.images, crops.labels))
+        rates = _rates(_judge_hits(judge, inv, crops.labels))
+        report.figures[f"inversion_{label}"] = {"psnr_mean": float(p.mean()),
+                                               "psnr_p10": float(p.quantile(0.1)),
+                                               "judge_on_originals": orig,
+                                               "judge_on_inversions": rates}
+        if not independent:
+            report.gates.append(Gate("inversion PSNR, scene crops (mean)", float(p.mean()), 26.0,
+                                     unit="dB"))
+        else:
+            report.figures["inversion_independent"]["psnr_mean"] = float(p.mean())
+        for key in ATTR_KEYS:
+            report.gates.append(Gate(f"judge on inversions, {label}: {key}", rates[key],
+                                     gate_attr, detail=f"originals {100 * orig[key]:.1f}%"))
+
+    # 4. samples from random z at psi = 1
+    gen = pack.get("generator")
+    dev = gen.input.input.device
+    zgen = torch.Generator().manual_seed(12345)
+    samples = []
+    with torch.no_grad():
+        for i in range(0, n_samples, 250):
+            z = torch.randn(min(250, n_samples - i), gen.style_dim, generator=zgen).to(dev)
+            samples.append(gen.synthesis(gen.mapping(z), noise="fixed").clamp(-1, 1).cpu())
+    samples_t = torch.cat(samples)
+    probs = judge.probabilities(samples_t)
+    confident = torch.stack([probs[k].max(-1).values > 0.9 for k in ATTR_KEYS]).all(0)
+    report.gates.append(Gate("samples judged with confidence > 0.9 on every attribute",
+                             float(confident.float().mean()), 0.90))
+    coverage: dict[str, dict[str, float]] = {}
+    worst = 1e9
+    for key in ATTR_KEYS:
+        pred = probs[key].argmax(-1)
+        shares = {value: float((pred == i).float().mean()) for i, value in enumerate(v[key])}
+        coverage[key] = shares
+        worst = min(worst, min(s * len(v[key]) for s in shares.values()))
+    report.figures["sample_value_shares"] = coverage
+    report.gates.append(Gate("samples: rarest value's share / its world share", worst, 0.5,
+                             unit="x"))
+    return report

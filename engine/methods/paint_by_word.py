@@ -1,0 +1,148 @@
+"""``paint-by-word``: masked latent CLIP optimisation (Paint by Word, Bau et al. 2021).
+
+1. Invert the framed region with the pack's e4e encoder: ``w0`` (W+) and its styles, the
+   *fixed* styles.
+2. At every generator layer the modulation becomes ``style * m + fixed_style * (1 - m)``,
+   ``m`` the selection at that layer's resolution, blurred above 16 px with sigma = res / 16
+   (:class:`engine.models.stylegan2.SpatialStyleMix`, demodulation from the fixed style as in
+   the reference code). Only the selected part of the image can follow the latent.
+3. Adam over W+ minimises ``1 - cos(CLIP(view), target)`` averaged over random augmented
+   views (:func:`engine.augment.clip_views`: a tiny CLIP is easy to fool with one view), a
+   preservation loss against the unedited inversion outside the dilated selection (pixels,
+   and the encoder's first feature tap: a network of the pack, never its judge), and an L2
+   pull towards ``w0``. The target is the prompt's CLIP text embedding or, with a reference
+   image, its CLIP image embedding.
+4. ``strength`` s renders ``w0 + s (w - w0)``. The seed jitters the start inside the mask, so
+   variations differ; a given seed always gives the same result.
+
+The reference implementation optimises one w with CMA-ES; Adam over W+ reaches the target in
+far fewer renders, which is what makes an interactive edit on a CPU possible.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import clip_views
+from engine.models.stylegan2 import SpatialStyleMix
+
+from . import register
+from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
+
+__all__ = ["PaintByWord", "paste_advice"]
+
+#: vocabulary keys whose change moves outlines: the render must be pasted, not the delta
+STRUCTURAL_KEYS = ("shape", "size")
+
+
+def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None) -> str:
+    """``render`` when the prompt names a shape or size word of the pack, else ``delta``.
+
+    A recolour keeps the object's outline, so pasting only the change keeps the user's own
+    edges and background; a new shape or size moves the outline, and a delta would leave the
+    old one as a ghost. Packs without a vocabulary get ``render``.
+    """
+    if not vocabulary:
+        return "render"
+    words = set(prompt.lower().replace(",", " ").split())
+    for key in STRUCTURAL_KEYS:
+        if words & {v.lower() for v in vocabulary.get(key, [])}:
+            return "render"
+    return "delta"
+
+
+@register
+class PaintByWord(EditMethod):
+    id = "paint-by-word"
+    title = "Paint by Word"
+    description = ("Masked latent CLIP optimisation: only the selected part of the latent "
+                   "moves towards the text (or a reference image).")
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("steps", "int", 40, 1, 500, help="optimisation steps"),
+        Param("lr", "float", 0.03, 0.001, 0.5, help="Adam learning rate over W+"),
+        Param("strength", "float", 1.0, 0.0, 2.0,
+              help="how far to go along the found change (0 = the inversion)"),
+        Param("views", "int", 6, 1, 32, help="augmented CLIP views per step"),
+        Param("preserve", "float", 2.0, 0.0, 100.0,
+              help="weight of keeping the image outside the selection"),
+        Param("l2", "float", 0.002, 0.0, 10.0, help="weight of the pull towards the inversion"),
+        Param("jitter", "float", 0.05, 0.0, 1.0,
+              help="seeded noise on the start latent (makes variations differ)"),
+        Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
+    )
+    needs = ("generator", "encoder", "clip")
+    accepts_reference = True
+
+    def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
+        p = inputs.params
+        pack = inputs.pack
+        gen, enc, clip = pack.get("generator"), pack.get("encoder"), pack.get("clip")
+        dev = inputs.device
+        rng = torch.Generator().manual_seed(int(inputs.seed))
+        steps = int(p["steps"])
+        x = inputs.image.to(dev)
+        mask = inputs.mask.to(dev).clamp(0, 1)
+        res = gen.size
+        if x.shape[-1] != res:
+            x = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True)
+            mask = F.interpolate(mask, size=(res, res), mode="area")
+
+        with torch.no_grad():
+            w0 = enc(x) + enc.latent_avg
+            fixed = [s.detach() for s in gen.styles(w0)]
+            inversion = gen.synthesis_from_styles(fixed, noise="fixed")
+            feat_ref = enc.features(inversion)[0]
+            if inputs.reference is not None:
+                ref = inputs.reference.to(dev)
+                target = clip.encode_image(ref, differentiable=False)[0]
+                target_text = "the reference image"
+            else:
+                target = clip.encode_prompt(inputs.prompt).to(dev)
+                target_text = inputs.prompt
+        mix = SpatialStyleMix.from_mask(fixed, mask, res)
+        keep = 1.0 - F.max_pool2d(mask, 5, 1, 2)  # outside the dilated selection
+        keep_feat = F.interpolate(keep, size=feat_ref.shape[-2:], mode="area")
+
+        jitter = float(p["jitter"]) * torch.randn(w0.shape, generator=rng).to(dev)
+        w = (w0 + jitter).clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=float(p["lr"]))
+        preview_every = int(p["preview_every"])
+        n_views = int(p["views"])
+        loss_clip = torch.tensor(0.0)
+        progress(0, steps, f"inverted; editing towards {target_text!r}", inversion[0])
+        for step in range(steps):
+            cancel.check()
+            image = gen.synthesis_from_styles(gen.styles(w), noise="fixed", style_mix=mix)
+            views = clip_views(image, n_views, rng)
+            emb = clip.encode_image(views)
+            loss_clip = 1.0 - (emb @ target).mean()
+            diff = (image - inversion).square().mean(1, keepdim=True)
+            loss_keep = (diff * keep).sum() / keep.sum().clamp_min(1.0)
+            feat = enc.features(image)[0]
+            loss_feat = ((feat - feat_ref).square().mean(1, keepdim=True) * keep_feat).sum() / (
+                keep_feat.sum().clamp_min(1.0))
+            loss_l2 = (w - w0).square().sum(-1).mean()
+            loss = loss_clip + float(p["preserve"]) * (loss_keep + 0.1 * loss_feat) + float(
+                p["l2"]) * loss_l2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            preview = image[0].detach() if (step + 1) % preview_every == 0 else None
+            message = f"step {step + 1}/{steps}: clip {float(loss_clip.detach()):.3f}"
+            progress(step + 1, steps, message, preview)
+        cancel.check()
+        with torch.no_grad():
+            s = float(p["strength"])
+            w_final = w0 + s * (w.detach() - w0)
+            edited = gen.synthesis_from_styles(gen.styles(w_final), noise="fixed", style_mix=mix)
+            final_sim = float(clip.encode_image(edited, differentiable=False)[0] @ target)
+            start_sim = float(clip.encode_image(inversion, differentiable=False)[0] @ target)
+        vocabulary = pack.manifest.data.get("vocabulary") if hasattr(pack, "manifest") else None
+        info: dict[str, Any] = {"clip_similarity": round(final_sim, 4),
+                                "clip_similarity_before": round(start_sim, 4),
+                                "final_clip_loss": round(float(loss_clip), 4)}
+        return MethodOutput(image=edited, inversion=inversion,
+                            paste=paste_advice(inputs.prompt, vocabulary), info=info)
