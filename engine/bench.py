@@ -6,6 +6,9 @@ over ipc and tcp loopback. Reported as GB/s (2 x bytes / round trip) and as a ra
 numpy memcpy of the same bytes measured in the same run.
 
 ``models``: forward times of the full-size models (see :mod:`engine.bench_models`).
+
+``edit``: one edit on a warm engine (first preview, done), the bare method time in the same
+run, and the cold start (see :mod:`engine.bench_edit`).
 """
 
 from __future__ import annotations
@@ -120,6 +123,10 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"{row['transport']:<10}{row['rtt_ms']:>10.1f}ms{row['gb_s']:>8.2f}"
                   f"{row['ratio']:>10.2f}")
         return 0
+    if args.what == "edit":
+        from .bench_edit import bench_edit
+
+        return bench_edit(args)
     from .bench_models import bench_models
 
     return bench_models(args)

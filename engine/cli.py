@@ -73,16 +73,29 @@ def engine_for_call(endpoint: str | None, extra_args: Sequence[str] = (),
         if endpoint is not None:
             raise
     # no engine: start one for this call on a private socket
+    with private_engine(extra_args, start_timeout) as (client, _):
+        yield client, "engine started for this call"
+
+
+@contextlib.contextmanager
+def private_engine(extra_args: Sequence[str] = (),
+                   start_timeout: float = 120.0) -> Iterator[tuple[Any, float]]:
+    """Start ``wordbrush serve`` on a private socket; yields ``(connected client, seconds
+    from launch to its first answer)`` and stops the engine afterwards."""
+    from protocol.client import EngineClient
+    from protocol.errors import EngineUnavailable
+
     tmp = tempfile.mkdtemp(prefix="wordbrush-call-")
     private = f"ipc://{tmp}/engine.sock" if endpoints.ipc_supported() \
         else "tcp://127.0.0.1:0"
     cmd = [sys.executable, "-m", "engine", "serve", "--endpoint", private, *extra_args]
     log_path = Path(tmp) / "engine.log"
+    launched = time.monotonic()
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
     client = EngineClient(private, connect_timeout=start_timeout)
     try:
-        deadline = time.monotonic() + start_timeout
+        deadline = launched + start_timeout
         while True:
             if proc.poll() is not None:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
@@ -94,7 +107,7 @@ def engine_for_call(endpoint: str | None, extra_args: Sequence[str] = (),
                 if time.monotonic() > deadline:
                     raise CliError(f"the engine did not answer within {start_timeout:.0f} s"
                                    ) from None
-        yield client, "engine started for this call"
+        yield client, time.monotonic() - launched
     finally:
         client.close()
         proc.terminate()
@@ -454,10 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
-    p.add_argument("what", choices=["protocol", "models"])
+    p.add_argument("what", choices=["protocol", "models", "edit"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--side", type=int, default=4096)
     p.add_argument("--device", default="auto")
+    p.add_argument("--pack", help="edit: the pack (default: the default pack)")
+    p.add_argument("--method", default="paint-by-word", help="edit: the method")
+    p.add_argument("--param", action="append", type=_parse_param, default=[],
+                   metavar="NAME=VALUE", help="edit: a method parameter")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -293,6 +293,19 @@ class Framing:
             return {"kind": "box", "factor": self.factor}
         return {"kind": self.kind}
 
+    def exact_square(
+        self, x0: float, y0: float, x1: float, y1: float
+    ) -> tuple[float, float, float]:
+        """The box rule in exact arithmetic: ``(x0, y0, side)`` of the square centred on the
+        continuous box ``[x0, x1) x [y0, y1)`` with side = longer side / factor. Ground truth
+        and evaluation crops use it; :meth:`square` is the same rule on whole pixels."""
+        if self.kind != "box" or self.factor is None:
+            raise RegionError("exact_square is defined for box framing")
+        if not (x1 > x0 and y1 > y0):
+            raise RegionError(f"empty box {(x0, y0, x1, y1)!r}")
+        side = max(x1 - x0, y1 - y0) / self.factor
+        return ((x0 + x1 - side) / 2.0, (y0 + y1 - side) / 2.0, side)
+
     def square(self, selection_box: Box) -> tuple[int, int, int]:
         """The model square ``(x0, y0, side)`` for a selection box (document coordinates)."""
         box = Box.of(selection_box)

@@ -143,6 +143,6 @@ class PaintByWord(EditMethod):
         vocabulary = pack.manifest.data.get("vocabulary") if hasattr(pack, "manifest") else None
         info: dict[str, Any] = {"clip_similarity": round(final_sim, 4),
                                 "clip_similarity_before": round(start_sim, 4),
-                                "final_clip_loss": round(float(loss_clip), 4)}
+                                "final_clip_loss": round(float(loss_clip.detach()), 4)}
         return MethodOutput(image=edited, inversion=inversion,
                             paste=paste_advice(inputs.prompt, vocabulary), info=info)

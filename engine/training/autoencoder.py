@@ -92,6 +92,7 @@ def train_autoencoder(
     seed: int = 3,
     budget_s: float | None = None,
     spec: WorldSpec = WORLD_SPEC,
+    n_crops: int = 4000,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume); writes ``work/autoencoder.pt`` (generator + encoder state dicts)."""
@@ -111,7 +112,7 @@ def train_autoencoder(
         opt.load_state_dict(state["opt"])
         gen.set_state(state["rng"])
         start = int(state["step"])
-    crops = scene_crop_pool(4000, first_index=400_000, cache=work / "ae_crops.npz",
+    crops = scene_crop_pool(n_crops, first_index=400_000, cache=work / "ae_crops.npz",
                             progress=progress, spec=spec)
     source = FrameSource(spec, crops=crops, hard_fraction=0.2, crop_fraction=0.2,
                          seed_offset=30_000_000)

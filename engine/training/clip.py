@@ -44,6 +44,7 @@ def train_clip(
     seed: int = 2,
     budget_s: float | None = None,
     spec: WorldSpec = WORLD_SPEC,
+    n_crops: int = 2000,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume) the tiny CLIP; writes ``work/clip.pt`` (fp32) when complete."""
@@ -60,7 +61,7 @@ def train_clip(
         opt.load_state_dict(state["opt"])
         gen.set_state(state["rng"])
         start = int(state["step"])
-    crops = scene_crop_pool(2000, first_index=300_000, cache=work / "clip_crops.npz",
+    crops = scene_crop_pool(n_crops, first_index=300_000, cache=work / "clip_crops.npz",
                             progress=progress, spec=spec)
     source = FrameSource(spec, crops=crops, hard_fraction=0.15, crop_fraction=0.1,
                          seed_offset=20_000_000)
@@ -87,7 +88,7 @@ def train_clip(
         with torch.no_grad():
             model.logit_scale.clamp_(0, 4.6052)
         if step % 10 == 0:
-            loop.show(loss=float(loss), scale=float(model.logit_scale.exp()))
+            loop.show(loss=float(loss.detach()), scale=float(model.logit_scale.exp().detach()))
         if loop.should_save(step):
             ckpt.save({"model": model.state_dict(), "opt": opt.state_dict(),
                        "rng": gen.get_state(), "step": step + 1})

@@ -33,6 +33,7 @@ def train_judge(
     seed: int = 1,
     budget_s: float | None = None,
     spec: WorldSpec = WORLD_SPEC,
+    n_crops: int = 3000,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume) the judge; writes ``work/judge.pt`` when the schedule completes."""
@@ -49,7 +50,7 @@ def train_judge(
         opt.load_state_dict(state["opt"])
         gen.set_state(state["rng"])
         start = int(state["step"])
-    crops = scene_crop_pool(3000, first_index=200_000, cache=work / "judge_crops.npz",
+    crops = scene_crop_pool(n_crops, first_index=200_000, cache=work / "judge_crops.npz",
                             progress=progress, spec=spec)
     source = FrameSource(spec, crops=crops, hard_fraction=0.25, crop_fraction=0.25,
                          seed_offset=10_000_000)

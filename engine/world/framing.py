@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from engine.world.spec import WORLD_SPEC
+from protocol.regions import Framing
 
 __all__ = ["Box", "BoxFraming", "crop_frame"]
 
@@ -52,10 +53,9 @@ class BoxFraming:
         return self.box
 
     def frame_rect(self, box: Sequence[float] | None = None) -> tuple[float, float, float]:
-        """(x0, y0, side) of the frame on the canvas, in canvas pixels (floats)."""
-        x0, y0, x1, y1 = self._box(box)
-        side = max(x1 - x0, y1 - y0) / self.factor
-        return ((x0 + x1 - side) / 2.0, (y0 + y1 - side) / 2.0, side)
+        """(x0, y0, side) of the frame on the canvas, in canvas pixels (floats): the engine's
+        box rule (:meth:`protocol.regions.Framing.exact_square`), without pixel rounding."""
+        return Framing("box", self.factor).exact_square(*self._box(box))
 
     def matrix(self, box: Sequence[float] | None = None) -> np.ndarray:
         """3x3 affine matrix taking homogeneous canvas points to frame units."""

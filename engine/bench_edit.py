@@ -1,0 +1,118 @@
+"""``wordbrush bench edit``: how long an artist waits, and what the engine adds.
+
+* cold start: launching ``wordbrush serve`` until it answers, then the first edit (which
+  loads the pack);
+* warm: median time to the first preview and to the finished edit, through a real engine
+  process and the client library, on a scene drawn by the pack's world;
+* bare: the method's own ``run`` on the same framed region in this process (models already
+  loaded), so ``overhead = warm done / bare`` is a ratio measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _scene_request(framing: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Any]:
+    from engine.world import render_scene, selection_for
+    from protocol.framing import Buffer
+    from protocol.messages import request_for_selection
+
+    scene = render_scene(5, 384, 256, n_objects=3)
+    _, sel = selection_for(scene, 0, "tight")
+    h, w = scene.image.shape[:2]
+    rgba = np.concatenate([scene.image, np.full((h, w, 1), 255, np.uint8)], axis=2)
+    color = "blue" if scene.objects[0].attrs["color"] != "blue" else "red"
+    prompt = f"a {color} {scene.objects[0].attrs['shape']}"
+    request = request_for_selection(
+        Buffer("layer", w, h, "rgba8", rgba.tobytes()), sel.tobytes(), framing,
+        prompt=prompt, method=args.method, pack=args.pack, params=dict(args.param), seed=1)
+    return request, prompt
+
+
+def bench_edit(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from engine.cli import private_engine
+    from engine.packs import PackRegistry
+    from engine.runner import EditRunner, resolve_device
+
+    repeats = max(1, args.repeats)
+    extra = ["--device", args.device] if args.device != "auto" else []
+    with tqdm(total=2 * repeats + 2, desc="bench edit", unit="run") as bar:
+        with private_engine(extra) as (client, launch_s):
+            welcome = client.welcome
+            pack_name = args.pack or welcome.default_pack
+            pack_info = welcome.pack(pack_name or "")
+            if pack_info is None:
+                raise SystemExit(f"the engine has no pack {pack_name!r}")
+            request, prompt = _scene_request(pack_info.framing, args)
+            t0 = time.perf_counter()
+            client.edit(request)
+            first_edit_s = time.perf_counter() - t0
+            bar.update()
+            previews, dones = [], []
+            for _ in range(repeats):
+                first_preview: list[float] = []
+                start = time.perf_counter()
+
+                def on_progress(p: Any, start: float = start, seen: list = first_preview) -> None:
+                    if p.preview is not None and not seen:
+                        seen.append(time.perf_counter() - start)
+
+                result = client.edit(request, on_progress=on_progress)
+                dones.append(time.perf_counter() - start)
+                previews.append(first_preview[0] if first_preview else float("nan"))
+                bar.update()
+        # the bare method, same request, in this process
+        device = resolve_device(args.device)
+        runner = EditRunner(PackRegistry.standard(device=device), device)
+        from engine import imaging, methods
+        from engine.methods.base import CancelFlag, MethodInputs
+
+        plan = runner.plan(request)
+        pack = runner.packs.get(plan.pack)
+        cls = methods.get(plan.method)
+        assert cls is not None
+        method = cls()
+        for component in cls.needs:
+            pack.get(component)
+        layer = imaging.decode_pixels(request.layer.data, request.layer.width,
+                                      request.layer.height, request.layer.format)
+        mask = imaging.decode_pixels(request.mask.data, request.mask.width,
+                                     request.mask.height, "a8")
+        framed = imaging.frame_region(layer, mask, framing=pack.framing,
+                                      resolution=pack.resolution, offset=request.offset)
+        params = {k: v for k, v in plan.params.items() if k not in ("paste", "feather")}
+        inputs = MethodInputs(image=framed.image.to(device), mask=framed.mask.to(device),
+                              prompt=request.prompt, params=params, seed=plan.seed, pack=pack,
+                              device=device)
+        method.run(inputs, lambda *a: None, CancelFlag())  # warm-up
+        bar.update()
+        bares = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                method.run(inputs, lambda *a: None, CancelFlag())
+            bares.append(time.perf_counter() - start)
+            bar.update()
+    done, bare = statistics.median(dones), statistics.median(bares)
+    preview = statistics.median(previews)
+    print(f"{plan.method} on pack {plan.pack}, {device}, prompt {prompt!r}, "
+          f"{request.layer.width}x{request.layer.height} context crop, median of {repeats}")
+    print(f"  warm engine: first preview {preview:.2f} s (goal <= 1 s), "
+          f"done {done:.2f} s (goal <= 10 s)")
+    print(f"  bare method in this process: {bare:.2f} s; engine overhead {done / bare:.2f}x "
+          "(goal <= 1.3x)")
+    print(f"  cold start: engine answered {launch_s:.2f} s after launch; first edit (pack load) "
+          f"{first_edit_s:.2f} s")
+    info = result.info
+    print(f"  last result: paste {info.get('paste')}, inversion {info.get('inversion_psnr')} dB, "
+          f"clip similarity {info.get('clip_similarity_before')} -> {info.get('clip_similarity')}")
+    return 0

@@ -1,0 +1,165 @@
+"""paint-by-word through the engine's pipeline, on a tiny random pack: the invariants that
+hold whatever the weights (the quality is judged by `wordbrush eval edits` on the real pack).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import methods
+from engine.imaging import Patch, composite_over, decode_pixels
+from engine.methods.base import CancelFlag, Cancelled, MethodInputs
+from engine.methods.paint_by_word import PaintByWord, paste_advice
+from engine.packs import PackRegistry
+from engine.runner import EditRunner
+from protocol.errors import WordbrushError
+from protocol.framing import Buffer
+from protocol.messages import EditRequest, request_for_selection
+from tests.support.packs import make_pack
+
+FAST = {"steps": 3, "views": 2}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> PackRegistry:
+    folder = tmp_path_factory.mktemp("packs")
+    make_pack(folder / "tiny", judge=True)
+    return PackRegistry([folder])
+
+
+@pytest.fixture(scope="module")
+def runner(registry: PackRegistry) -> EditRunner:
+    return EditRunner(registry, "cpu")
+
+
+def _canvas(seed: int = 0, w: int = 80, h: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rgba = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    sel = np.zeros((h, w), np.uint8)
+    sel[20:40, 30:52] = 255
+    sel[20:40, 30] = 90  # a soft edge
+    return rgba, sel
+
+
+def _request(rgba: np.ndarray, sel: np.ndarray | None, **kw: object) -> EditRequest:
+    h, w = rgba.shape[:2]
+    fields = {"prompt": "a green star", "method": "paint-by-word", "pack": "tiny",
+              "params": dict(FAST), "seed": 7, **kw}
+    return request_for_selection(Buffer("layer", w, h, "rgba8", rgba.tobytes()),
+                                 None if sel is None else sel.tobytes(),
+                                 {"kind": "box", "factor": 0.7}, **fields)
+
+
+def test_registered_and_advertised(runner: EditRunner) -> None:
+    assert "paint-by-word" in methods.available()
+    info = next(m for m in runner.describe()["methods"] if m["id"] == "paint-by-word")
+    names = {p["name"] for p in info["params"]}
+    assert {"steps", "lr", "strength", "views", "preserve", "l2", "jitter"} <= names
+    assert info["accepts_reference"] is True
+
+
+def test_out_of_range_parameter_is_a_clear_error(runner: EditRunner) -> None:
+    rgba, sel = _canvas()
+    with pytest.raises(WordbrushError, match="steps"):
+        runner.plan(_request(rgba, sel, params={"steps": 100000}))
+
+
+def test_outside_the_selection_is_bit_identical(runner: EditRunner) -> None:
+    rgba, sel = _canvas()
+    request = _request(rgba, sel, variations=2)
+    progress: list[tuple[int, int, str, bool]] = []
+
+    def record(step: int, total: int, message: str, preview: object) -> None:
+        progress.append((step, total, message, preview is not None))
+
+    outcome = runner.run_local(request, record)
+    assert len(outcome.patches) == 2
+    for patch in outcome.patches:
+        pixels = decode_pixels(patch.data, patch.width, patch.height, patch.format)
+        out = composite_over(rgba, Patch(pixels, outcome.offset, patch.format))
+        outside = sel == 0
+        assert np.array_equal(out[outside], rgba[outside])
+        alpha = np.frombuffer(patch.data, np.uint8).reshape(patch.height, patch.width, 4)[..., 3]
+        x, y = outcome.offset
+        sub = sel[y:y + patch.height, x:x + patch.width]
+        assert (alpha[sub == 0] == 0).all()
+        assert (alpha <= np.maximum(sub, 0)).all()  # never grown beyond the selection
+    assert progress[-1][0] == progress[-1][1]
+    assert any(p[3] for p in progress), "a preview was streamed"
+    assert "inversion_psnr" in outcome.info
+
+
+def test_deterministic_per_seed_and_variations_differ(runner: EditRunner) -> None:
+    rgba, sel = _canvas(1)
+    a = runner.run_local(_request(rgba, sel, variations=2))
+    b = runner.run_local(_request(rgba, sel, variations=2))
+    assert [p.data for p in a.patches] == [p.data for p in b.patches]
+    assert a.patches[0].data != a.patches[1].data
+
+
+def test_whole_image_without_mask(runner: EditRunner) -> None:
+    rgba, _ = _canvas(2, 40, 40)
+    outcome = runner.run_local(_request(rgba, None))
+    assert outcome.offset == (0, 0)
+    assert (outcome.patches[0].width, outcome.patches[0].height) == (40, 40)
+
+
+def _inputs(registry: PackRegistry, **params: object) -> MethodInputs:
+    pack = registry.get("tiny")
+    all_params = {p.name: p.default for p in PaintByWord.params}
+    all_params.update(FAST)
+    all_params.update(params)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    return MethodInputs(image=torch.rand(1, 3, 32, 32) * 2 - 1, mask=mask, prompt="a red star",
+                        params=all_params, seed=3, pack=pack)
+
+
+def test_strength_zero_is_the_inversion(registry: PackRegistry) -> None:
+    out = PaintByWord().run(_inputs(registry, strength=0.0), lambda *a: None, CancelFlag())
+    assert out.inversion is not None
+    assert torch.allclose(out.image, out.inversion, atol=1e-5)
+
+
+def test_cancel_between_steps(registry: PackRegistry) -> None:
+    flag = CancelFlag()
+
+    def progress(step: int, total: int, message: str, preview: object) -> None:
+        if step == 2:
+            flag.set()
+
+    with pytest.raises(Cancelled):
+        PaintByWord().run(_inputs(registry, steps=10), progress, flag)
+
+
+def test_reference_image_replaces_the_text(registry: PackRegistry) -> None:
+    inputs = _inputs(registry)
+    inputs.reference = torch.rand(1, 3, 32, 32) * 2 - 1
+    out = PaintByWord().run(inputs, lambda *a: None, CancelFlag())
+    assert out.image.shape == (1, 3, 32, 32)
+
+
+def test_paste_advice() -> None:
+    vocab = {"shape": ["circle", "star"], "size": ["small", "large"], "color": ["red"]}
+    assert paste_advice("a red circle", {"color": ["red"]}) == "delta"
+    assert paste_advice("a red star", vocab) == "render"
+    assert paste_advice("a small red thing", vocab) == "render"
+    assert paste_advice("something red", vocab) == "delta"
+    assert paste_advice("anything", None) == "render"
+
+
+def test_request_for_selection_crops_to_the_model_square(tmp_path: Path) -> None:
+    rgba, sel = _canvas()
+    request = _request(rgba, sel)
+    x, y = request.offset
+    assert request.layer.width < rgba.shape[1] or request.layer.height < rgba.shape[0]
+    crop = np.frombuffer(request.layer.data, np.uint8).reshape(request.layer.height,
+                                                                request.layer.width, 4)
+    assert np.array_equal(crop, rgba[y:y + crop.shape[0], x:x + crop.shape[1]])
+    with pytest.raises(ValueError, match="selects nothing"):
+        _request(rgba, np.zeros_like(sel))
