@@ -59,7 +59,7 @@ def train_mapping(
     device: torch.device,
     steps: int = 4000,
     batch: int = 512,
-    n_real: int = 60_000,
+    n_real: int = 30_000,
     seed: int = 4,
     budget_s: float | None = None,
     spec: WorldSpec = WORLD_SPEC,

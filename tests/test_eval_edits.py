@@ -1,0 +1,61 @@
+"""The methods' harness (`wordbrush eval edits`) on a tiny random pack: its invariants and
+its report. (Rates are judged on the real pack by the full run; see BENCHMARKS.md.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.evaluation.edits import KINDS, evaluate_edits, format_report, make_cases
+from engine.packs import PackRegistry
+from engine.runner import EditRunner
+from tests.support.packs import make_pack
+
+FAST = {"steps": 1, "views": 1}
+
+
+@pytest.fixture(scope="module")
+def pack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("packs")
+    make_pack(folder / "tiny", judge=True)
+    return folder
+
+
+def test_cases_ask_for_a_real_change() -> None:
+    cases = make_cases(2, KINDS)
+    assert [c.kind for c in cases] == [k for k in KINDS for _ in range(2)]
+    for c in cases:
+        assert c.target and all(c.truth.get(k) != v for k, v in c.target.items())
+        assert c.selection.max() == 255 and len(c.scene.objects) >= 2
+        for key in c.target:
+            assert c.target[key] in c.prompt
+
+
+def test_harness_keeps_the_invariants(pack_dir: Path) -> None:
+    runner = EditRunner(PackRegistry([pack_dir]), "cpu")
+    report = evaluate_edits(runner, "tiny", ["paint-by-word"], ["color", "size"], n_per_kind=1,
+                            n_independent=1, params=FAST, progress=False)
+    s = report["methods"]["paint-by-word"]
+    assert s["outside_changed_px"] == 0
+    assert s["unselected_unchanged"] == 1.0
+    assert s["independent"]["outside_changed_px"] == 0
+    assert {"color", "size"} <= set(s)
+    assert "paint-by-word" in format_report(report)
+
+
+def test_cli_eval_edits_json(pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "--pack", "tiny", "--pack-dir", str(pack_dir), "--methods",
+                 "paint-by-word", "--prompts", "shape", "--n", "1", "--independent", "0",
+                 "--param", "steps=1", "--param", "views=1", "--json", "--device", "cpu"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["methods"]["paint-by-word"]["shape"]["n"] == 1
+
+
+def test_cli_eval_rejects_unknown_kinds(pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "edits", "--pack", "tiny", "--pack-dir", str(pack_dir),
+                 "--prompts", "texture"]) == 1
+    assert "--prompts" in capsys.readouterr().err
