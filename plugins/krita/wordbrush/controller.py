@@ -1,0 +1,340 @@
+"""What the docker does, without Qt: connect, run, cancel, and turn engine events into
+status lines, progress, previews and new layers.
+
+The docker owns one :class:`Controller` and wires it to Qt: a ``QSocketNotifier`` on
+:meth:`Controller.fileno` calls :meth:`Controller.pump` (edge-triggered: pump drains every
+pending event, and runs after every send), and a slow ``QTimer`` calls :meth:`Controller.tick`
+(silence -> timeout, engine start-up retries). Everything here is testable with fakes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from protocol import endpoints
+from protocol.client import CurveKeys, EngineClient
+from protocol.errors import (
+    AuthFailed,
+    EngineUnavailable,
+    ProtocolError,
+    Timeout,
+    VersionMismatch,
+    WordbrushError,
+)
+from protocol.events import Cancelled, EngineError, Progress, Result, Welcome
+from protocol.framing import Buffer
+from protocol.messages import EditRequest
+
+from .document import KritaDocument, Region
+from .pixels import UnsupportedImage
+from .settings import Settings
+
+__all__ = ["Controller", "EngineState", "Observer", "RunOptions"]
+
+ENGINE_START_S = 90.0
+
+
+class EngineState(Enum):
+    DISCONNECTED = "disconnected"
+    STARTING = "starting"
+    CONNECTED = "connected"
+    UNREACHABLE = "unreachable"
+    VERSION_MISMATCH = "version mismatch"
+    AUTH_FAILED = "authentication failed"
+
+
+class Observer(Protocol):
+    def on_status(self, state: EngineState, text: str) -> None: ...
+    def on_offer(self, welcome: Welcome) -> None: ...
+    def on_busy(self, busy: bool) -> None: ...
+    def on_progress(self, fraction: float, text: str) -> None: ...
+    def on_preview(self, width: int, height: int, rgba8: bytes) -> None: ...
+    def on_message(self, text: str, error: bool) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    prompt: str
+    method: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    variations: int = 1
+    seed: int | None = None
+    reference: Buffer | None = None  # rgba8
+    pack: str | None = None
+
+
+@dataclass
+class _Job:
+    id: str
+    document: KritaDocument
+    region: Region
+    prompt: str
+    started: float
+
+
+class Controller:
+    def __init__(self, observer: Observer, settings: Settings,
+                 client_factory: Callable[..., EngineClient] = EngineClient,
+                 launcher: Callable[[list[str], Path], Any] | None = None) -> None:
+        self.observer = observer
+        self.settings = settings
+        self._client_factory = client_factory
+        self._launcher = launcher or _launch
+        self.client: EngineClient | None = None
+        self.welcome: Welcome | None = None
+        self.state = EngineState.DISCONNECTED
+        self.job: _Job | None = None
+        self._starting_since: float | None = None
+        self._engine_proc: Any = None
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.endpoint or endpoints.default_endpoint()
+
+    def _set_state(self, state: EngineState, text: str) -> None:
+        self.state = state
+        self.observer.on_status(state, text)
+
+    def _new_client(self) -> EngineClient:
+        curve = None
+        if self.settings.server_key or self.settings.client_key:
+            curve = CurveKeys.from_files(self.settings.server_key, self.settings.client_key)
+        return self._client_factory(self.endpoint, curve=curve, connect_timeout=2.0,
+                                    progress_timeout=self.settings.timeout_s,
+                                    client_name="wordbrush-krita")
+
+    def connect(self) -> bool:
+        """Try the engine once; start a local one when allowed. True when connected."""
+        self.close_client()
+        try:
+            client = self._new_client()
+        except (OSError, ValueError, WordbrushError) as exc:
+            self._set_state(EngineState.UNREACHABLE, f"cannot use the key files: {exc}")
+            return False
+        try:
+            welcome = client.connect(timeout=1.0 if endpoints.is_local(self.endpoint) else 5.0)
+        except VersionMismatch as exc:
+            client.close()
+            self._set_state(EngineState.VERSION_MISMATCH, str(exc))
+            return False
+        except AuthFailed as exc:
+            client.close()
+            self._set_state(EngineState.AUTH_FAILED, str(exc))
+            return False
+        except (EngineUnavailable, Timeout, ProtocolError) as exc:
+            client.close()
+            if self._maybe_start_engine():
+                return False
+            self._set_state(EngineState.UNREACHABLE, f"no engine at {self.endpoint}: {exc}")
+            return False
+        self.client, self.welcome = client, welcome
+        self._starting_since = None
+        packs = ", ".join(p.name for p in welcome.packs) or "no packs"
+        self._set_state(EngineState.CONNECTED,
+                        f"connected to engine {welcome.engine_version} ({packs})")
+        self.observer.on_offer(welcome)
+        return True
+
+    def _maybe_start_engine(self) -> bool:
+        if not (self.settings.autostart and endpoints.is_local(self.endpoint)):
+            return False
+        if self._starting_since is not None:
+            if time.monotonic() - self._starting_since > ENGINE_START_S:
+                self._starting_since = None
+                self._set_state(EngineState.UNREACHABLE,
+                                f"the local engine did not answer within {ENGINE_START_S:.0f} s")
+                return True
+            return True  # still starting; tick() retries
+        if not self.settings.engine_command:
+            self._set_state(EngineState.UNREACHABLE,
+                            "no engine is running and none is configured to start: run "
+                            "`python3 install.py` in the wordbrush folder, or start "
+                            "`wordbrush serve` yourself")
+            return True
+        log = Path(tempfile.gettempdir()) / "wordbrush-krita-engine.log"
+        try:
+            self._engine_proc = self._launcher(list(self.settings.engine_command), log)
+        except OSError as exc:
+            self._set_state(EngineState.UNREACHABLE, f"could not start the engine: {exc}")
+            return True
+        self._starting_since = time.monotonic()
+        self._set_state(EngineState.STARTING, "starting the local engine…")
+        return True
+
+    def close_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+
+    def shutdown(self) -> None:
+        if self.job is not None and self.client is not None:
+            with contextlib.suppress(WordbrushError):
+                self.client.cancel(self.job.id)
+        self.job = None
+        self.close_client()
+
+    # ------------------------------------------------------------------ jobs
+
+    def fileno(self) -> int | None:
+        return self.client.fileno() if self.client is not None else None
+
+    def framing_for(self, pack: str | None) -> dict | None:
+        if self.welcome is None:
+            return None
+        info = self.welcome.pack(pack or self.welcome.default_pack or "")
+        return info.framing if info else None
+
+    def run(self, document: Any, options: RunOptions) -> bool:
+        """Send the active layer and selection; False (with a message) when it cannot."""
+        if self.job is not None:
+            self.observer.on_message("an edit is already running; cancel it first", True)
+            return False
+        if not options.prompt.strip() and options.reference is None:
+            self.observer.on_message("type a description (or choose a reference image)", True)
+            return False
+        if self.client is None and not self.connect():
+            self.observer.on_message("the engine is not available; see the status line", True)
+            return False
+        if document is None:
+            self.observer.on_message("open an image first", True)
+            return False
+        doc = KritaDocument(document)
+        try:
+            region = doc.region(self.framing_for(options.pack))
+        except (UnsupportedImage, ValueError) as exc:
+            self.observer.on_message(str(exc), True)
+            return False
+        request = EditRequest(layer=region.layer, mask=region.mask, reference=options.reference,
+                              prompt=options.prompt.strip(), method=options.method or None,
+                              pack=options.pack, params=dict(options.params),
+                              seed=options.seed, variations=options.variations,
+                              offset=region.offset)
+        assert self.client is not None
+        try:
+            job_id = self.client.submit(request)
+        except EngineUnavailable as exc:
+            self._lost(f"the engine went away: {exc}")
+            return False
+        except WordbrushError as exc:  # rejected before sending (limits, validation)
+            self.observer.on_message(str(exc), True)
+            return False
+        self.job = _Job(job_id, doc, region, options.prompt.strip(), time.monotonic())
+        self.observer.on_busy(True)
+        self.observer.on_progress(0.0, f"sent ({region.note})")
+        self.pump()
+        return True
+
+    def cancel(self) -> None:
+        if self.job is None or self.client is None:
+            return
+        try:
+            self.client.cancel(self.job.id)
+            self.observer.on_progress(0.0, "cancelling…")
+        except WordbrushError as exc:
+            self._finish(f"could not cancel: {exc}", error=True)
+        self.pump()
+
+    def _finish(self, text: str, error: bool) -> None:
+        self.job = None
+        self.observer.on_busy(False)
+        self.observer.on_message(text, error)
+
+    def _lost(self, text: str) -> None:
+        self.close_client()
+        self._set_state(EngineState.UNREACHABLE, text)
+        if self.job is not None:
+            self._finish(f"{text}; the document was not changed", error=True)
+
+    # ------------------------------------------------------------------ events
+
+    def pump(self) -> None:
+        """Drain every pending event (call on socket activity and after every send)."""
+        if self.client is None:
+            return
+        try:
+            events = self.client.poll(0)
+        except (EngineUnavailable, Timeout) as exc:
+            self._lost(str(exc))
+            return
+        except AuthFailed as exc:
+            self.close_client()
+            self._set_state(EngineState.AUTH_FAILED, str(exc))
+            if self.job is not None:
+                self._finish(f"{exc}; the document was not changed", error=True)
+            return
+        for event in events:
+            self._handle(event)
+
+    def tick(self) -> None:
+        """Slow timer: silence becomes a timeout; a starting engine is retried."""
+        if self.state == EngineState.STARTING:
+            if self._engine_proc is not None and self._engine_proc.poll() is not None:
+                self._starting_since = None
+                self._set_state(EngineState.UNREACHABLE, "the local engine exited at start-up "
+                                "(see wordbrush-krita-engine.log in the temp folder)")
+                return
+            self.connect()
+            return
+        if self.client is None:
+            return
+        try:
+            self.client.check_timeouts()
+        except (Timeout, EngineUnavailable) as exc:
+            self._lost(str(exc))
+            return
+        self.pump()
+
+    def _handle(self, event: Any) -> None:
+        job = self.job
+        if job is None or (getattr(event, "job", None) or getattr(event, "ref", None)) != job.id:
+            return
+        if isinstance(event, Progress):
+            if not event.heartbeat:
+                self.observer.on_progress(event.fraction, event.message)
+            if event.preview is not None and event.preview.format == "rgba8":
+                p = event.preview
+                self.observer.on_preview(p.width, p.height, bytes(p.data))
+        elif isinstance(event, Result):
+            self._apply(job, event)
+        elif isinstance(event, Cancelled):
+            self._finish("cancelled; the document was not changed", error=False)
+        elif isinstance(event, EngineError):
+            self._finish(f"the engine could not edit: {event.message}", error=True)
+
+    def _apply(self, job: _Job, result: Result) -> None:
+        try:
+            names = job.document.insert_results(job.region.source_id, list(result.patches),
+                                                result.offset, job.prompt, job.region.layout)
+        except Exception as exc:  # a closed document, a deleted layer: say so, add nothing
+            self._finish(f"the result could not be added: {exc}", error=True)
+            return
+        warnings = "; ".join(result.info.get("warnings") or [])
+        seconds = time.monotonic() - job.started
+        text = f"added {len(names)} layer{'s' if len(names) > 1 else ''} in {seconds:.1f} s"
+        if warnings:
+            text += f" (warning: {warnings})"
+        self.observer.on_progress(1.0, "done")
+        self._finish(text, error=False)
+
+
+def _launch(command: list[str], log: Path) -> subprocess.Popen:
+    """Start the engine detached from Krita (it keeps serving other clients)."""
+    log_file = open(log, "ab")  # noqa: SIM115 - handed to the child process
+    kwargs: dict[str, Any] = {"stdout": log_file, "stderr": subprocess.STDOUT,
+                              "stdin": subprocess.DEVNULL}
+    if sys.platform == "win32":
+        kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | NEW_PROCESS_GROUP
+    else:
+        kwargs["start_new_session"] = True
+    return subprocess.Popen(command, **kwargs)

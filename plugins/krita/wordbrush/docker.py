@@ -1,0 +1,264 @@
+"""The "Wordbrush" docker: Qt widgets around a :class:`Controller` (glue only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from krita import DockWidget, Krita  # type: ignore[import-not-found]
+from PyQt5.QtCore import QSocketNotifier, Qt, QTimer  # type: ignore[import-not-found]
+from PyQt5.QtGui import QImage, QPixmap  # type: ignore[import-not-found]
+from PyQt5.QtWidgets import (  # type: ignore[import-not-found]
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from protocol.events import Welcome
+from protocol.framing import Buffer
+
+from .controller import Controller, EngineState, RunOptions
+from .settings import Settings
+
+
+class WordbrushDocker(DockWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("Wordbrush")
+        self.settings = Settings.load()
+        self.controller = Controller(self, self.settings)
+        self.notifier: QSocketNotifier | None = None
+        self.reference: Buffer | None = None
+        self._param_widgets: dict[str, Any] = {}
+        self._build()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start(500)
+        QTimer.singleShot(0, self._connect)
+
+    # ------------------------------------------------------------------ widgets
+
+    def _build(self) -> None:
+        root = QWidget(self)
+        layout = QVBoxLayout(root)
+        self.prompt = QLineEdit()
+        self.prompt.setPlaceholderText('describe the selection, e.g. "a green triangle"')
+        self.prompt.returnPressed.connect(self._run)
+        layout.addWidget(self.prompt)
+        form = QFormLayout()
+        self.method = QComboBox()
+        self.method.currentIndexChanged.connect(self._method_changed)
+        form.addRow("Method", self.method)
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.0, 2.0)
+        self.strength.setSingleStep(0.1)
+        self.strength.setValue(self.settings.strength)
+        form.addRow("Strength", self.strength)
+        self.variations = QSpinBox()
+        self.variations.setRange(1, 8)
+        self.variations.setValue(self.settings.variations)
+        form.addRow("Variations", self.variations)
+        self.seed = QSpinBox()
+        self.seed.setRange(-1, 2**31 - 1)
+        self.seed.setSpecialValueText("random")
+        self.seed.setValue(-1 if self.settings.seed is None else self.settings.seed)
+        form.addRow("Seed", self.seed)
+        ref_row = QHBoxLayout()
+        self.ref_label = QLabel("none")
+        pick = QPushButton("Choose…")
+        pick.clicked.connect(self._pick_reference)
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self._clear_reference)
+        ref_row.addWidget(self.ref_label, 1)
+        ref_row.addWidget(pick)
+        ref_row.addWidget(clear)
+        form.addRow("Reference", ref_row)
+        self.params_form = QFormLayout()
+        form.addRow(self.params_form)
+        layout.addLayout(form)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(self._run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.controller.cancel)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("%p%")
+        layout.addWidget(self.progress)
+        self.progress_text = QLabel("")
+        self.progress_text.setWordWrap(True)
+        layout.addWidget(self.progress_text)
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setMinimumHeight(96)
+        layout.addWidget(self.preview)
+        self.autostart = QCheckBox("Start a local engine automatically")
+        self.autostart.setChecked(self.settings.autostart)
+        self.autostart.toggled.connect(self._autostart_toggled)
+        layout.addWidget(self.autostart)
+        status_row = QHBoxLayout()
+        self.status = QLabel("not connected")
+        self.status.setWordWrap(True)
+        retry = QPushButton("Reconnect")
+        retry.clicked.connect(self._connect)
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(retry)
+        layout.addLayout(status_row)
+        layout.addStretch(1)
+        self.setWidget(root)
+
+    # ------------------------------------------------------------------ Observer
+
+    def on_status(self, state: EngineState, text: str) -> None:
+        self.status.setText(f"{state.value}: {text}" if state != EngineState.CONNECTED else text)
+        self._watch_socket()
+
+    def on_offer(self, welcome: Welcome) -> None:
+        current = self.method.currentData() or self.settings.method
+        self.method.blockSignals(True)
+        self.method.clear()
+        for m in welcome.methods:
+            self.method.addItem(m.title or m.id, m.id)
+        index = self.method.findData(current or welcome.default_method)
+        self.method.setCurrentIndex(max(0, index))
+        self.method.blockSignals(False)
+        self._method_changed()
+
+    def on_busy(self, busy: bool) -> None:
+        self.run_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        if not busy:
+            self.progress.setValue(0)
+
+    def on_progress(self, fraction: float, text: str) -> None:
+        self.progress.setValue(int(1000 * fraction))
+        self.progress_text.setText(text)
+
+    def on_preview(self, width: int, height: int, rgba8: bytes) -> None:
+        image = QImage(rgba8, width, height, 4 * width, QImage.Format_RGBA8888).copy()
+        self.preview.setPixmap(QPixmap.fromImage(image).scaled(
+            128, 128, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def on_message(self, text: str, error: bool) -> None:
+        self.progress_text.setText(("⚠ " if error else "") + text)
+
+    # ------------------------------------------------------------------ actions
+
+    def _watch_socket(self) -> None:
+        fd = self.controller.fileno()
+        if self.notifier is not None and (fd is None or self.notifier.socket() != fd):
+            self.notifier.setEnabled(False)
+            self.notifier = None
+        if fd is not None and self.notifier is None:
+            self.notifier = QSocketNotifier(fd, QSocketNotifier.Read, self)
+            self.notifier.activated.connect(self._readable)
+
+    def _readable(self, *_: Any) -> None:
+        # edge-triggered: disable, drain everything, re-enable
+        if self.notifier is not None:
+            self.notifier.setEnabled(False)
+        self.controller.pump()
+        if self.notifier is not None:
+            self.notifier.setEnabled(True)
+
+    def _tick(self) -> None:
+        self.controller.tick()
+        self._watch_socket()
+
+    def _connect(self) -> None:
+        self.controller.connect()
+        self._watch_socket()
+
+    def _autostart_toggled(self, on: bool) -> None:
+        self.settings.autostart = on
+        self._save()
+
+    def _method_changed(self) -> None:
+        while self.params_form.rowCount():
+            self.params_form.removeRow(0)
+        self._param_widgets.clear()
+        welcome = self.controller.welcome
+        method_id = self.method.currentData()
+        info = next((m for m in welcome.methods if m.id == method_id), None) if welcome else None
+        if info is None:
+            return
+        for spec in info.params:
+            if spec.name == "strength" or spec.kind not in ("int", "float"):
+                continue
+            box = QDoubleSpinBox() if spec.kind == "float" else QSpinBox()
+            if spec.kind == "float":
+                box.setDecimals(3)
+            if spec.minimum is not None:
+                box.setMinimum(spec.minimum)
+            if spec.maximum is not None:
+                box.setMaximum(spec.maximum)
+            box.setValue(spec.default)
+            box.setToolTip(spec.help)
+            self.params_form.addRow(spec.name, box)
+            self._param_widgets[spec.name] = (box, spec.default)
+
+    def _pick_reference(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Reference image", "",
+                                              "Images (*.png *.jpg *.jpeg *.webp *.bmp)")
+        if not path:
+            return
+        image = QImage(path)
+        if image.isNull():
+            self.on_message(f"cannot read {path}", True)
+            return
+        image = image.convertToFormat(QImage.Format_RGBA8888)
+        ptr = image.constBits()
+        ptr.setsize(image.byteCount())
+        data = bytes(ptr)
+        stride = image.bytesPerLine()
+        w, h = image.width(), image.height()
+        rows = b"".join(data[y * stride:y * stride + 4 * w] for y in range(h))
+        self.reference = Buffer("reference", w, h, "rgba8", rows)
+        self.ref_label.setText(path.rsplit("/", 1)[-1])
+
+    def _clear_reference(self) -> None:
+        self.reference = None
+        self.ref_label.setText("none")
+
+    def _options(self) -> RunOptions:
+        params: dict[str, Any] = {"strength": self.strength.value()}
+        for name, (box, default) in self._param_widgets.items():
+            value = box.value()
+            if value != default:
+                params[name] = value
+        seed = self.seed.value()
+        return RunOptions(prompt=self.prompt.text(), method=self.method.currentData(),
+                          params=params, variations=self.variations.value(),
+                          seed=None if seed < 0 else seed, reference=self.reference)
+
+    def _run(self) -> None:
+        options = self._options()
+        self.settings.method = options.method or ""
+        self.settings.strength = self.strength.value()
+        self.settings.variations = options.variations
+        self._save()
+        self.preview.clear()
+        self.controller.run(Krita.instance().activeDocument(), options)
+        self._watch_socket()
+
+    def _save(self) -> None:
+        try:
+            self.settings.save()
+        except OSError as exc:
+            self.on_message(f"could not save settings: {exc}", True)
+
+    def canvasChanged(self, canvas: Any) -> None:
+        pass

@@ -1,0 +1,130 @@
+"""The Krita document, seen through the few calls wordbrush needs (and nothing else).
+
+:class:`KritaDocument` wraps a ``krita.Document``: it reads the active layer's pixels inside
+the padded selection bounds (never the whole canvas when there is a selection), the
+selection mask over the same box, and inserts results as *new* layers above the source.
+Existing layers are never written to. Tests drive it with a fake ``krita`` API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.framing import Buffer
+from protocol.regions import Box, Framing, context_box, mask_bbox
+
+from .pixels import Layout, UnsupportedImage, from_wire, layout_for, to_wire, transfer_for
+
+__all__ = ["LAYER_PREFIX", "KritaDocument", "NoActiveLayer", "Region"]
+
+LAYER_PREFIX = "[wordbrush] "
+
+
+class NoActiveLayer(ValueError):
+    pass
+
+
+@dataclass
+class Region:
+    """What goes to the engine: pixels and selection over one box of the document."""
+
+    layer: Buffer
+    mask: Buffer | None
+    offset: tuple[int, int]
+    selection_box: Box | None
+    note: str  # for the status line ("whole layer: no selection", ...)
+    layout: Layout
+    source_id: Any  # the source node's unique id, to insert above it later
+
+
+def _paintable(node: Any) -> bool:
+    return node is not None and node.type() in ("paintlayer", "grouplayer", "filelayer",
+                                                "vectorlayer", "clonelayer", "filllayer")
+
+
+class KritaDocument:
+    def __init__(self, doc: Any) -> None:
+        self.doc = doc
+
+    # ------------------------------------------------------------------ reading
+
+    def layout(self) -> Layout:
+        return layout_for(self.doc.colorModel(), self.doc.colorDepth())
+
+    def region(self, framing: Framing | dict | None) -> Region:
+        """The active layer within the model square around the selection (clipped to the
+        canvas), and the selection over the same box. No selection: the whole layer."""
+        layout = self.layout()  # raises UnsupportedImage with what to do
+        node = self.doc.activeNode()
+        if not _paintable(node):
+            raise NoActiveLayer("select a paint layer to edit (the active node is not a layer)")
+        width, height = self.doc.width(), self.doc.height()
+        transfer = transfer_for(self.doc.colorProfile())
+        selection = self.doc.selection()
+        mask_buf = None
+        sel_box: Box | None = None
+        if selection is not None and selection.width() > 0 and selection.height() > 0:
+            sx, sy, sw, sh = selection.x(), selection.y(), selection.width(), selection.height()
+            sel_bytes = bytes(selection.pixelData(sx, sy, sw, sh))
+            inner = mask_bbox(sel_bytes, sw, sh)
+            if inner is None:
+                raise ValueError("the selection is empty (fully transparent): select a region")
+            sel_box = Box(sx + inner.x, sy + inner.y, inner.w, inner.h).clip(width, height)
+            if sel_box.empty:
+                raise ValueError("the selection lies outside the canvas")
+            box = context_box(sel_box, width, height, Framing.from_dict(framing))
+            mask_buf = Buffer("mask", box.w, box.h, "a8",
+                              bytes(selection.pixelData(box.x, box.y, box.w, box.h)))
+            note = f"selection {sel_box.w}×{sel_box.h} at {sel_box.x},{sel_box.y}"
+        else:
+            box = Box(0, 0, width, height)
+            note = "no selection: editing the whole layer"
+        raw = bytes(node.pixelData(box.x, box.y, box.w, box.h))
+        pixels = to_wire(raw, box.w, box.h, layout)
+        layer = Buffer("layer", box.w, box.h, layout.wire_format, pixels, transfer)
+        return Region(layer, mask_buf, (box.x, box.y), sel_box, note, layout, node.uniqueId())
+
+    # ------------------------------------------------------------------ writing
+
+    def _find(self, unique_id: Any) -> Any:
+        return self.doc.nodeByUniqueID(unique_id)
+
+    def insert_results(self, source_id: Any, patches: list[Buffer], offset: tuple[int, int],
+                       prompt: str, layout: Layout) -> list[str]:
+        """New paint layers directly above the source layer (a group for several
+        variations, the first visible). Returns the new layers' names."""
+        source = self._find(source_id)
+        if source is None:
+            raise ValueError("the layer that was edited no longer exists; nothing was added")
+        parent = source.parentNode()
+        name = LAYER_PREFIX + (prompt.strip() or "edit")
+        x, y = offset
+        nodes = []
+        for i, patch in enumerate(patches):
+            node = self.doc.createNode(name if len(patches) == 1 else f"{name} #{i + 1}",
+                                       "paintlayer")
+            node.setPixelData(from_wire(patch.data, patch.width, patch.height, layout),
+                              x, y, patch.width, patch.height)
+            node.setVisible(i == 0)
+            nodes.append(node)
+        if len(nodes) == 1:
+            parent.addChildNode(nodes[0], source)
+        else:
+            group = self.doc.createNode(name, "grouplayer")
+            parent.addChildNode(group, source)
+            for node in reversed(nodes):  # first variation on top
+                group.addChildNode(node, None)
+        self.doc.refreshProjection()
+        return [n.name() for n in nodes]
+
+
+def check_editable(doc: Any) -> str | None:
+    """A sentence saying why this document cannot be edited, or None."""
+    if doc is None:
+        return "open an image first"
+    try:
+        layout_for(doc.colorModel(), doc.colorDepth())
+    except UnsupportedImage as exc:
+        return str(exc)
+    return None

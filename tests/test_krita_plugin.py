@@ -1,0 +1,240 @@
+"""The Krita plugin's logic against a fake Krita API and a real engine process (the
+test-only method). Real Krita runs the same code in tests/test_krita_real.py."""
+
+from __future__ import annotations
+
+import random
+import struct
+import sys
+import time
+from array import array
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "plugins" / "krita"))
+
+from wordbrush.controller import Controller, EngineState, RunOptions  # noqa: E402
+from wordbrush.document import LAYER_PREFIX, KritaDocument  # noqa: E402
+from wordbrush.pixels import (  # noqa: E402
+    DEPTHS,
+    UnsupportedImage,
+    from_wire,
+    layout_for,
+    to_wire,
+    transfer_for,
+)
+from wordbrush.settings import Settings  # noqa: E402
+
+from tests.support.engine import EngineProcess  # noqa: E402
+from tests.support.fake_krita import BPP, FakeDocument  # noqa: E402
+
+W, H = 48, 40
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.states: list[tuple[EngineState, str]] = []
+        self.messages: list[tuple[str, bool]] = []
+        self.progress: list[tuple[float, str]] = []
+        self.previews = 0
+        self.busy: list[bool] = []
+        self.offers = 0
+
+    def on_status(self, state: EngineState, text: str) -> None:
+        self.states.append((state, text))
+
+    def on_offer(self, welcome: object) -> None:
+        self.offers += 1
+
+    def on_busy(self, busy: bool) -> None:
+        self.busy.append(busy)
+
+    def on_progress(self, fraction: float, text: str) -> None:
+        self.progress.append((fraction, text))
+
+    def on_preview(self, width: int, height: int, rgba8: bytes) -> None:
+        assert len(rgba8) == width * height * 4
+        self.previews += 1
+
+    def on_message(self, text: str, error: bool) -> None:
+        self.messages.append((text, error))
+
+
+def _document(depth: str = "U8", select: bool = True, seed: int = 0) -> FakeDocument:
+    rnd = random.Random(seed)
+    doc = FakeDocument(W, H, depth, profile="sRGB-elle-V2-srgbtrc.icc" if depth == "U8"
+                       else "sRGB-elle-V2-g10.icc")
+    if depth == "F32":
+        values = [rnd.random() for _ in range(W * H * 4)]
+        pixels = array("f", values).tobytes()
+    elif depth == "F16":
+        pixels = struct.pack(f"<{W * H * 4}e", *[rnd.random() for _ in range(W * H * 4)])
+    else:
+        pixels = bytes(rnd.randrange(256) for _ in range(W * H * BPP[depth]))
+    doc.add_layer("paint", pixels)
+    if select:
+        mask = bytearray(W * H)
+        for y in range(12, 28):
+            for x in range(14, 34):
+                mask[y * W + x] = 255 if x > 14 else 100
+        doc.set_selection(bytes(mask))
+    return doc
+
+
+def _wait(controller: Controller, rec: Recorder, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while controller.job is not None and time.monotonic() < deadline:
+        controller.pump()
+        controller.tick()
+        time.sleep(0.02)
+    assert controller.job is None, "the job did not finish"
+
+
+@pytest.fixture()
+def controller(engine: EngineProcess) -> tuple[Controller, Recorder]:
+    rec = Recorder()
+    ctl = Controller(rec, Settings(endpoint=engine.endpoint, autostart=False, timeout_s=10))
+    assert ctl.connect()
+    yield ctl, rec
+    ctl.shutdown()
+
+
+# ---------------------------------------------------------------------- pixels
+
+
+@pytest.mark.parametrize("depth", ["U8", "U16", "F16", "F32"])
+def test_pixel_round_trip(depth: str) -> None:
+    layout = DEPTHS[depth]
+    doc = _document(depth)
+    raw = bytes(doc.active.pixels)
+    wire = to_wire(raw, W, H, layout)
+    assert from_wire(wire, W, H, layout) == raw
+
+
+def test_u8_is_bgra_in_krita_and_rgba_on_the_wire() -> None:
+    wire = to_wire(bytes([1, 2, 3, 4]), 1, 1, DEPTHS["U8"])
+    assert wire == bytes([3, 2, 1, 4])
+
+
+def test_other_colour_models_get_a_clear_message() -> None:
+    with pytest.raises(UnsupportedImage, match="Convert"):
+        layout_for("CMYKA", "U8")
+    assert transfer_for("sRGB-elle-V2-g10.icc") == "linear"
+    assert transfer_for("sRGB-elle-V2-srgbtrc.icc") == "srgb"
+
+
+def test_region_reads_only_the_padded_selection_bounds() -> None:
+    doc = _document()
+    region = KritaDocument(doc).region({"kind": "pad"})
+    assert region.mask is not None
+    assert region.layer.width * region.layer.height <= W * H
+    assert doc.reads and all((w, h) == (region.layer.width, region.layer.height)
+                             for _, _, _, w, h in doc.reads)
+    whole = KritaDocument(_document(select=False)).region({"kind": "pad"})
+    assert whole.mask is None and "whole layer" in whole.note
+    assert (whole.layer.width, whole.layer.height) == (W, H)
+
+
+# ---------------------------------------------------------------------- engine
+
+
+@pytest.mark.parametrize("depth", ["U8", "U16", "F32"])
+def test_result_is_a_new_layer_above_and_nothing_else_changes(
+        controller: tuple[Controller, Recorder], depth: str) -> None:
+    ctl, rec = controller
+    doc = _document(depth)
+    source = doc.active
+    before = bytes(source.pixels)
+    assert ctl.run(doc, RunOptions("a green star", method="test-invert", pack="test-pack",
+                                   seed=3))
+    _wait(ctl, rec)
+    assert rec.messages[-1][1] is False, rec.messages
+    layers = doc.layers()
+    assert [n.name() for n in layers] == ["paint", f"{LAYER_PREFIX}a green star"]
+    assert bytes(source.pixels) == before and source.writes == 0
+    new = layers[1]
+    bpp = BPP[depth]
+    mask = doc.selection().mask
+    for i in range(W * H):
+        if mask[i] == 0:  # alpha 0 outside the selection, in every depth
+            assert not any(new.pixels[i * bpp + bpp * 3 // 4:(i + 1) * bpp])
+    assert any(new.pixels)
+    assert rec.busy == [True, False]
+    assert rec.progress and rec.previews >= 1
+
+
+def test_variations_go_in_a_group_with_one_visible(
+        controller: tuple[Controller, Recorder]) -> None:
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("a red circle", method="test-invert", pack="test-pack",
+                                   variations=3, params={"jitter": 0.5}))
+    _wait(ctl, rec)
+    group = doc.layers()[1]
+    assert group.type() == "grouplayer" and group.name() == f"{LAYER_PREFIX}a red circle"
+    assert [c.visible for c in group.children] == [True, False, False]
+    assert group.children[0].name().endswith("#1")
+
+
+def test_cancel_mid_job_leaves_the_document_as_it_was(
+        controller: tuple[Controller, Recorder]) -> None:
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
+                                   params={"steps": 50, "delay": 0.05}))
+    time.sleep(0.2)
+    ctl.cancel()
+    _wait(ctl, rec)
+    assert [n.name() for n in doc.layers()] == ["paint"]
+    assert "cancelled" in rec.messages[-1][0]
+
+
+def test_bad_input_gets_a_message_not_a_crash(controller: tuple[Controller, Recorder]) -> None:
+    ctl, rec = controller
+    assert not ctl.run(_document(), RunOptions("   "))
+    assert "description" in rec.messages[-1][0]
+    cmyk = _document()
+    cmyk.model = "CMYKA"
+    assert not ctl.run(cmyk, RunOptions("a red star", method="test-invert"))
+    assert "RGB" in rec.messages[-1][0]
+    assert not ctl.run(None, RunOptions("a red star"))
+    assert ctl.run(_document(), RunOptions("x", method="test-invert", pack="test-pack",
+                                           params={"steps": 100000}))
+    _wait(ctl, rec)
+    assert rec.messages[-1][1] is True and "steps" in rec.messages[-1][0]
+
+
+def test_unreachable_engine_is_reported(tmp_path: Path) -> None:
+    rec = Recorder()
+    ctl = Controller(rec, Settings(endpoint=f"ipc://{tmp_path}/none.sock", autostart=False))
+    assert not ctl.connect()
+    assert rec.states[-1][0] == EngineState.UNREACHABLE
+    assert not ctl.run(_document(), RunOptions("a red star"))
+
+
+def test_autostart_without_a_command_says_what_to_run(tmp_path: Path) -> None:
+    rec = Recorder()
+    ctl = Controller(rec, Settings(endpoint=f"ipc://{tmp_path}/none.sock", autostart=True))
+    assert not ctl.connect()
+    assert "install.py" in rec.states[-1][1]
+
+
+def test_engine_dying_mid_job_changes_nothing(tmp_path: Path) -> None:
+    proc = EngineProcess(tmp_path)
+    try:
+        rec = Recorder()
+        ctl = Controller(rec, Settings(endpoint=proc.endpoint, autostart=False, timeout_s=3))
+        assert ctl.connect()
+        doc = _document()
+        assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
+                                       params={"steps": 200, "delay": 0.05}))
+        time.sleep(0.3)
+        proc.proc.kill()
+        _wait(ctl, rec, timeout=20)
+        assert [n.name() for n in doc.layers()] == ["paint"]
+        assert rec.messages[-1][1] is True and "not changed" in rec.messages[-1][0]
+        assert ctl.state == EngineState.UNREACHABLE
+    finally:
+        proc.stop()
