@@ -4,18 +4,27 @@
     python3 install.py              the engine in ./.venv (torch, open_clip, pyzmq, ...)
     python3 install.py --dev        the same plus the test tools (pytest, hypothesis, ruff)
     python3 install.py --check      what is installed, and whether the engine answers
+    python3 install.py --krita      also install the Krita plugin (done by default when
+                                    Krita is found)
 
-The editor plugins (Krita, GIMP) and the remote-engine options are installed by later
-versions of this script; today it installs and checks the engine.
+The Krita plugin goes into Krita's user plugin folder (``pykrita``) with ``protocol/`` and
+pyzmq + msgpack built for Krita's own Python vendored next to it, is enabled in
+``kritarc``, and is told how to start this engine. GIMP and the remote-engine options come
+with their issues.
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import json
+import os
 import platform
+import shutil
 import subprocess
 import sys
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -51,6 +60,117 @@ def install_engine(dev: bool) -> None:
     print(f"engine installed: {VENV / 'bin' / 'wordbrush'}")
 
 
+# ------------------------------------------------------------------------------ Krita
+
+KRITA_PLUGIN = ROOT / "plugins" / "krita"
+VENDORED_WHEELS = ["pyzmq>=25", "msgpack>=1.0"]
+
+
+@dataclass
+class KritaInstall:
+    """Where one Krita keeps its user plugins and settings, and which Python it embeds."""
+
+    kind: str  # "linux", "flatpak", "windows", "macos"
+    pykrita: Path
+    kritarc: Path
+    python: str  # "3.11"
+    platform_tag: str  # pip --platform
+
+
+def _home() -> Path:
+    return Path(os.environ.get("HOME") or Path.home())
+
+
+def krita_installs(home: Path | None = None) -> list[KritaInstall]:
+    """The Krita installations found for this user (executables or existing folders)."""
+    home = home or _home()
+    found: list[KritaInstall] = []
+    if sys.platform.startswith("linux"):
+        data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        tag = f"manylinux2014_{platform.machine()}"
+        if shutil.which("krita") or (data / "krita").is_dir():
+            # Debian/Ubuntu's Krita embeds the system Python
+            found.append(KritaInstall("linux", data / "krita" / "pykrita", config / "kritarc",
+                                      _system_python_version(), tag))
+        flatpak = home / ".var" / "app" / "org.kde.krita"
+        if flatpak.is_dir():
+            found.append(KritaInstall("flatpak", flatpak / "data" / "krita" / "pykrita",
+                                      flatpak / "config" / "kritarc", "3.11", tag))
+    elif sys.platform == "win32":
+        appdata = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+        local = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+        if (appdata / "krita").is_dir() or shutil.which("krita"):
+            found.append(KritaInstall("windows", appdata / "krita" / "pykrita",
+                                      local / "kritarc", "3.10", "win_amd64"))
+    elif sys.platform == "darwin":
+        support = home / "Library" / "Application Support" / "krita"
+        if support.is_dir() or Path("/Applications/krita.app").is_dir():
+            found.append(KritaInstall("macos", support / "pykrita",
+                                      home / "Library" / "Preferences" / "kritarc", "3.10",
+                                      "macosx_11_0_universal2"))
+    return found
+
+
+def _system_python_version() -> str:
+    for exe in ("/usr/bin/python3", shutil.which("python3") or ""):
+        if exe and Path(exe).exists():
+            out = subprocess.run([exe, "-c", "import sys; print(*sys.version_info[:2], sep='.')"],
+                                 capture_output=True, text=True)
+            if out.returncode == 0:
+                return out.stdout.strip()
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def engine_command() -> list[str]:
+    exe = VENV / ("Scripts/wordbrush.exe" if sys.platform == "win32" else "bin/wordbrush")
+    return [str(exe), "serve"]
+
+
+def install_krita(target: KritaInstall, endpoint: str = "") -> Path:
+    """Copy the plugin, vendor protocol + pyzmq + msgpack, enable it, write its settings."""
+    dest = target.pykrita
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(KRITA_PLUGIN / "wordbrush.desktop", dest / "wordbrush.desktop")
+    package = dest / "wordbrush"
+    settings_file = package / "wordbrush.json"
+    kept = settings_file.read_text() if settings_file.is_file() else None
+    if package.exists():
+        shutil.rmtree(package)
+    shutil.copytree(KRITA_PLUGIN / "wordbrush", package,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "vendor"))
+    vendor = package / "vendor"
+    shutil.copytree(ROOT / "protocol", vendor / "protocol",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    run([sys.executable if not venv_python().exists() else str(venv_python()), "-m", "pip",
+         "install", "--quiet", "--target", str(vendor), "--python-version", target.python,
+         "--platform", target.platform_tag, "--only-binary=:all:", "--no-deps",
+         "--upgrade", *VENDORED_WHEELS])
+    settings = json.loads(kept) if kept else {}
+    settings["engine_command"] = engine_command()
+    if endpoint:
+        settings["endpoint"] = endpoint
+    settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+    enable_in_kritarc(target.kritarc)
+    print(f"Krita plugin installed in {package} (Krita's Python {target.python})")
+    return package
+
+
+def enable_in_kritarc(kritarc: Path) -> None:
+    config = configparser.ConfigParser(interpolation=None, strict=False)
+    config.optionxform = str  # type: ignore[assignment,method-assign]
+    if kritarc.is_file():
+        config.read(kritarc, encoding="utf-8")
+    if not config.has_section("python"):
+        config.add_section("python")
+    if config.get("python", "enable_wordbrush", fallback="") == "true":
+        return
+    config.set("python", "enable_wordbrush", "true")
+    kritarc.parent.mkdir(parents=True, exist_ok=True)
+    with open(kritarc, "w", encoding="utf-8") as f:
+        config.write(f, space_around_delimiters=False)
+
+
 def check() -> int:
     ok = True
     py = venv_python()
@@ -75,6 +195,11 @@ def check() -> int:
         print("no engine running (start one with: .venv/bin/wordbrush serve)")
     packs = subprocess.run([str(py), "-m", "engine", "packs"], capture_output=True, text=True)
     print("packs:", packs.stdout.strip() or packs.stderr.strip())
+    for krita in krita_installs():
+        plugin = krita.pykrita / "wordbrush"
+        state = "installed" if (plugin / "vendor" / "zmq").is_dir() else "NOT installed"
+        print(f"Krita ({krita.kind}, Python {krita.python}): plugin {state} in {plugin}"
+              + ("" if state == "installed" else "; run: python3 install.py --krita"))
     return 0 if ok else 1
 
 
@@ -82,6 +207,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", action="store_true", help="also install the test tools")
     parser.add_argument("--check", action="store_true", help="report, change nothing")
+    parser.add_argument("--krita", action="store_true",
+                        help="install the Krita plugin even if no Krita was detected")
+    parser.add_argument("--no-plugins", action="store_true", help="install the engine only")
     args = parser.parse_args()
     if sys.version_info < (3, 10):  # noqa: UP036 (this script may meet an older Python)
         print("wordbrush needs Python 3.10 or newer", file=sys.stderr)
@@ -90,6 +218,15 @@ def main() -> int:
         return check()
     try:
         install_engine(args.dev)
+        if not args.no_plugins:
+            targets = krita_installs()
+            if args.krita and not targets:
+                home = _home()
+                targets = [KritaInstall("linux", home / ".local/share/krita/pykrita",
+                                        home / ".config/kritarc", _system_python_version(),
+                                        f"manylinux2014_{platform.machine()}")]
+            for target in targets:
+                install_krita(target)
     except subprocess.CalledProcessError as exc:
         print(f"install failed: {' '.join(exc.cmd)} exited {exc.returncode}", file=sys.stderr)
         return 1

@@ -195,8 +195,9 @@ class Controller:
         info = self.welcome.pack(pack or self.welcome.default_pack or "")
         return info.framing if info else None
 
-    def run(self, document: Any, options: RunOptions) -> bool:
-        """Send the active layer and selection; False (with a message) when it cannot."""
+    def run(self, document: Any, options: RunOptions, node: Any = None) -> bool:
+        """Send the active layer (or ``node``) and the selection; False (with a message)
+        when it cannot."""
         if self.job is not None:
             self.observer.on_message("an edit is already running; cancel it first", True)
             return False
@@ -211,7 +212,7 @@ class Controller:
             return False
         doc = KritaDocument(document)
         try:
-            region = doc.region(self.framing_for(options.pack))
+            region = doc.region(self.framing_for(options.pack), node)
         except (UnsupportedImage, ValueError) as exc:
             self.observer.on_message(str(exc), True)
             return False

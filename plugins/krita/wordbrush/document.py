@@ -52,11 +52,12 @@ class KritaDocument:
     def layout(self) -> Layout:
         return layout_for(self.doc.colorModel(), self.doc.colorDepth())
 
-    def region(self, framing: Framing | dict | None) -> Region:
-        """The active layer within the model square around the selection (clipped to the
-        canvas), and the selection over the same box. No selection: the whole layer."""
+    def region(self, framing: Framing | dict | None, node: Any = None) -> Region:
+        """The active layer (or ``node``) within the model square around the selection
+        (clipped to the canvas), and the selection over the same box. No selection: the
+        whole layer."""
         layout = self.layout()  # raises UnsupportedImage with what to do
-        node = self.doc.activeNode()
+        node = node if node is not None else self.doc.activeNode()
         if not _paintable(node):
             raise NoActiveLayer("select a paint layer to edit (the active node is not a layer)")
         width, height = self.doc.width(), self.doc.height()
