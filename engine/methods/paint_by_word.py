@@ -21,16 +21,23 @@ far fewer renders, which is what makes an interactive edit on a CPU possible.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from engine.augment import clip_views
 from engine.models.stylegan2 import SpatialStyleMix
 
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
+from .guidance import (
+    Keep,
+    clip_loss,
+    clip_target,
+    framed_inputs,
+    invert,
+    pack_vocabulary,
+    similarity_info,
+)
 
 __all__ = ["PaintByWord", "paste_advice"]
 
@@ -83,50 +90,24 @@ class PaintByWord(EditMethod):
         dev = inputs.device
         rng = torch.Generator().manual_seed(int(inputs.seed))
         steps = int(p["steps"])
-        x = inputs.image.to(dev)
-        mask = inputs.mask.to(dev).clamp(0, 1)
-        res = gen.size
-        if x.shape[-1] != res:
-            x = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True)
-            mask = F.interpolate(mask, size=(res, res), mode="area")
+        x, mask = framed_inputs(inputs, gen.size)
+        inv = invert(gen, enc, x)
+        target, target_text = clip_target(clip, inputs)
+        mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
+        keep = Keep(enc, inv.image, mask)
 
-        with torch.no_grad():
-            w0 = enc(x) + enc.latent_avg
-            fixed = [s.detach() for s in gen.styles(w0)]
-            inversion = gen.synthesis_from_styles(fixed, noise="fixed")
-            feat_ref = enc.features(inversion)[0]
-            if inputs.reference is not None:
-                ref = inputs.reference.to(dev)
-                target = clip.encode_image(ref, differentiable=False)[0]
-                target_text = "the reference image"
-            else:
-                target = clip.encode_prompt(inputs.prompt).to(dev)
-                target_text = inputs.prompt
-        mix = SpatialStyleMix.from_mask(fixed, mask, res)
-        keep = 1.0 - F.max_pool2d(mask, 5, 1, 2)  # outside the dilated selection
-        keep_feat = F.interpolate(keep, size=feat_ref.shape[-2:], mode="area")
-
-        jitter = float(p["jitter"]) * torch.randn(w0.shape, generator=rng).to(dev)
-        w = (w0 + jitter).clone().requires_grad_(True)
+        jitter = float(p["jitter"]) * torch.randn(inv.w.shape, generator=rng).to(dev)
+        w = (inv.w + jitter).clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=float(p["lr"]))
         preview_every = int(p["preview_every"])
-        n_views = int(p["views"])
         loss_clip = torch.tensor(0.0)
-        progress(0, steps, f"inverted; editing towards {target_text!r}", inversion[0])
+        progress(0, steps, f"inverted; editing towards {target_text}", inv.image[0])
         for step in range(steps):
             cancel.check()
             image = gen.synthesis_from_styles(gen.styles(w), noise="fixed", style_mix=mix)
-            views = clip_views(image, n_views, rng)
-            emb = clip.encode_image(views)
-            loss_clip = 1.0 - (emb @ target).mean()
-            diff = (image - inversion).square().mean(1, keepdim=True)
-            loss_keep = (diff * keep).sum() / keep.sum().clamp_min(1.0)
-            feat = enc.features(image)[0]
-            loss_feat = ((feat - feat_ref).square().mean(1, keepdim=True) * keep_feat).sum() / (
-                keep_feat.sum().clamp_min(1.0))
-            loss_l2 = (w - w0).square().sum(-1).mean()
-            loss = loss_clip + float(p["preserve"]) * (loss_keep + 0.1 * loss_feat) + float(
-                p["l2"]) * loss_l2
+            loss_clip = clip_loss(clip, image, target, int(p["views"]), rng)
+            loss = (loss_clip + float(p["preserve"]) * keep(image)
+                    + float(p["l2"]) * (w - inv.w).square().sum(-1).mean())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -135,14 +116,8 @@ class PaintByWord(EditMethod):
             progress(step + 1, steps, message, preview)
         cancel.check()
         with torch.no_grad():
-            s = float(p["strength"])
-            w_final = w0 + s * (w.detach() - w0)
+            w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis_from_styles(gen.styles(w_final), noise="fixed", style_mix=mix)
-            final_sim = float(clip.encode_image(edited, differentiable=False)[0] @ target)
-            start_sim = float(clip.encode_image(inversion, differentiable=False)[0] @ target)
-        vocabulary = pack.manifest.data.get("vocabulary") if hasattr(pack, "manifest") else None
-        info: dict[str, Any] = {"clip_similarity": round(final_sim, 4),
-                                "clip_similarity_before": round(start_sim, 4),
-                                "final_clip_loss": round(float(loss_clip.detach()), 4)}
-        return MethodOutput(image=edited, inversion=inversion,
-                            paste=paste_advice(inputs.prompt, vocabulary), info=info)
+        return MethodOutput(image=edited, inversion=inv.image,
+                            paste=paste_advice(inputs.prompt, pack_vocabulary(pack)),
+                            info=similarity_info(clip, inv.image, edited, target))

@@ -1,6 +1,6 @@
-"""paint-by-word through the engine's pipeline, on a tiny random pack: the invariants that
-hold whatever the weights (the quality is judged by `wordbrush eval edits` on the real pack).
-"""
+"""The shipped edit methods through the engine's pipeline, on a tiny random pack: the
+invariants that hold whatever the weights (quality is judged by `wordbrush eval edits` on
+the real pack)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from engine import methods
 from engine.imaging import Patch, composite_over, decode_pixels
 from engine.methods.base import CancelFlag, Cancelled, MethodInputs
-from engine.methods.paint_by_word import PaintByWord, paste_advice
+from engine.methods.paint_by_word import paste_advice
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
 from protocol.errors import WordbrushError
@@ -22,6 +22,7 @@ from protocol.messages import EditRequest, request_for_selection
 from tests.support.packs import make_pack
 
 FAST = {"steps": 3, "views": 2}
+METHODS = ["paint-by-word", "latent-optimization"]
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +47,20 @@ def _canvas(seed: int = 0, w: int = 80, h: int = 60) -> tuple[np.ndarray, np.nda
     return rgba, sel
 
 
-def _request(rgba: np.ndarray, sel: np.ndarray | None, **kw: object) -> EditRequest:
+def _request(rgba: np.ndarray, sel: np.ndarray | None, method: str = "paint-by-word",
+             **kw: object) -> EditRequest:
     h, w = rgba.shape[:2]
-    fields = {"prompt": "a green star", "method": "paint-by-word", "pack": "tiny",
+    fields = {"prompt": "a green star", "method": method, "pack": "tiny",
               "params": dict(FAST), "seed": 7, **kw}
     return request_for_selection(Buffer("layer", w, h, "rgba8", rgba.tobytes()),
                                  None if sel is None else sel.tobytes(),
                                  {"kind": "box", "factor": 0.7}, **fields)
 
 
-def test_registered_and_advertised(runner: EditRunner) -> None:
-    assert "paint-by-word" in methods.available()
-    info = next(m for m in runner.describe()["methods"] if m["id"] == "paint-by-word")
+@pytest.mark.parametrize("method", METHODS)
+def test_registered_and_advertised(runner: EditRunner, method: str) -> None:
+    assert method in methods.available()
+    info = next(m for m in runner.describe()["methods"] if m["id"] == method)
     names = {p["name"] for p in info["params"]}
     assert {"steps", "lr", "strength", "views", "preserve", "l2", "jitter"} <= names
     assert info["accepts_reference"] is True
@@ -69,9 +72,10 @@ def test_out_of_range_parameter_is_a_clear_error(runner: EditRunner) -> None:
         runner.plan(_request(rgba, sel, params={"steps": 100000}))
 
 
-def test_outside_the_selection_is_bit_identical(runner: EditRunner) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_outside_the_selection_is_bit_identical(runner: EditRunner, method: str) -> None:
     rgba, sel = _canvas()
-    request = _request(rgba, sel, variations=2)
+    request = _request(rgba, sel, method, variations=2)
     progress: list[tuple[int, int, str, bool]] = []
 
     def record(step: int, total: int, message: str, preview: object) -> None:
@@ -94,10 +98,11 @@ def test_outside_the_selection_is_bit_identical(runner: EditRunner) -> None:
     assert "inversion_psnr" in outcome.info
 
 
-def test_deterministic_per_seed_and_variations_differ(runner: EditRunner) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_deterministic_per_seed_and_variations_differ(runner: EditRunner, method: str) -> None:
     rgba, sel = _canvas(1)
-    a = runner.run_local(_request(rgba, sel, variations=2))
-    b = runner.run_local(_request(rgba, sel, variations=2))
+    a = runner.run_local(_request(rgba, sel, method, variations=2))
+    b = runner.run_local(_request(rgba, sel, method, variations=2))
     assert [p.data for p in a.patches] == [p.data for p in b.patches]
     assert a.patches[0].data != a.patches[1].data
 
@@ -109,9 +114,10 @@ def test_whole_image_without_mask(runner: EditRunner) -> None:
     assert (outcome.patches[0].width, outcome.patches[0].height) == (40, 40)
 
 
-def _inputs(registry: PackRegistry, **params: object) -> MethodInputs:
+def _inputs(registry: PackRegistry, method: str = "paint-by-word", **params: object
+            ) -> MethodInputs:
     pack = registry.get("tiny")
-    all_params = {p.name: p.default for p in PaintByWord.params}
+    all_params = {p.name: p.default for p in methods.get(method).params}
     all_params.update(FAST)
     all_params.update(params)
     mask = torch.zeros(1, 1, 32, 32)
@@ -120,13 +126,16 @@ def _inputs(registry: PackRegistry, **params: object) -> MethodInputs:
                         params=all_params, seed=3, pack=pack)
 
 
-def test_strength_zero_is_the_inversion(registry: PackRegistry) -> None:
-    out = PaintByWord().run(_inputs(registry, strength=0.0), lambda *a: None, CancelFlag())
+@pytest.mark.parametrize("method", METHODS)
+def test_strength_zero_is_the_inversion(registry: PackRegistry, method: str) -> None:
+    out = methods.get(method)().run(_inputs(registry, method, strength=0.0), lambda *a: None,
+                                    CancelFlag())
     assert out.inversion is not None
     assert torch.allclose(out.image, out.inversion, atol=1e-5)
 
 
-def test_cancel_between_steps(registry: PackRegistry) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_cancel_between_steps(registry: PackRegistry, method: str) -> None:
     flag = CancelFlag()
 
     def progress(step: int, total: int, message: str, preview: object) -> None:
@@ -134,13 +143,14 @@ def test_cancel_between_steps(registry: PackRegistry) -> None:
             flag.set()
 
     with pytest.raises(Cancelled):
-        PaintByWord().run(_inputs(registry, steps=10), progress, flag)
+        methods.get(method)().run(_inputs(registry, method, steps=10), progress, flag)
 
 
-def test_reference_image_replaces_the_text(registry: PackRegistry) -> None:
-    inputs = _inputs(registry)
+@pytest.mark.parametrize("method", METHODS)
+def test_reference_image_replaces_the_text(registry: PackRegistry, method: str) -> None:
+    inputs = _inputs(registry, method)
     inputs.reference = torch.rand(1, 3, 32, 32) * 2 - 1
-    out = PaintByWord().run(inputs, lambda *a: None, CancelFlag())
+    out = methods.get(method)().run(inputs, lambda *a: None, CancelFlag())
     assert out.image.shape == (1, 3, 32, 32)
 
 

@@ -1,0 +1,95 @@
+"""What the CLIP-guided methods share: inverting the framed region, the CLIP target of a
+prompt or a reference image, the augmented-views CLIP loss, and the preservation loss
+outside the selection. One definition each, so every method is guided and region-aware
+in the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine.augment import clip_views
+
+from .base import MethodInputs
+
+__all__ = ["Inversion", "Keep", "clip_loss", "clip_target", "framed_inputs", "invert",
+           "pack_vocabulary", "similarity_info"]
+
+
+def framed_inputs(inputs: MethodInputs, resolution: int) -> tuple[Tensor, Tensor]:
+    """The framed image and selection at the generator's resolution, on the method's device."""
+    x = inputs.image.to(inputs.device)
+    mask = inputs.mask.to(inputs.device).clamp(0, 1)
+    if x.shape[-1] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True)
+        mask = F.interpolate(mask, size=(resolution, resolution), mode="area")
+    return x, mask
+
+
+@dataclass
+class Inversion:
+    w: Tensor  # [1, n_latent, style_dim]: the encoder's W+ plus latent_avg
+    styles: list[Tensor]  # the style-space vectors of w (detached)
+    image: Tensor  # its render [1, 3, R, R]
+
+
+@torch.no_grad()
+def invert(generator: torch.nn.Module, encoder: torch.nn.Module, image: Tensor) -> Inversion:
+    w = encoder(image) + encoder.latent_avg
+    styles = [s.detach() for s in generator.styles(w)]
+    return Inversion(w, styles, generator.synthesis_from_styles(styles, noise="fixed"))
+
+
+@torch.no_grad()
+def clip_target(clip: torch.nn.Module, inputs: MethodInputs) -> tuple[Tensor, str]:
+    """The unit CLIP embedding to move towards, and what it is (for messages)."""
+    if inputs.reference is not None:
+        ref = inputs.reference.to(inputs.device)
+        return clip.encode_image(ref, differentiable=False)[0], "the reference image"
+    return clip.encode_prompt(inputs.prompt).to(inputs.device), repr(inputs.prompt)
+
+
+def clip_loss(clip: torch.nn.Module, image: Tensor, target: Tensor, n_views: int,
+              generator: torch.Generator) -> Tensor:
+    """1 - cosine similarity to ``target``, averaged over augmented views of ``image``."""
+    emb = clip.encode_image(clip_views(image, n_views, generator))
+    return 1.0 - (emb @ target).mean()
+
+
+class Keep:
+    """Preservation outside the dilated selection: pixels, and the encoder's first feature
+    tap (a network of the pack, never its judge)."""
+
+    def __init__(self, encoder: torch.nn.Module, reference: Tensor, mask: Tensor) -> None:
+        self.encoder = encoder
+        self.reference = reference
+        self.keep = 1.0 - F.max_pool2d(mask, 5, 1, 2)
+        with torch.no_grad():
+            self.feat_ref = encoder.features(reference)[0]
+        self.keep_feat = F.interpolate(self.keep, size=self.feat_ref.shape[-2:], mode="area")
+
+    def __call__(self, image: Tensor) -> Tensor:
+        diff = (image - self.reference).square().mean(1, keepdim=True)
+        pixels = (diff * self.keep).sum() / self.keep.sum().clamp_min(1.0)
+        feat = self.encoder.features(image)[0]
+        fdiff = (feat - self.feat_ref).square().mean(1, keepdim=True)
+        features = (fdiff * self.keep_feat).sum() / self.keep_feat.sum().clamp_min(1.0)
+        return pixels + 0.1 * features
+
+
+def pack_vocabulary(pack: Any) -> dict[str, list[str]] | None:
+    manifest = getattr(pack, "manifest", None)
+    return manifest.data.get("vocabulary") if manifest is not None else None
+
+
+@torch.no_grad()
+def similarity_info(clip: Any, before: Tensor, after: Tensor, target: Tensor) -> dict[str, Any]:
+    """CLIP similarity to the target before and after the edit (reported with the result)."""
+    sim_before = float(clip.encode_image(before, differentiable=False)[0] @ target)
+    sim_after = float(clip.encode_image(after, differentiable=False)[0] @ target)
+    return {"clip_similarity_before": round(sim_before, 4),
+            "clip_similarity": round(sim_after, 4)}
