@@ -454,6 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-dir", action="append", default=[])
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("precompute", help="a direction method's artefacts for a pack")
+    p.add_argument("what", choices=("global-directions", "feu"))
+    p.add_argument("--pack", help="pack (default: the default pack)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--pack-dir", action="append", default=[])
+    p.set_defaults(func=cmd_precompute)
+
     p = sub.add_parser("train", help="train the demo pack (resumable; run again to continue)")
     p.add_argument("stage", choices=("demo-pack", *TRAIN_STAGES),
                    help="demo-pack = every stage in order, then the pack folder")
@@ -562,6 +570,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
+    return 0
+
+
+def cmd_precompute(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.packs import PackRegistry
+    from engine.runner import resolve_device
+    from engine.training.directions import precompute_feu_corpus, precompute_global_directions
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    packs = PackRegistry.standard([Path(p) for p in args.pack_dir],
+                                  device=resolve_device(args.device))
+    name = args.pack or packs.default
+    if name is None:
+        raise CliError("no model pack is installed (see `wordbrush packs`)")
+    try:
+        pack = packs.get(name)
+        if args.what == "global-directions":
+            path = precompute_global_directions(pack)
+        else:
+            path = precompute_feu_corpus(pack)
+    except WordbrushError as exc:
+        raise CliError(str(exc)) from None
+    print(f"wrote {path} and named it in {pack.manifest.root / 'pack.json'}")
     return 0
 
 

@@ -16,20 +16,25 @@ from engine.methods.base import CancelFlag, Cancelled, MethodInputs
 from engine.methods.paint_by_word import paste_advice
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
+from engine.training.directions import precompute_feu_corpus, precompute_global_directions
 from protocol.errors import WordbrushError
 from protocol.framing import Buffer
 from protocol.messages import EditRequest, request_for_selection
 from tests.support.packs import make_pack
 
 FAST = {"steps": 3, "views": 2}
-METHODS = ["paint-by-word", "latent-optimization"]
+METHODS = ["paint-by-word", "latent-optimization", "global-directions", "feu"]
+OPTIMISERS = ["paint-by-word", "latent-optimization"]
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> PackRegistry:
     folder = tmp_path_factory.mktemp("packs")
     make_pack(folder / "tiny", judge=True)
-    return PackRegistry([folder])
+    pack = PackRegistry([folder]).get("tiny")
+    precompute_global_directions(pack, n_images=2, n_stats=64, progress=False)
+    precompute_feu_corpus(pack, n_images=40, batch=20, progress=False)
+    return PackRegistry([folder])  # re-read: the manifest now names the artefacts
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +52,15 @@ def _canvas(seed: int = 0, w: int = 80, h: int = 60) -> tuple[np.ndarray, np.nda
     return rgba, sel
 
 
+def _fast(method: str) -> dict[str, object]:
+    return dict(FAST) if method in OPTIMISERS else {"k": 5} if method == "feu" else {}
+
+
 def _request(rgba: np.ndarray, sel: np.ndarray | None, method: str = "paint-by-word",
              **kw: object) -> EditRequest:
     h, w = rgba.shape[:2]
     fields = {"prompt": "a green star", "method": method, "pack": "tiny",
-              "params": dict(FAST), "seed": 7, **kw}
+              "params": _fast(method), "seed": 7, **kw}
     return request_for_selection(Buffer("layer", w, h, "rgba8", rgba.tobytes()),
                                  None if sel is None else sel.tobytes(),
                                  {"kind": "box", "factor": 0.7}, **fields)
@@ -62,8 +71,12 @@ def test_registered_and_advertised(runner: EditRunner, method: str) -> None:
     assert method in methods.available()
     info = next(m for m in runner.describe()["methods"] if m["id"] == method)
     names = {p["name"] for p in info["params"]}
-    assert {"steps", "lr", "strength", "views", "preserve", "l2", "jitter"} <= names
-    assert info["accepts_reference"] is True
+    assert "strength" in names
+    if method in OPTIMISERS:
+        assert {"steps", "lr", "views", "preserve", "l2", "jitter"} <= names
+    else:
+        assert {"alpha", "beta"} <= names
+    assert info["accepts_reference"] is (method != "global-directions")
 
 
 def test_out_of_range_parameter_is_a_clear_error(runner: EditRunner) -> None:
@@ -104,12 +117,14 @@ def test_deterministic_per_seed_and_variations_differ(runner: EditRunner, method
     a = runner.run_local(_request(rgba, sel, method, variations=2))
     b = runner.run_local(_request(rgba, sel, method, variations=2))
     assert [p.data for p in a.patches] == [p.data for p in b.patches]
-    assert a.patches[0].data != a.patches[1].data
+    if method != "global-directions":  # one direction: its variations are the same edit
+        assert a.patches[0].data != a.patches[1].data
 
 
-def test_whole_image_without_mask(runner: EditRunner) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_whole_image_without_mask(runner: EditRunner, method: str) -> None:
     rgba, _ = _canvas(2, 40, 40)
-    outcome = runner.run_local(_request(rgba, None))
+    outcome = runner.run_local(_request(rgba, None, method))
     assert outcome.offset == (0, 0)
     assert (outcome.patches[0].width, outcome.patches[0].height) == (40, 40)
 
@@ -118,7 +133,7 @@ def _inputs(registry: PackRegistry, method: str = "paint-by-word", **params: obj
             ) -> MethodInputs:
     pack = registry.get("tiny")
     all_params = {p.name: p.default for p in methods.get(method).params}
-    all_params.update(FAST)
+    all_params.update(_fast(method))
     all_params.update(params)
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 8:24, 8:24] = 1
@@ -139,14 +154,14 @@ def test_cancel_between_steps(registry: PackRegistry, method: str) -> None:
     flag = CancelFlag()
 
     def progress(step: int, total: int, message: str, preview: object) -> None:
-        if step == 2:
+        if step >= 1:
             flag.set()
 
     with pytest.raises(Cancelled):
         methods.get(method)().run(_inputs(registry, method, steps=10), progress, flag)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "global-directions"])
 def test_reference_image_replaces_the_text(registry: PackRegistry, method: str) -> None:
     inputs = _inputs(registry, method)
     inputs.reference = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -173,3 +188,12 @@ def test_request_for_selection_crops_to_the_model_square(tmp_path: Path) -> None
     assert np.array_equal(crop, rgba[y:y + crop.shape[0], x:x + crop.shape[1]])
     with pytest.raises(ValueError, match="selects nothing"):
         _request(rgba, np.zeros_like(sel))
+
+
+def test_global_directions_reads_neutral_and_target() -> None:
+    from engine.methods.global_directions import split_prompt
+
+    assert split_prompt("a red star -> a blue star", "a shape") == ("a red star", "a blue star")
+    assert split_prompt("a blue star", "a shape") == ("a shape", "a blue star")
+    with pytest.raises(WordbrushError, match="neutral -> target"):
+        split_prompt(" -> a blue star", "a shape")

@@ -234,7 +234,12 @@ class WordbrushDocker(DockWidget):
         self.ref_label.setText("none")
 
     def _options(self) -> RunOptions:
-        params: dict[str, Any] = {"strength": self.strength.value()}
+        params: dict[str, Any] = {}
+        welcome = self.controller.welcome
+        info = next((m for m in welcome.methods if m.id == self.method.currentData()), None) \
+            if welcome else None
+        if info is not None and any(p.name == "strength" for p in info.params):
+            params["strength"] = self.strength.value()
         for name, (box, default) in self._param_widgets.items():
             value = box.value()
             if value != default:

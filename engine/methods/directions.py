@@ -1,0 +1,57 @@
+"""Style-space directions from CLIP-space directions (StyleCLIP global directions, §6), shared
+by ``global-directions`` and ``feu``.
+
+The pack's ``global_directions`` artefact holds, for every style channel of the
+generator's convolutions (ToRGB layers excluded, as in StyleCLIP), the CLIP-space effect of
+moving that channel by ±``alpha_probe`` standard deviations (``fs3``, unit rows), and the
+channels' standard deviations. A CLIP direction ``d`` becomes the style direction
+``fs3 · d``, zeroed where its magnitude is below ``beta`` (disentanglement), divided by its
+largest magnitude, and applied as ``s += alpha * std * direction``, inside the selection only
+(:class:`SpatialStyleMix`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.models.stylegan2 import SpatialStyleMix
+
+__all__ = ["StyleDirections", "apply_direction"]
+
+
+@dataclass
+class StyleDirections:
+    fs3: Tensor  # [C, embed_dim] unit rows
+    layers: Tensor  # [C] style-layer index of each channel
+    channels: Tensor  # [C] channel index within its layer
+    std: Tensor  # [C] the channel's standard deviation over mapped samples
+
+    @classmethod
+    def from_artefact(cls, data: dict[str, Any], device: Any) -> StyleDirections:
+        return cls(data["fs3"].float().to(device), data["layers"].long().to(device),
+                   data["channels"].long().to(device), data["std"].float().to(device))
+
+    def style_direction(self, clip_direction: Tensor, beta: float) -> tuple[Tensor, int]:
+        """``[C]`` channel weights in [-1, 1], and how many channels survive ``beta``."""
+        d = clip_direction / clip_direction.norm().clamp_min(1e-8)
+        relevance = self.fs3 @ d
+        relevance = torch.where(relevance.abs() >= beta, relevance, torch.zeros_like(relevance))
+        peak = relevance.abs().max()
+        kept = int((relevance != 0).sum())
+        return (relevance / peak if peak > 0 else relevance), kept
+
+
+def apply_direction(generator: torch.nn.Module, styles: list[Tensor], mask: Tensor,
+                    directions: StyleDirections, weights: Tensor, alpha: float) -> Tensor:
+    """Render ``styles`` moved by ``alpha * std * weights`` inside ``mask`` only."""
+    moved = [s.clone() for s in styles]
+    delta = alpha * directions.std * weights
+    for layer in directions.layers.unique().tolist():
+        pick = directions.layers == layer
+        moved[layer][0, directions.channels[pick]] += delta[pick].to(moved[layer].dtype)
+    mix = SpatialStyleMix.from_mask(styles, mask, generator.size)
+    return generator.synthesis_from_styles(moved, noise="fixed", style_mix=mix)

@@ -1,0 +1,87 @@
+"""``feu``: StyleCLIP-FEU (Kakinuma et al., ``shared/papers/001``), region-aware.
+
+No neutral text: the pack's corpus of CLIP image embeddings of its world (``wordbrush
+precompute feu``) is ranked by similarity to the prompt; the ``k`` most similar images are
+positives, the ``k`` least similar negatives, and a linear SVM (scikit-learn) separates
+them. Its unit normal is the CLIP-space edit direction, turned into a style direction with
+the global-directions relevances and applied inside the selection.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from . import register
+from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
+from .directions import StyleDirections, apply_direction
+from .guidance import clip_target, framed_inputs, invert, pack_vocabulary, similarity_info
+from .paint_by_word import paste_advice
+
+__all__ = ["Feu", "svm_direction"]
+
+
+def svm_direction(corpus: np.ndarray, text: np.ndarray, k: int, c: float = 1.0,
+                  seed: int = 0, keep: float = 0.8) -> np.ndarray:
+    """Unit normal of a linear SVM separating the ``k`` corpus rows most similar to ``text``
+    from the ``k`` least similar (the paper's retrieval + SVM). Each seed fits on its own
+    random ``keep`` share of them, so variations differ a little; a seed is deterministic."""
+    from sklearn.svm import LinearSVC
+
+    sims = corpus @ text
+    order = np.argsort(sims)
+    k = max(2, min(k, len(corpus) // 2))
+    rng = np.random.default_rng(seed)
+    m = max(1, round(keep * k))
+    pos = corpus[order[-k:]][rng.choice(k, m, replace=False)]
+    neg = corpus[order[:k]][rng.choice(k, m, replace=False)]
+    x = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    svm = LinearSVC(C=c, random_state=seed, max_iter=5000).fit(x, y)
+    normal = svm.coef_[0]
+    return normal / max(np.linalg.norm(normal), 1e-12)
+
+
+@register
+class Feu(EditMethod):
+    id = "feu"
+    title = "StyleCLIP-FEU"
+    description = ("Direction from an SVM between the pack's images most and least like the "
+                   "text (no neutral text needed), applied inside the selection.")
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("alpha", "float", 4.0, -20.0, 20.0, help="step along the direction (α)"),
+        Param("beta", "float", 0.12, 0.0, 0.5, help="disentanglement threshold (β)"),
+        Param("k", "int", 100, 5, 2000, help="positives and negatives retrieved"),
+        Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α"),
+    )
+    needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
+    accepts_reference = True
+
+    def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
+        p = inputs.params
+        pack = inputs.pack
+        gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
+        directions = StyleDirections.from_artefact(pack.get("global_directions"), inputs.device)
+        corpus = pack.get("feu_corpus")["embeddings"].float().cpu().numpy()
+        progress(0, 3, "inverting", None)
+        x, mask = framed_inputs(inputs, gen.size)
+        inv = invert(gen, enc, x)
+        target, target_text = clip_target(clip, inputs)
+        cancel.check()
+        normal = svm_direction(corpus, target.cpu().numpy(), int(p["k"]), seed=inputs.seed)
+        progress(1, 3, f"SVM between the {int(p['k'])} images most and least like "
+                 f"{target_text}", None)
+        cancel.check()
+        with torch.no_grad():
+            direction = torch.from_numpy(normal).float().to(inputs.device)
+            weights, kept = directions.style_direction(direction, float(p["beta"]))
+            edited = apply_direction(gen, inv.styles, mask, directions, weights,
+                                     float(p["alpha"]) * float(p["strength"]))
+        progress(3, 3, f"{kept} style channels moved", edited[0])
+        cancel.check()
+        info = similarity_info(clip, inv.image, edited, target)
+        info["channels_moved"] = kept
+        return MethodOutput(image=edited, inversion=inv.image,
+                            paste=paste_advice(inputs.prompt, pack_vocabulary(pack)), info=info)
