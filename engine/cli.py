@@ -463,8 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("train", help="train the demo pack (resumable; run again to continue)")
-    p.add_argument("stage", choices=("demo-pack", *TRAIN_STAGES),
-                   help="demo-pack = every stage in order, then the pack folder")
+    p.add_argument("stage", choices=("demo-pack", *TRAIN_STAGES, *PACK_TRAINING),
+                   help="demo-pack = every stage in order, then the pack folder; "
+                        "clipinverter = that method's networks for an existing pack")
+    p.add_argument("--pack", help="clipinverter: the pack to train for (default pack)")
+    p.add_argument("--pack-dir", action="append", default=[])
     p.add_argument("--work", help="checkpoints and samples (default ~/.cache/wordbrush/train/demo)")
     p.add_argument("--out", help="pack folder to write (default: the repository's packs/demo)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
@@ -599,6 +602,35 @@ def cmd_precompute(args: argparse.Namespace) -> int:
 
 
 TRAIN_STAGES = ("judge", "clip", "autoencoder", "mapping", "export")
+PACK_TRAINING = ("clipinverter",)
+
+
+def _train_for_pack(args: argparse.Namespace) -> int:
+    """Method training on an existing pack (``wordbrush train clipinverter``)."""
+    from engine.packs import PackRegistry
+    from engine.training.clipinverter import train_clipinverter
+    from engine.training.common import pick_device
+    from engine.training.demo_pack import default_work_dir
+
+    device = pick_device(args.device)
+    packs = PackRegistry.standard([Path(p) for p in args.pack_dir], device=device)
+    name = args.pack or packs.default
+    if name is None:
+        raise CliError("no model pack is installed (see `wordbrush packs`)")
+    work = Path(args.work) if args.work else default_work_dir().parent / f"{name}-{args.stage}"
+    options: dict[str, Any] = {}
+    if args.steps is not None:
+        options["stage1_steps"] = args.steps
+    budget = args.minutes * 60 if args.minutes else None
+    try:
+        summary = train_clipinverter(packs.get(name), work, device, budget_s=budget, **options)
+    except WordbrushError as exc:
+        raise CliError(str(exc)) from None
+    if not summary.get("finished"):
+        print(f"not finished: run the same command again to resume (work folder {work})")
+        return 3
+    print(f"done: {summary['file']} (work folder {work})")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -608,6 +640,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.training.demo_pack import default_work_dir, run_stages
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
+    if args.stage in PACK_TRAINING:
+        return _train_for_pack(args)
     stages = list(TRAIN_STAGES) if args.stage == "demo-pack" else [args.stage]
     work = Path(args.work) if args.work else default_work_dir()
     options: dict[str, dict[str, Any]] = {}

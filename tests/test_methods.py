@@ -197,3 +197,46 @@ def test_global_directions_reads_neutral_and_target() -> None:
     assert split_prompt("a blue star", "a shape") == ("a shape", "a blue star")
     with pytest.raises(WordbrushError, match="neutral -> target"):
         split_prompt(" -> a blue star", "a shape")
+
+
+def test_clipinverter_loads_the_official_layout(tmp_path: Path) -> None:
+    """Full-size random weights in the official file layout (adapter under ``mapper.``,
+    generator and remapper under ``decoder.``) load strictly; a wrong domain is refused."""
+    from engine.models.clipinverter import CLIPAdapter, CLIPRemapper, load_clipinverter
+    from engine.models.stylegan2 import Generator
+
+    gen = Generator(1024)
+    adapter, remapper = CLIPAdapter(), CLIPRemapper(16)
+    assert 5.4e6 < sum(p.numel() for p in adapter.parameters()) < 5.8e6
+    sd = {f"mapper.{k}": v for k, v in adapter.state_dict().items()}
+    sd.update({f"decoder.{k}": v for k, v in gen.state_dict().items()})
+    sd.update({f"decoder.{k}": v for k, v in remapper.state_dict().items()})
+    torch.save({"state_dict": sd, "opts": {"stylegan_size": 1024}}, tmp_path / "official.pt")
+    a2, r2 = load_clipinverter(tmp_path / "official.pt", gen, 512, (128, 256, 512))
+    assert torch.equal(a2.coarse_mapping.modulation_module_list[0].conv.weight,
+                       adapter.coarse_mapping.modulation_module_list[0].conv.weight)
+    assert float(r2.lambdas[3]) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_clipinverter(tmp_path / "official.pt", Generator(256, channel_multiplier=1), 512,
+                          (128, 256, 512))
+
+
+def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -> None:
+    from engine.training.clipinverter import train_clipinverter
+
+    pack = registry.get("tiny")
+    summary = train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=2,
+                                 stage2_steps=2, batch=4, progress=False)
+    assert summary["finished"] and Path(summary["file"]).is_file()
+    fresh = PackRegistry([Path(pack.manifest.root).parent])
+    runner = EditRunner(fresh, "cpu")
+    rgba, sel = _canvas(3)
+    outcome = runner.run_local(_request(rgba, sel, "clipinverter", params={}))
+    pixels = decode_pixels(outcome.patches[0].data, outcome.patches[0].width,
+                           outcome.patches[0].height, outcome.patches[0].format)
+    out = composite_over(rgba, Patch(pixels, outcome.offset, outcome.patches[0].format))
+    assert np.array_equal(out[sel == 0], rgba[sel == 0])
+    # strength 0 is the inversion
+    inputs = _inputs(fresh, "clipinverter", strength=0.0)
+    result = methods.get("clipinverter")().run(inputs, lambda *a: None, CancelFlag())
+    assert torch.allclose(result.image, result.inversion, atol=1e-5)

@@ -25,7 +25,7 @@ __all__ = [
 #: modules holding the shipped methods; each defines one EditMethod subclass and
 #: registers it. Listed here (not discovered) so that the engine's offer is explicit.
 BUILTIN_MODULES: tuple[str, ...] = (
-    "paint_by_word", "latent_optimization", "global_directions", "feu",
+    "clipinverter", "paint_by_word", "latent_optimization", "global_directions", "feu",
 )
 
 _registry: dict[str, type[EditMethod]] = {}

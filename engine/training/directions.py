@@ -85,7 +85,8 @@ def precompute_feu_corpus(pack: Any, n_images: int = 4000, batch: int = 250,
     from engine.world import WORLD_SPEC, WorldSpec
 
     spec = WorldSpec.from_dict(spec_data) if spec_data else WORLD_SPEC
-    source = FrameSource(spec, hard_fraction=0.2, crop_fraction=0.0, seed_offset=60_000_000)
+    source = FrameSource(spec, size=pack.resolution, hard_fraction=0.2, crop_fraction=0.0,
+                         seed_offset=60_000_000)
     embs = []
     for i in tqdm(range(0, n_images, batch), desc="FEU corpus", disable=not progress):
         b = source.batch(i // batch, min(batch, n_images - i))

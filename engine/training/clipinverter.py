@@ -1,0 +1,183 @@
+"""``wordbrush train clipinverter``: CLIPInverter's two training stages for a pack.
+
+Stage 1 trains the CLIPAdapter (generator, encoder and CLIP frozen) on the pack's world
+frames with rolled captions: each image is asked for another image's caption (75%) or its
+own (25%). Losses, with the paper's weights:
+
+* directional CLIP (1.0): the image change in CLIP space follows the caption change;
+* the cycle pass (1.0): the edited image, edited back with its own caption, must give the
+  input again: L2 (1.0), a perceptual term (0.6) and an identity term (0.1);
+* for matching captions the edit itself must keep the input (same three terms);
+* latent regularisation (0.005): ||residual||².
+
+Substitutes for networks we cannot download: LPIPS (AlexNet) -> distances between the pack
+encoder's feature taps (c1, c2); ArcFace identity -> cosine distance of the pack CLIP's
+image embeddings. Neither is the pack's judge.
+
+Stage 2 trains the CLIPRemapper alone with the directional loss, the reconstruction terms
+for matching captions and an L2 pull of the remapped w to the unmapped one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine.models.clipinverter import (
+    CLIPAdapter,
+    CLIPRemapper,
+    level_channels,
+    remapped_styles,
+    save_clipinverter,
+)
+from engine.training.common import Checkpoint, StepLoop, cosine_lr, save_grid, seed_everything
+from engine.training.data import FrameSource, vocab
+from engine.training.directions import register_component
+from engine.world import ATTR_KEYS, WORLD_SPEC, WorldSpec, random_caption
+
+__all__ = ["train_clipinverter"]
+
+WEIGHTS = {"l2": 1.0, "perceptual": 0.6, "identity": 0.1, "reg": 0.005, "direction": 1.0,
+           "cycle": 1.0}
+
+
+def _captions(labels: Tensor, rng: np.random.Generator, spec: WorldSpec) -> list[str]:
+    v = vocab(spec)
+    return [random_caption({k: v[k][i] for k, i in zip(ATTR_KEYS, row, strict=True) if i >= 0},
+                           rng) for row in labels.tolist()]
+
+
+class _Losses:
+    def __init__(self, encoder: torch.nn.Module, clip: Any) -> None:
+        self.encoder, self.clip = encoder, clip
+
+    def perceptual(self, a: Tensor, b: Tensor) -> Tensor:
+        fa, fb = self.encoder.features(a), self.encoder.features(b)
+        return sum(F.mse_loss(x, y) for x, y in zip(fa[:2], fb[:2], strict=True))
+
+    def identity(self, a: Tensor, b: Tensor) -> Tensor:
+        ea = self.clip.encode_image(a)
+        eb = self.clip.encode_image(b, differentiable=False)
+        return (1 - (ea * eb).sum(-1)).mean()
+
+    def keep(self, a: Tensor, b: Tensor) -> Tensor:
+        return (WEIGHTS["l2"] * F.mse_loss(a, b) + WEIGHTS["perceptual"] * self.perceptual(a, b)
+                + WEIGHTS["identity"] * self.identity(a, b))
+
+    def direction(self, edited: Tensor, source: Tensor, t_target: Tensor, t_source: Tensor,
+                  active: Tensor) -> Tensor:
+        if not active.any():
+            return edited.sum() * 0
+        d_img = self.clip.encode_image(edited) - self.clip.encode_image(source, False)
+        d_txt = t_target - t_source
+        cos = F.cosine_similarity(d_img[active], d_txt[active], dim=-1)
+        return (1 - cos).mean()
+
+
+def train_clipinverter(
+    pack: Any,
+    work: Path,
+    device: torch.device,
+    stage1_steps: int = 1000,
+    stage2_steps: int = 400,
+    batch: int = 16,
+    lr: float = 5e-4,
+    seed: int = 5,
+    budget_s: float | None = None,
+    spec: WorldSpec = WORLD_SPEC,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) both stages; writes ``clipinverter.pt`` into the pack folder."""
+    gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
+    seed_everything(seed)
+    adapter = CLIPAdapter(level_channels(enc), clip.embed_dim).to(device)
+    remapper = CLIPRemapper(2 * (gen.log_size - 2), gen.style_dim, clip.embed_dim).to(device)
+    losses = _Losses(enc, clip)
+    source = FrameSource(spec, size=gen.size, hard_fraction=0.2, crop_fraction=0.0,
+                         seed_offset=70_000_000)
+    summary: dict[str, Any] = {"stage": "clipinverter"}
+    for stage, steps, module in ((1, stage1_steps, adapter), (2, stage2_steps, remapper)):
+        ckpt = Checkpoint(work, f"clipinverter{stage}")
+        if ckpt.is_done():
+            state = ckpt.load()
+            assert state is not None
+            module.load_state_dict(state["model"])
+            continue
+        opt = torch.optim.Adam(module.parameters(), lr=lr)
+        start = 0
+        state = ckpt.load()
+        if state is not None:
+            module.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            start = int(state["step"])
+        if stage == 2:
+            adapter.requires_grad_(False)
+        loop = StepLoop(steps, start, desc=f"clipinverter stage {stage}", budget_s=budget_s,
+                        disable=not progress)
+        for step in loop:
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(step, steps, lr, warmup=50)
+            rng = np.random.default_rng(seed * 7919 + stage * 1_000_003 + step)
+            b = source.batch(stage * 1_000_000 + step, batch).to(device)
+            own = _captions(b.labels.cpu(), rng, spec)
+            roll = rng.random(batch) < 0.75
+            target = [own[(i + 1) % batch] if roll[i] else own[i] for i in range(batch)]
+            active = torch.tensor([t != o for t, o in zip(target, own, strict=True)],
+                                  device=device)
+            t_own, t_tgt = clip.encode_text(own), clip.encode_text(target)
+            with torch.no_grad():
+                c1, c2, c3 = enc.features(b.images)
+                w = enc.map2style(c1, c2, c3) + enc.latent_avg
+                inversion = gen.synthesis(w, noise="fixed")
+            delta = 0.1 * enc.map2style(*adapter((c1, c2, c3), t_tgt))
+            if stage == 1:
+                edited = gen.synthesis(w + delta, noise="fixed")
+            else:
+                styles = remapped_styles(gen, w + delta.detach(), remapper, t_tgt)
+                edited = gen.synthesis_from_styles(styles, noise="fixed")
+            loss = WEIGHTS["direction"] * losses.direction(edited, inversion, t_tgt, t_own,
+                                                           active)
+            if (~active).any():
+                loss = loss + losses.keep(edited[~active], b.images[~active])
+            if stage == 1:
+                loss = loss + WEIGHTS["reg"] * delta.square().sum(-1).mean()
+                # the cycle: edit the edited image back with its own caption
+                f1 = enc.features(edited)
+                w1 = enc.map2style(*f1) + enc.latent_avg
+                back = gen.synthesis(w1 + 0.1 * enc.map2style(*adapter(f1, t_own)),
+                                     noise="fixed")
+                loss = loss + WEIGHTS["cycle"] * losses.keep(back, b.images)
+            else:
+                # convs.k reads W+ row k + 1
+                n = len(remapper.affine_mlps)
+                moved = torch.stack([remapper.blend(k, w[:, k + 1], t_tgt) for k in range(n)], 1)
+                base = w[:, 1:n + 1]
+                loss = loss + WEIGHTS["reg"] * (moved - base).square().sum(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+            opt.step()
+            if step % 10 == 0:
+                loop.show(loss=float(loss.detach()))
+            if loop.should_save(step):
+                ckpt.save({"model": module.state_dict(), "opt": opt.state_dict(),
+                           "step": step + 1})
+                save_grid([b.images[:8], inversion[:8], edited.detach()[:8]],
+                          work / "samples" / f"clipinverter{stage}_{step + 1:06d}.png")
+        if loop.stopped_early:
+            return {**summary, "finished": False}
+        ckpt.save({"model": module.state_dict(), "step": steps})
+        ckpt.mark_done({"stage": f"clipinverter{stage}", "steps": steps})
+    out = Path(pack.manifest.root) / "clipinverter.pt"
+    save_clipinverter(adapter, remapper, out,
+                      {"trained_on": pack.name, "weights": WEIGHTS,
+                       "substitutes": {"lpips": "pack encoder feature taps c1, c2",
+                                       "id": "pack CLIP image embedding"}}, half=True)
+    register_component(Path(pack.manifest.root), "clipinverter", out.name,
+                       format="clipinverter")
+    return {**summary, "finished": True, "file": str(out)}
