@@ -19,19 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from engine.training.data import Batch, labels_of, to_tensor, vocab
+from engine.training.data import Batch, framed_crops, labels_of, to_tensor, vocab
 from engine.world import (
     ATTR_KEYS,
     HELDOUT_TEMPLATES,
     WORLD_SPEC,
     WorldSpec,
     caption,
-    frame_of,
     render_batch,
-    render_independent_scene,
-    render_scene,
     split_seed,
 )
 from engine.world.captions import template_fields
@@ -93,31 +89,7 @@ def _rates(hits: dict[str, np.ndarray]) -> dict[str, float]:
 def scene_crops(n: int, split: str, independent: bool, spec: WorldSpec,
                 progress: bool = True) -> Batch:
     """``n`` framed crops of held-out canvas scenes (tight and loose rect selections)."""
-    images, masks, attrs = [], [], []
-    bar = tqdm(total=n, desc=f"{split} scenes", disable=not progress, mininterval=2.0)
-    k = 0
-    while len(images) < n:
-        seed = split_seed(split, 10_000 + k)
-        rng = np.random.default_rng(seed)
-        side = int(rng.choice([192, 256, 384]))
-        n_obj = int(rng.integers(1, 4))
-        scene = (render_independent_scene(seed, side, side, n_obj, spec=spec) if independent
-                 else render_scene(seed, side, side, n_obj, spec=spec))
-        for j in range(len(scene.objects)):
-            if len(images) >= n:
-                break
-            framed = frame_of(scene, j, "tight" if rng.random() < 0.5 else "loose", rng=rng,
-                              spec=spec)
-            if framed.attrs.get("size") is None:
-                continue
-            images.append(framed.image)
-            masks.append(framed.object_mask)
-            attrs.append(framed.attrs)
-            bar.update(1)
-        k += 1
-    bar.close()
-    return Batch(to_tensor(np.stack(images)), torch.from_numpy(np.stack(masks))[:, None],
-                 torch.from_numpy(labels_of(attrs, spec)))
+    return framed_crops(n, split, 10_000, independent, spec.frame_size, spec, progress)
 
 
 @torch.no_grad()

@@ -20,7 +20,14 @@ from torch import Tensor
 
 from engine.models.stylegan2 import SpatialStyleMix
 
-__all__ = ["StyleDirections", "apply_direction"]
+from .base import Param
+
+__all__ = ["ALPHA", "BETA", "STRENGTH", "StyleDirections", "apply_direction"]
+
+ALPHA = Param("alpha", "float", 4.0, -20.0, 20.0, help="step along the direction (α)")
+BETA = Param("beta", "float", 0.12, 0.0, 0.5,
+             help="disentanglement threshold (β): channels less relevant stay put")
+STRENGTH = Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α")
 
 
 @dataclass

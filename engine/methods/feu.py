@@ -16,7 +16,7 @@ import torch
 
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
-from .directions import StyleDirections, apply_direction
+from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import clip_target, framed_inputs, invert, pack_vocabulary, similarity_info
 from .paint_by_word import paste_advice
 
@@ -51,10 +51,8 @@ class Feu(EditMethod):
     description = ("Direction from an SVM between the pack's images most and least like the "
                    "text (no neutral text needed), applied inside the selection.")
     params: ClassVar[tuple[Param, ...]] = (
-        Param("alpha", "float", 4.0, -20.0, 20.0, help="step along the direction (α)"),
-        Param("beta", "float", 0.12, 0.0, 0.5, help="disentanglement threshold (β)"),
-        Param("k", "int", 100, 5, 2000, help="positives and negatives retrieved"),
-        Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α"),
+        ALPHA, BETA, Param("k", "int", 100, 5, 2000, help="positives and negatives retrieved"),
+        STRENGTH,
     )
     needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
     accepts_reference = True

@@ -18,7 +18,7 @@ from protocol.errors import InvalidRequest
 
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
-from .directions import StyleDirections, apply_direction
+from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import framed_inputs, invert, pack_vocabulary, similarity_info
 from .paint_by_word import paste_advice
 
@@ -43,12 +43,7 @@ class GlobalDirections(EditMethod):
     title = "StyleCLIP global directions"
     description = ('A style-space direction from "neutral -> target" text (or the pack\'s '
                    "neutral text), applied inside the selection in one render.")
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("alpha", "float", 4.0, -20.0, 20.0, help="step along the direction (α)"),
-        Param("beta", "float", 0.12, 0.0, 0.5,
-              help="disentanglement threshold (β): channels less relevant stay put"),
-        Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α"),
-    )
+    params: ClassVar[tuple[Param, ...]] = (ALPHA, BETA, STRENGTH)
     needs = ("generator", "encoder", "clip", "global_directions")
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:

@@ -23,13 +23,15 @@ from engine.world import (
     WorldSpec,
     frame_of,
     render_batch,
+    render_independent_scene,
     render_scene,
     split_seed,
 )
 
 HARD_INDEX_OFFSET = 50_000_000
 
-__all__ = ["Batch", "FrameSource", "labels_of", "scene_crop_pool", "to_tensor", "vocab"]
+__all__ = ["Batch", "FrameSource", "framed_crops", "labels_of", "scene_crop_pool", "to_tensor",
+           "vocab"]
 
 
 def vocab(spec: WorldSpec = WORLD_SPEC) -> dict[str, tuple[str, ...]]:
@@ -66,27 +68,24 @@ class Batch:
         return Batch(self.images.to(device), self.masks.to(device), self.labels.to(device))
 
 
-def scene_crop_pool(
-    n: int, split: str = "train", first_index: int = 0, size: int = WORLD_SPEC.frame_size,
-    spec: WorldSpec = WORLD_SPEC, cache: Path | None = None, progress: bool = True,
+def framed_crops(
+    n: int, split: str, first_index: int, independent: bool = False,
+    size: int = WORLD_SPEC.frame_size, spec: WorldSpec = WORLD_SPEC, progress: bool = True,
+    rng_offset: int = 0,
 ) -> Batch:
-    """``n`` framed crops of canvas scenes (tight and loose selections, canvases of several
-    sizes), as an evaluator or a user would frame them. Cached to ``cache`` (``.npz``)."""
-    if cache is not None and cache.is_file():
-        data = np.load(cache)
-        if len(data["images"]) >= n:
-            return Batch(to_tensor(data["images"][:n]),
-                         torch.from_numpy(data["masks"][:n])[:, None],
-                         torch.from_numpy(data["labels"][:n]))
+    """``n`` framed crops of canvas scenes of ``split`` (tight and loose rect selections,
+    canvases of 192-384 px, 1-3 objects), as an evaluator or a user frames them. With
+    ``independent`` the scenes are drawn by the independent plain-Pillow code."""
     images, masks, attrs = [], [], []
     bar = tqdm(total=n, desc=f"{split} scene crops", disable=not progress, mininterval=2.0)
     k = first_index
     while len(images) < n:
         seed = split_seed(split, k)
-        rng = np.random.default_rng(seed + 1_000_003)
+        rng = np.random.default_rng(seed + rng_offset)
         side = int(rng.choice([192, 256, 384]))
-        scene = render_scene(seed, width=side, height=side, n_objects=int(rng.integers(1, 4)),
-                             spec=spec)
+        n_obj = int(rng.integers(1, 4))
+        scene = (render_independent_scene(seed, side, side, n_obj, spec=spec) if independent
+                 else render_scene(seed, width=side, height=side, n_objects=n_obj, spec=spec))
         for j in range(len(scene.objects)):
             if len(images) >= n:
                 break
@@ -100,11 +99,30 @@ def scene_crop_pool(
             bar.update(1)
         k += 1
     bar.close()
-    imgs, msk, lab = np.stack(images), np.stack(masks).astype(np.float32), labels_of(attrs, spec)
+    return Batch(to_tensor(np.stack(images)),
+                 torch.from_numpy(np.stack(masks).astype(np.float32))[:, None],
+                 torch.from_numpy(labels_of(attrs, spec)))
+
+
+def scene_crop_pool(
+    n: int, split: str = "train", first_index: int = 0, size: int = WORLD_SPEC.frame_size,
+    spec: WorldSpec = WORLD_SPEC, cache: Path | None = None, progress: bool = True,
+) -> Batch:
+    """A fixed pool of :func:`framed_crops` for training, cached to ``cache`` (``.npz``)."""
+    if cache is not None and cache.is_file():
+        data = np.load(cache)
+        if len(data["images"]) >= n:
+            return Batch(to_tensor(data["images"][:n]),
+                         torch.from_numpy(data["masks"][:n])[:, None],
+                         torch.from_numpy(data["labels"][:n]))
+    batch = framed_crops(n, split, first_index, False, size, spec, progress,
+                         rng_offset=1_000_003)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, images=imgs, masks=msk, labels=lab)
-    return Batch(to_tensor(imgs), torch.from_numpy(msk)[:, None], torch.from_numpy(lab))
+        images = ((batch.images.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255)
+        np.savez_compressed(cache, images=images.to(torch.uint8).numpy(),
+                            masks=batch.masks[:, 0].numpy(), labels=batch.labels.numpy())
+    return batch
 
 
 @dataclass
