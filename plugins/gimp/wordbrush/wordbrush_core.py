@@ -1,0 +1,160 @@
+"""What the GIMP plug-in does, without GIMP: read the region, talk to the engine, add layers.
+
+``wordbrush.py`` (the plug-in GIMP runs) wraps the GIMP API in a :class:`GimpHost`-shaped
+object and calls :func:`edit_selection`; tests call it with a fake host. Every failure is a
+:class:`PluginError` with a sentence for the user: GIMP shows it, nothing is half-added.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from protocol import endpoints
+from protocol.client import EngineClient
+from protocol.errors import (
+    AuthFailed,
+    EngineRejected,
+    EngineUnavailable,
+    JobCancelled,
+    Timeout,
+    VersionMismatch,
+    WordbrushError,
+)
+from protocol.events import Progress
+from protocol.framing import Buffer
+from protocol.messages import EditRequest
+from protocol.regions import Box, Framing, context_box
+
+__all__ = ["EditOptions", "GimpHost", "PluginError", "babl_format", "edit_selection"]
+
+LAYER_PREFIX = "[wordbrush] "
+
+#: GIMP precision family -> (babl format to read and write, wire format)
+FORMATS = {
+    "u8": ("R'G'B'A u8", "rgba8"),
+    "u16": ("R'G'B'A u16", "rgba16"),
+    "u32": ("R'G'B'A float", "rgbaf32"),
+    "half": ("R'G'B'A float", "rgbaf32"),
+    "float": ("R'G'B'A float", "rgbaf32"),
+    "double": ("R'G'B'A float", "rgbaf32"),
+}
+
+
+class PluginError(Exception):
+    """A failure to show the user (GIMP's error dialog / the PDB status message)."""
+
+
+@dataclass
+class EditOptions:
+    prompt: str
+    method: str = ""
+    strength: float = 1.0
+    variations: int = 1
+    seed: int = -1  # -1: random
+    endpoint: str = ""
+    pack: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 60.0
+
+
+class GimpHost(Protocol):
+    """The few GIMP calls the plug-in needs (``wordbrush.py`` implements them)."""
+
+    def precision(self) -> str: ...  # "u8", "u16", "u32", "half", "float", "double"
+    def is_rgb(self) -> bool: ...
+    def drawable_box(self) -> Box: ...  # the drawable's x, y (image coords), w, h
+    def selection_box(self) -> Box | None: ...  # image coords, None when nothing selected
+    def read_pixels(self, box: Box, babl: str) -> bytes: ...  # image coords
+    def read_mask(self, box: Box) -> bytes: ...  # "Y u8", image coords
+    def add_layers(self, names: list[str], patches: list[tuple[bytes, Box]], babl: str,
+                   group_name: str | None) -> None: ...
+    def progress(self, fraction: float, text: str) -> None: ...
+
+
+def babl_format(precision: str) -> tuple[str, str]:
+    try:
+        return FORMATS[precision]
+    except KeyError:
+        raise PluginError(f"unsupported image precision {precision!r}") from None
+
+
+def edit_selection(host: GimpHost, options: EditOptions,
+                   client_factory: Callable[..., EngineClient] = EngineClient) -> str:
+    """Run one edit; returns the sentence for the status. Raises PluginError."""
+    if not options.prompt.strip():
+        raise PluginError("type a description of what the selection should become")
+    if not host.is_rgb():
+        raise PluginError("wordbrush edits RGB images: use Image > Mode > RGB first")
+    babl, wire = babl_format(host.precision())
+    endpoint = options.endpoint or endpoints.default_endpoint()
+    client = client_factory(endpoint, connect_timeout=3.0, progress_timeout=options.timeout_s,
+                            client_name="wordbrush-gimp")
+    try:
+        try:
+            welcome = client.connect()
+        except VersionMismatch as exc:
+            raise PluginError(f"the engine speaks another protocol version: {exc}") from None
+        except AuthFailed as exc:
+            raise PluginError(f"the engine refused this machine's key: {exc}") from None
+        except (EngineUnavailable, Timeout):
+            raise PluginError(
+                f"no wordbrush engine answers at {endpoint}. Start one with "
+                "`wordbrush serve` (or check the endpoint)") from None
+        pack = welcome.pack(options.pack or welcome.default_pack or "")
+        drawable = host.drawable_box()
+        selection = host.selection_box()
+        if selection is not None:
+            selection = selection.intersect(drawable)
+            if selection.empty:
+                raise PluginError("the selection does not touch the active layer")
+            box = context_box(selection.translate(-drawable.x, -drawable.y), drawable.w,
+                              drawable.h, Framing.from_dict(pack.framing if pack else None))
+            box = box.translate(drawable.x, drawable.y)
+        else:
+            box = drawable
+        pixels = host.read_pixels(box, babl)
+        mask = Buffer("mask", box.w, box.h, "a8", host.read_mask(box)) if selection else None
+        params = dict(options.params)
+        method = options.method or welcome.default_method or ""
+        info = next((m for m in welcome.methods if m.id == method), None)
+        if info is not None and any(p.name == "strength" for p in info.params):
+            params.setdefault("strength", options.strength)
+        request = EditRequest(
+            layer=Buffer("layer", box.w, box.h, wire, pixels, "srgb"), mask=mask,
+            prompt=options.prompt.strip(), method=method or None,
+            pack=options.pack or None, params=params,
+            seed=None if options.seed < 0 else options.seed, variations=options.variations,
+            offset=(box.x, box.y))
+        started = time.monotonic()
+
+        def on_progress(p: Progress) -> None:
+            if not p.heartbeat:
+                host.progress(p.fraction, p.message)
+
+        try:
+            result = client.edit(request, on_progress=on_progress)
+        except EngineRejected as exc:
+            raise PluginError(f"the engine could not edit: {exc}") from None
+        except Timeout as exc:
+            raise PluginError(f"the engine stopped answering ({exc}); nothing was changed"
+                              ) from None
+        except EngineUnavailable as exc:
+            raise PluginError(f"the engine went away ({exc}); nothing was changed") from None
+        except JobCancelled:
+            raise PluginError("the edit was cancelled; nothing was changed") from None
+        except WordbrushError as exc:
+            raise PluginError(str(exc)) from None
+    finally:
+        client.close()
+    name = LAYER_PREFIX + options.prompt.strip()
+    patches = [(bytes(p.data), Box(result.offset[0], result.offset[1], p.width, p.height))
+               for p in result.patches]
+    names = [name] if len(patches) == 1 else [f"{name} #{i + 1}" for i in range(len(patches))]
+    host.add_layers(names, patches, babl, name if len(patches) > 1 else None)
+    warning = "; ".join(result.warnings)
+    text = (f"added {len(patches)} layer{'s' if len(patches) > 1 else ''} in "
+            f"{time.monotonic() - started:.1f} s")
+    return text + (f" (warning: {warning})" if warning else "")

@@ -1,0 +1,149 @@
+"""The GIMP plug-in's logic (wordbrush_core) against a fake GIMP image and a real engine
+process with the test-only method. Real GIMP runs the same code through wordbrush.py."""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "plugins" / "gimp" / "wordbrush"))
+
+from wordbrush_core import EditOptions, PluginError, edit_selection  # noqa: E402
+
+from protocol.regions import Box  # noqa: E402
+from tests.support.engine import EngineProcess  # noqa: E402
+
+W, H = 200, 150
+
+
+class FakeImage:
+    """An RGB image with one drawable at an offset, a selection, and recorded writes."""
+
+    def __init__(self, precision: str = "u8", select: bool = True, rgb: bool = True) -> None:
+        rng = np.random.default_rng(0)
+        self._precision, self._rgb = precision, rgb
+        self.offset = (5, 3)
+        self.layer = rng.random((H - 6, W - 10, 4)).astype(np.float32)
+        self.layer[..., 3] = 1.0
+        self.mask = np.zeros((H, W), np.uint8)
+        if select:
+            self.mask[12:30, 20:44] = 255
+            self.mask[12:30, 20] = 80
+        self.added: list[tuple[list[str], list[tuple[bytes, Box]], str, str | None]] = []
+        self.progress_calls: list[tuple[float, str]] = []
+        self.reads: list[Box] = []
+
+    def precision(self) -> str:
+        return self._precision
+
+    def is_rgb(self) -> bool:
+        return self._rgb
+
+    def drawable_box(self) -> Box:
+        return Box(self.offset[0], self.offset[1], self.layer.shape[1], self.layer.shape[0])
+
+    def selection_box(self) -> Box | None:
+        ys, xs = np.nonzero(self.mask)
+        if not len(xs):
+            return None
+        return Box(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                   int(ys.max() - ys.min() + 1))
+
+    def read_pixels(self, box: Box, babl: str) -> bytes:
+        self.reads.append(box)
+        ox, oy = self.offset
+        crop = self.layer[box.y - oy:box.y1 - oy, box.x - ox:box.x1 - ox]
+        assert crop.shape[:2] == (box.h, box.w), "read outside the drawable"
+        if babl.endswith("u8"):
+            return (crop * 255).round().astype(np.uint8).tobytes()
+        if babl.endswith("u16"):
+            return (crop * 65535).round().astype("<u2").tobytes()
+        return crop.astype("<f4").tobytes()
+
+    def read_mask(self, box: Box) -> bytes:
+        return self.mask[box.y:box.y1, box.x:box.x1].tobytes()
+
+    def add_layers(self, names, patches, babl, group_name) -> None:
+        self.added.append((names, patches, babl, group_name))
+
+    def progress(self, fraction: float, text: str) -> None:
+        self.progress_calls.append((fraction, text))
+
+
+def _options(engine: EngineProcess, **kw: object) -> EditOptions:
+    base = {"prompt": "a green star", "method": "test-invert", "endpoint": engine.endpoint,
+            "pack": "test-pack", "seed": 1}
+    base.update(kw)
+    return EditOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("precision,bpp", [("u8", 4), ("u16", 8), ("float", 16)])
+def test_result_layers_and_alpha(engine: EngineProcess, precision: str, bpp: int) -> None:
+    image = FakeImage(precision)
+    text = edit_selection(image, _options(engine))
+    assert text.startswith("added 1 layer")
+    (names, patches, _, group), = image.added
+    assert names == ["[wordbrush] a green star"] and group is None
+    data, box = patches[0]
+    assert len(data) == box.w * box.h * bpp
+    # alpha is 0 wherever the selection is 0 (the patch sits at `box` in image coords)
+    if precision == "u8":
+        alpha = np.frombuffer(data, np.uint8).reshape(box.h, box.w, 4)[..., 3]
+    elif precision == "u16":
+        alpha = np.frombuffer(data, "<u2").reshape(box.h, box.w, 4)[..., 3]
+    else:
+        alpha = np.frombuffer(data, "<f4").reshape(box.h, box.w, 4)[..., 3]
+    sel = image.mask[box.y:box.y1, box.x:box.x1]
+    assert (alpha[sel == 0] == 0).all() and alpha.max() > 0
+    # only the padded selection bounds were read, never the whole drawable
+    assert all(r.w * r.h < image.layer.shape[0] * image.layer.shape[1] for r in image.reads)
+    assert image.progress_calls
+
+
+def test_variations_make_a_group(engine: EngineProcess) -> None:
+    image = FakeImage()
+    edit_selection(image, _options(engine, variations=2, params={"jitter": 0.5}))
+    names, patches, _, group = image.added[0]
+    assert group == "[wordbrush] a green star"
+    assert names == [f"{group} #1", f"{group} #2"] and len(patches) == 2
+
+
+def test_no_selection_edits_the_whole_layer(engine: EngineProcess) -> None:
+    image = FakeImage(select=False)
+    edit_selection(image, _options(engine))
+    _, patches, _, _ = image.added[0]
+    assert patches[0][1] == image.drawable_box()
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"prompt": "  "}, "description"),
+    ({"params": {"steps": 100000}}, "could not edit"),
+])
+def test_failures_are_sentences(engine: EngineProcess, change: dict, message: str) -> None:
+    image = FakeImage()
+    with pytest.raises(PluginError, match=message):
+        edit_selection(image, _options(engine, **change))
+    assert image.added == []
+
+
+def test_not_rgb_and_unreachable(engine: EngineProcess, tmp_path: Path) -> None:
+    with pytest.raises(PluginError, match="RGB"):
+        edit_selection(FakeImage(rgb=False), _options(engine))
+    image = FakeImage()
+    with pytest.raises(PluginError, match="no wordbrush engine answers"):
+        edit_selection(image, _options(engine, endpoint=f"ipc://{tmp_path}/none.sock"))
+    assert image.added == []
+
+
+def test_plugin_file_is_executable_and_named_like_its_folder() -> None:
+    script = REPO / "plugins" / "gimp" / "wordbrush" / "wordbrush.py"
+    assert script.stat().st_mode & 0o111
+    assert script.read_text().startswith("#!/usr/bin/env python3")
+    assert array  # the core stays pure Python: no numpy in the plug-in
+    core = (script.parent / "wordbrush_core.py").read_text()
+    assert "import numpy" not in core and "import torch" not in core
