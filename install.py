@@ -9,8 +9,9 @@
 
 The Krita plugin goes into Krita's user plugin folder (``pykrita``) with ``protocol/`` and
 pyzmq + msgpack built for Krita's own Python vendored next to it, is enabled in
-``kritarc``, and is told how to start this engine. GIMP and the remote-engine options come
-with their issues.
+``kritarc``, and is told how to start this engine. The GIMP 3 plug-in goes into GIMP's
+``plug-ins/wordbrush/`` folder the same way. The remote-engine options come with their
+issue.
 """
 
 from __future__ import annotations
@@ -127,6 +128,18 @@ def engine_command() -> list[str]:
     return [str(exe), "serve"]
 
 
+def vendor_into(vendor: Path, python: str, platform_tag: str) -> None:
+    """``protocol/`` plus pyzmq and msgpack wheels built for an editor's own Python."""
+    shutil.copytree(ROOT / "protocol", vendor / "protocol", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pip_python = str(venv_python()) if venv_python().exists() else sys.executable
+    abi = "cp" + python.replace(".", "")
+    run([pip_python, "-m", "pip", "install", "--quiet", "--target", str(vendor),
+         "--python-version", python, "--implementation", "cp", "--abi", abi,
+         "--platform", platform_tag, "--only-binary=:all:", "--no-deps", "--upgrade",
+         *VENDORED_WHEELS])
+
+
 def install_krita(target: KritaInstall, endpoint: str = "") -> Path:
     """Copy the plugin, vendor protocol + pyzmq + msgpack, enable it, write its settings."""
     dest = target.pykrita
@@ -139,13 +152,7 @@ def install_krita(target: KritaInstall, endpoint: str = "") -> Path:
         shutil.rmtree(package)
     shutil.copytree(KRITA_PLUGIN / "wordbrush", package,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "vendor"))
-    vendor = package / "vendor"
-    shutil.copytree(ROOT / "protocol", vendor / "protocol",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    run([sys.executable if not venv_python().exists() else str(venv_python()), "-m", "pip",
-         "install", "--quiet", "--target", str(vendor), "--python-version", target.python,
-         "--platform", target.platform_tag, "--only-binary=:all:", "--no-deps",
-         "--upgrade", *VENDORED_WHEELS])
+    vendor_into(package / "vendor", target.python, target.platform_tag)
     settings = json.loads(kept) if kept else {}
     settings["engine_command"] = engine_command()
     if endpoint:
@@ -169,6 +176,59 @@ def enable_in_kritarc(kritarc: Path) -> None:
     kritarc.parent.mkdir(parents=True, exist_ok=True)
     with open(kritarc, "w", encoding="utf-8") as f:
         config.write(f, space_around_delimiters=False)
+
+
+# ------------------------------------------------------------------------------- GIMP
+
+GIMP_PLUGIN = ROOT / "plugins" / "gimp" / "wordbrush"
+
+
+@dataclass
+class GimpInstall:
+    kind: str
+    plug_ins: Path  # GIMP's user plug-ins folder for 3.0
+    python: str
+    platform_tag: str
+
+
+def gimp_installs(home: Path | None = None) -> list[GimpInstall]:
+    """GIMP 3 installations for this user (an executable or an existing profile)."""
+    home = home or _home()
+    found: list[GimpInstall] = []
+    if sys.platform.startswith("linux"):
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        tag = f"manylinux_2_28_{platform.machine()}"
+        if shutil.which("gimp-3.0") or shutil.which("gimp-console-3.0") or \
+                (config / "GIMP" / "3.0").is_dir():
+            # Debian's GIMP 3 runs plug-ins with the system Python (trixie: 3.13)
+            found.append(GimpInstall("linux", config / "GIMP" / "3.0" / "plug-ins",
+                                     _system_python_version(), tag))
+        flatpak = home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0"
+        if flatpak.is_dir():
+            found.append(GimpInstall("flatpak", flatpak / "plug-ins", "3.12", tag))
+    elif sys.platform == "win32":
+        appdata = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+        if (appdata / "GIMP" / "3.0").is_dir():
+            found.append(GimpInstall("windows", appdata / "GIMP" / "3.0" / "plug-ins", "3.12",
+                                     "win_amd64"))
+    elif sys.platform == "darwin":
+        support = home / "Library" / "Application Support" / "GIMP" / "3.0"
+        if support.is_dir():
+            found.append(GimpInstall("macos", support / "plug-ins", "3.12",
+                                     "macosx_11_0_universal2"))
+    return found
+
+
+def install_gimp(target: GimpInstall) -> Path:
+    """The plug-in folder (folder name = file name, executable), vendored dependencies."""
+    folder = target.plug_ins / "wordbrush"
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(GIMP_PLUGIN, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (folder / "wordbrush.py").chmod(0o755)
+    vendor_into(folder / "vendor", target.python, target.platform_tag)
+    print(f"GIMP plug-in installed in {folder} (GIMP's Python {target.python})")
+    return folder
 
 
 def check() -> int:
@@ -200,6 +260,11 @@ def check() -> int:
         state = "installed" if (plugin / "vendor" / "zmq").is_dir() else "NOT installed"
         print(f"Krita ({krita.kind}, Python {krita.python}): plugin {state} in {plugin}"
               + ("" if state == "installed" else "; run: python3 install.py --krita"))
+    for gimp in gimp_installs():
+        plugin = gimp.plug_ins / "wordbrush"
+        state = "installed" if (plugin / "vendor" / "zmq").is_dir() else "NOT installed"
+        print(f"GIMP 3 ({gimp.kind}, Python {gimp.python}): plug-in {state} in {plugin}"
+              + ("" if state == "installed" else "; run: python3 install.py"))
     return 0 if ok else 1
 
 
@@ -227,6 +292,8 @@ def main() -> int:
                                         f"manylinux2014_{platform.machine()}")]
             for target in targets:
                 install_krita(target)
+            for gimp in gimp_installs():
+                install_gimp(gimp)
     except subprocess.CalledProcessError as exc:
         print(f"install failed: {' '.join(exc.cmd)} exited {exc.returncode}", file=sys.stderr)
         return 1

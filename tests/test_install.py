@@ -1,0 +1,68 @@
+"""install.py puts the editor plugins in place in a fresh HOME, with dependencies built
+for the editors' own Pythons (network: the package registry only)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import install  # noqa: E402
+
+
+def _python(version: str) -> str | None:
+    for exe in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        if Path(exe).exists():
+            return exe
+    return None
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+def test_krita_plugin_installs_enables_and_imports(home: Path) -> None:
+    target = install.KritaInstall("linux", home / ".local/share/krita/pykrita",
+                                  home / ".config/kritarc", "3.11", "manylinux2014_x86_64")
+    target.kritarc.parent.mkdir(parents=True)
+    target.kritarc.write_text("[General]\nfoo=bar\n")
+    package = install.install_krita(target)
+    assert (target.pykrita / "wordbrush.desktop").is_file()
+    assert (package / "vendor" / "protocol" / "client.py").is_file()
+    assert (package / "vendor" / "zmq").is_dir() and (package / "vendor" / "msgpack").is_dir()
+    rc = target.kritarc.read_text()
+    assert "enable_wordbrush=true" in rc and "foo=bar" in rc
+    settings = (package / "wordbrush.json").read_text()
+    assert "serve" in settings
+    # idempotent: a second run changes nothing in kritarc
+    install.install_krita(target)
+    assert target.kritarc.read_text() == rc
+    py = _python("3.11")
+    if py is None:
+        pytest.skip("no Python 3.11 here to import the vendored packages with")
+    probe = subprocess.run(
+        [py, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import zmq, msgpack, "
+         "protocol.client; print(zmq.zmq_version())", str(package / "vendor")],
+        capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                            if k != "PYTHONPATH"})
+    assert probe.returncode == 0, probe.stderr
+
+
+def test_gimp_plugin_installs_executable_with_cp313_wheels(home: Path) -> None:
+    target = install.GimpInstall("linux", home / ".config/GIMP/3.0/plug-ins", "3.13",
+                                 "manylinux_2_28_x86_64")
+    folder = install.install_gimp(target)
+    script = folder / "wordbrush.py"
+    assert script.is_file() and os.access(script, os.X_OK)
+    assert folder.name == script.stem
+    assert (folder / "wordbrush_core.py").is_file()
+    # built for GIMP's Python 3.13: msgpack's own cp313 build, pyzmq's stable-ABI wheel
+    assert list((folder / "vendor" / "msgpack").glob("*cpython-313-x86_64-linux-gnu.so"))
+    tags = "".join(p.read_text() for p in (folder / "vendor").glob("pyzmq-*/WHEEL"))
+    assert "abi3" in tags or "cp313" in tags
