@@ -20,6 +20,7 @@ Manifest fields (``format`` 1)::
     components {name: {file, ...}}      optional method artefacts (clipinverter, ...)
     vocabulary {shape: [...], ...}      words the pack's world knows (advertised to editors)
     examples   [prompt, ...]
+    neutral_prompt                      the domain's neutral text (global directions)
     inversion_warning_psnr              below this PSNR a result carries a warning
     world      {...}                    the world's spec, for packs trained here
 """

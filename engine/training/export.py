@@ -58,6 +58,7 @@ def manifest_for(spec: WorldSpec, encoder_config: dict[str, Any]) -> dict[str, A
         "attribute_keys": list(ATTR_KEYS),
         "vocabulary": vocab,
         "examples": examples,
+        "neutral_prompt": "a shape",
         "inversion_warning_psnr": 22.0,
         "evaluation": {
             "selection": {"kind": "rect", "tight_margin": spec.tight_margin,
