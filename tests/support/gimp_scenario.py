@@ -1,0 +1,92 @@
+"""Runs inside GIMP 3 (``gimp-console-3.0 -i --batch-interpreter python-fu-eval``).
+
+``/wb/args.json`` says what to do: open the scene, select with the mask, run the
+wordbrush procedure NONINTERACTIVE (and once more against an engine that is not running),
+then write ``/wb/result.json`` and the flattened image ``/wb/after.png``.
+"""
+
+import json
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio  # noqa: E402
+
+OUT = "/wb"
+
+
+def _run(image, layer, prompt, endpoint):
+    proc = Gimp.get_pdb().lookup_procedure("plug-in-wordbrush-edit-selection")
+    if proc is None:
+        return {"registered": False}
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", [layer])
+    cfg.set_property("prompt", prompt)
+    cfg.set_property("method", "paint-by-word")
+    cfg.set_property("seed", 1)
+    cfg.set_property("endpoint", endpoint)
+    res = proc.run(cfg)
+    status = res.index(0)
+    message = ""
+    if status != Gimp.PDBStatusType.SUCCESS:
+        message = Gimp.PDB.get_last_error(Gimp.get_pdb()) if hasattr(Gimp.PDB, "get_last_error") \
+            else ""
+    return {"registered": True, "status": int(status), "message": str(message)}
+
+
+def main():
+    with open(f"{OUT}/args.json") as f:
+        args = json.load(f)
+    result = {}
+    try:
+        image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(args["scene"]))
+        layer = image.get_layers()[0]
+        mask_img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE,
+                                  Gio.File.new_for_path(args["mask"]))
+        mask_layer = mask_img.get_layers()[0]
+        w, h = image.get_width(), image.get_height()
+        rect = Gegl.Rectangle.new(0, 0, w, h)
+        mask = mask_layer.get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
+        selection = image.get_selection()
+        buf = selection.get_buffer()
+        buf.set(rect, "Y u8", mask)
+        buf.flush()
+        selection.update(0, 0, w, h)
+        before = bytes(layer.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+        result["run"] = _run(image, layer, args["prompt"], args["endpoint"])
+        layers = image.get_layers()
+        result["layers"] = [item.get_name() for item in layers]
+        result["original_unchanged"] = bytes(
+            layer.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)) == before
+        new = [item for item in layers if item.get_name().startswith("[wordbrush]")]
+        if new:
+            result["new_above_source"] = layers.index(new[0]) == layers.index(layer) - 1
+            _, ox, oy = new[0].get_offsets()
+            nw, nh = new[0].get_width(), new[0].get_height()
+            pix = new[0].get_buffer().get(Gegl.Rectangle.new(0, 0, nw, nh), 1.0,
+                                         "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
+            outside = 0
+            for y in range(nh):
+                for x in range(nw):
+                    if mask[(oy + y) * w + ox + x] == 0 and pix[(y * nw + x) * 4 + 3]:
+                        outside += 1
+            result["outside_alpha_nonzero"] = outside
+        count = len(image.get_layers())
+        result["dead"] = _run(image, layer, args["prompt"], args["dead_endpoint"])
+        result["dead_layers_unchanged"] = len(image.get_layers()) == count
+        Gimp.Selection.none(image)
+        flat = image.duplicate()
+        flat.flatten()
+        Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, flat, Gio.File.new_for_path(
+            f"{OUT}/after.png"), None)
+    except Exception:
+        result["exception"] = traceback.format_exc()
+    with open(f"{OUT}/result.json", "w") as f:
+        json.dump(result, f, indent=2)
+
+
+main()

@@ -1,0 +1,106 @@
+"""The GIMP plug-in in real GIMP 3 (Debian trixie in a chroot, built by .ci/gimp-chroot.sh).
+
+install.py's functions put the plug-in (with pyzmq and msgpack for Python 3.13) into an
+isolated GIMP profile inside the chroot; a real engine with the demo pack listens on an
+ipc socket the chroot can see; GIMP runs the procedure NONINTERACTIVE on a two-object
+scene with one object selected. Checked: one new layer above the source with the right
+name, transparent outside the selection, the source unchanged, the object recoloured as
+asked (the pack's judge reads the flattened PNG), and an error status (not a crash, no
+layer) when the engine is not running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+ROOT = Path(os.environ.get("WORDBRUSH_GIMP_ROOT", "/opt/gimp-trixie"))
+
+pytestmark = pytest.mark.slow
+
+
+def _why_skip() -> str | None:
+    if not (ROOT / "usr/bin/gimp-console-3.0").exists():
+        return (f"no GIMP 3 chroot at {ROOT} (build one with .ci/gimp-chroot.sh {ROOT}; "
+                ".ci/run does)")
+    if os.geteuid() != 0:
+        return "running GIMP in its chroot needs root"
+    if not (REPO / "packs" / "demo" / "pack.json").is_file():
+        return "the demo pack is not in packs/demo yet"
+    return None
+
+
+def test_plugin_in_real_gimp(tmp_path: Path) -> None:
+    reason = _why_skip()
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    sys.path.insert(0, str(REPO))
+    import install
+    from engine.evaluation.edits import judge_read
+    from engine.packs import PackRegistry
+    from engine.world import BoxFraming, crop_frame, render_scene, selection_for
+    from tests.support.engine import EngineProcess
+
+    share = ROOT / "wb"
+    if share.exists():
+        shutil.rmtree(share)
+    share.mkdir()
+    profile = share / "profile"
+    install.install_gimp(install.GimpInstall("linux", profile / "plug-ins", "3.13",
+                                             "manylinux_2_28_x86_64"))
+    scene = render_scene(11, 256, 192, n_objects=2)
+    box, mask = selection_for(scene, 0, "tight")
+    Image.fromarray(scene.image).save(share / "scene.png")
+    Image.fromarray(mask).save(share / "mask.png")
+    old = scene.objects[0].attrs["color"]
+    new_color = "blue" if old != "blue" else "yellow"
+    prompt = f"a {new_color} {scene.objects[0].attrs['shape']}"
+    # the engine listens inside the chroot's tree: ipc:///wb/sock/engine.sock from inside
+    engine = EngineProcess(share / "sock")
+    (share / "args.json").write_text(json.dumps({
+        "scene": "/wb/scene.png", "mask": "/wb/mask.png", "prompt": prompt,
+        "endpoint": "ipc:///wb/sock/engine.sock",
+        "dead_endpoint": "ipc:///wb/sock/nobody.sock"}))
+    shutil.copy(REPO / "tests" / "support" / "gimp_scenario.py", share / "scenario.py")
+    mounted = []
+    try:
+        for what, args in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"])):
+            target = ROOT / what
+            subprocess.run(["mount", *args, str(target)], check=True)
+            mounted.append(target)
+        env = {"HOME": "/wb", "GIMP3_DIRECTORY": "/wb/profile", "PATH": "/usr/bin:/bin",
+               "LANG": "C.UTF-8"}
+        proc = subprocess.run(
+            ["chroot", str(ROOT), "gimp-console-3.0", "-i", "--batch-interpreter",
+             "python-fu-eval", "-b", 'exec(open("/wb/scenario.py").read())', "--quit"],
+            env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        for target in reversed(mounted):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+        engine.stop()
+    result_file = share / "result.json"
+    log = f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert result_file.is_file(), f"GIMP wrote nothing:\n{log}"
+    result = json.loads(result_file.read_text())
+    assert "exception" not in result, result.get("exception")
+    assert result["run"]["registered"], "the plug-in did not register"
+    assert result["run"]["status"] == 0, result
+    assert result["layers"][0] == f"[wordbrush] {prompt}" and len(result["layers"]) == 2
+    assert result["new_above_source"] and result["original_unchanged"]
+    assert result["outside_alpha_nonzero"] == 0
+    assert result["dead"]["status"] != 0 and result["dead_layers_unchanged"]
+    after = np.asarray(Image.open(share / "after.png").convert("RGB"))
+    judge = PackRegistry([REPO / "packs"]).get("demo").get("judge")
+    read = judge_read(judge, [crop_frame(after, BoxFraming().fit(box).frame_rect(), 64)])[0]
+    assert read["color"] == new_color, f"the judge reads {read} after {prompt!r}"
+    assert np.array_equal(after[mask == 0], scene.image[mask == 0])
