@@ -142,11 +142,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     packs = PackRegistry.standard(extra=[Path(p) for p in args.pack_dir], device=device)
     runner = EditRunner(packs, device)
+    endpoint = args.endpoint or endpoints.default_endpoint()
+    server_key, allow_dir = args.server_key, args.allow_dir
+    if not endpoints.is_local(endpoint) and server_key is None:
+        from .keys import KeysFolder
+
+        keys = KeysFolder()
+        if keys.server_secret.is_file():  # `wordbrush keys init` was run
+            server_key, allow_dir = str(keys.server_secret), allow_dir or str(keys.allow_dir)
     config = ServerConfig(
-        endpoint=args.endpoint or endpoints.default_endpoint(),
+        endpoint=endpoint,
         max_queue=args.max_queue,
-        curve_secret_file=Path(args.server_key) if args.server_key else None,
-        curve_allow_dir=Path(args.allow_dir) if args.allow_dir else None,
+        curve_secret_file=Path(server_key) if server_key else None,
+        curve_allow_dir=Path(allow_dir) if allow_dir else None,
     )
     server = EngineServer(runner, config)
     offered = ", ".join(method_registry.available()) or "none"
@@ -424,6 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="pack folder (default: the user pack folder / NAME)")
     p.set_defaults(func=cmd_pack_create)
 
+    p = sub.add_parser("keys", help="CURVE keys for a remote engine")
+    p.add_argument("--dir", help="keys folder (default ~/.config/wordbrush/keys)")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True)
+    k = keys_sub.add_parser("init", help="create the engine's key pair")
+    k.add_argument("--force", action="store_true", help="replace an existing pair")
+    k = keys_sub.add_parser("add-client", help="create and allow a client key pair")
+    k.add_argument("name")
+    k = keys_sub.add_parser("remove-client", help="disallow a client")
+    k.add_argument("name")
+    keys_sub.add_parser("list", help="the allowed clients")
+    p.set_defaults(func=cmd_keys)
+
     p = sub.add_parser("scene", help="draw a canvas scene of the demo world and a selection mask")
     p.add_argument("output", help="scene PNG to write")
     p.add_argument("--mask-out", help="selection mask PNG (default: OUTPUT-mask.png)")
@@ -514,6 +534,31 @@ def cmd_scene(args: argparse.Namespace) -> int:
         print(f" {mark} object {i}: {obj.attrs['color']} {obj.attrs['shape']} at "
               f"({x0},{y0})-({x1},{y1})")
     print(f"selected object {args.select} with a {args.looseness} box {list(box)}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import KeyError_, KeysFolder
+
+    keys = KeysFolder(Path(args.dir) if args.dir else None)
+    try:
+        if args.keys_command == "init":
+            public = keys.init(force=args.force)
+            print(f"server key pair in {keys.root} (public key: {public}); serve remotely with "
+                  "`wordbrush serve --endpoint tcp://0.0.0.0:47615`")
+        elif args.keys_command == "add-client":
+            secret = keys.add_client(args.name)
+            print(f"client {args.name!r} allowed. On that machine use {secret} as the client key "
+                  f"and {keys.server_public} as the server key (copy both; keep them private)")
+        elif args.keys_command == "remove-client":
+            if not keys.remove_client(args.name):
+                raise CliError(f"no client called {args.name!r}")
+            print(f"client {args.name!r} removed (restart the engine to drop its connections)")
+        else:
+            for name in keys.clients():
+                print(name)
+    except KeyError_ as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 

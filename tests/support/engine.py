@@ -27,7 +27,7 @@ def write_test_pack(folder: Path, name: str = "test-pack", resolution: int = 32)
 
 
 class EngineProcess:
-    def __init__(self, tmp: Path, *extra: str, max_queue: int = 8) -> None:
+    def __init__(self, tmp: Path, *extra: str, max_queue: int = 8, wait: bool = True) -> None:
         self.endpoint = f"ipc://{tmp}/engine.sock"
         packs = write_test_pack(tmp / "packs")
         self.log = tmp / "engine.log"
@@ -38,7 +38,8 @@ class EngineProcess:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          cwd=REPO)
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

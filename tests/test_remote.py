@@ -1,0 +1,111 @@
+"""A remote engine with CURVE: keys, the allow-list, and what refused clients see.
+
+Runs on loopback TCP with CURVE on (the same code path as a remote box)."""
+
+from __future__ import annotations
+
+import socket
+import stat
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from engine.cli import main
+from engine.keys import KeysFolder
+from protocol.client import CurveKeys, EngineClient
+from protocol.errors import AuthFailed, EngineUnavailable, Timeout
+from tests.support.engine import EngineProcess
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> KeysFolder:
+    root = tmp_path_factory.mktemp("keys")
+    assert main(["keys", "--dir", str(root), "init"]) == 0
+    assert main(["keys", "--dir", str(root), "add-client", "artist"]) == 0
+    return KeysFolder(root)
+
+
+@pytest.fixture(scope="module")
+def remote(keys: KeysFolder, tmp_path_factory: pytest.TempPathFactory) -> EngineProcess:
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    proc = EngineProcess(tmp_path_factory.mktemp("remote"), "--endpoint", endpoint,
+                         "--server-key", str(keys.server_secret), "--allow-dir",
+                         str(keys.allow_dir), wait=False)
+    proc.endpoint = endpoint
+    yield proc
+    proc.stop()
+
+
+def _curve(keys: KeysFolder, name: str = "artist") -> CurveKeys:
+    return CurveKeys.from_files(keys.server_public, keys.client_secrets / f"{name}.key_secret")
+
+
+def _connect(endpoint: str, curve: CurveKeys | None, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        client = EngineClient(endpoint, curve=curve, connect_timeout=2.0)
+        try:
+            return client, client.connect()
+        except (EngineUnavailable, Timeout):
+            client.close()
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_key_files_and_modes(keys: KeysFolder) -> None:
+    assert stat.S_IMODE(keys.root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(keys.server_secret.stat().st_mode) == 0o600
+    secret = keys.client_secrets / "artist.key_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert keys.clients() == ["artist"]
+    assert main(["keys", "--dir", str(keys.root), "add-client", "artist"]) == 1  # exists
+    assert main(["keys", "--dir", str(keys.root), "add-client", "../evil"]) == 1
+
+
+def test_the_right_key_works(remote: EngineProcess, keys: KeysFolder) -> None:
+    client, welcome = _connect(remote.endpoint, _curve(keys), timeout=60)
+    try:
+        assert welcome.protocol == 1
+        assert client.ping() >= 0
+    finally:
+        client.close()
+
+
+def test_an_unknown_key_is_refused_quickly(remote: EngineProcess, keys: KeysFolder,
+                                           tmp_path: Path) -> None:
+    _connect(remote.endpoint, _curve(keys), timeout=60)[0].close()  # the engine is up
+    stranger = KeysFolder(tmp_path / "other")
+    stranger.init()
+    stranger.add_client("stranger")
+    curve = CurveKeys.from_files(keys.server_public,
+                                 stranger.client_secrets / "stranger.key_secret")
+    client = EngineClient(remote.endpoint, curve=curve, connect_timeout=5.0)
+    start = time.monotonic()
+    with pytest.raises(AuthFailed):
+        client.connect()
+    assert time.monotonic() - start < 5.5
+    client.close()
+
+
+def test_no_key_and_plain_tcp_get_nothing(remote: EngineProcess, keys: KeysFolder) -> None:
+    _connect(remote.endpoint, _curve(keys), timeout=60)[0].close()
+    client = EngineClient(remote.endpoint, connect_timeout=2.0)
+    with pytest.raises((EngineUnavailable, Timeout, AuthFailed)):
+        client.connect()
+    client.close()
+    # a raw NULL-security DEALER sending a framed hello gets no reply
+    ctx = zmq.Context.instance()
+    raw = ctx.socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(remote.endpoint)
+    raw.send_multipart([b"WB\x01", b"\x81\xa4type\xa5hello"])
+    assert raw.poll(1500) == 0
+    raw.close()
