@@ -140,7 +140,7 @@ def vendor_into(vendor: Path, python: str, platform_tag: str) -> None:
          *VENDORED_WHEELS])
 
 
-def install_krita(target: KritaInstall, endpoint: str = "") -> Path:
+def install_krita(target: KritaInstall, remote: dict[str, str] | None = None) -> Path:
     """Copy the plugin, vendor protocol + pyzmq + msgpack, enable it, write its settings."""
     dest = target.pykrita
     dest.mkdir(parents=True, exist_ok=True)
@@ -155,8 +155,9 @@ def install_krita(target: KritaInstall, endpoint: str = "") -> Path:
     vendor_into(package / "vendor", target.python, target.platform_tag)
     settings = json.loads(kept) if kept else {}
     settings["engine_command"] = engine_command()
-    if endpoint:
-        settings["endpoint"] = endpoint
+    settings.update(remote or {})
+    if remote and remote.get("endpoint"):
+        settings["autostart"] = False
     settings_file.write_text(json.dumps(settings, indent=2) + "\n")
     enable_in_kritarc(target.kritarc)
     print(f"Krita plugin installed in {package} (Krita's Python {target.python})")
@@ -219,16 +220,33 @@ def gimp_installs(home: Path | None = None) -> list[GimpInstall]:
     return found
 
 
-def install_gimp(target: GimpInstall) -> Path:
-    """The plug-in folder (folder name = file name, executable), vendored dependencies."""
+def install_gimp(target: GimpInstall, remote: dict[str, str] | None = None) -> Path:
+    """The plug-in folder (folder name = file name, executable), vendored dependencies,
+    and ``wordbrush.json`` with the engine to use (kept across reinstalls)."""
     folder = target.plug_ins / "wordbrush"
+    settings_file = folder / "wordbrush.json"
+    kept = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(GIMP_PLUGIN, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (folder / "wordbrush.py").chmod(0o755)
     vendor_into(folder / "vendor", target.python, target.platform_tag)
+    kept.update(remote or {})
+    settings_file.write_text(json.dumps(kept, indent=2) + "\n")
     print(f"GIMP plug-in installed in {folder} (GIMP's Python {target.python})")
     return folder
+
+
+def disable_in_kritarc(kritarc: Path) -> None:
+    if not kritarc.is_file():
+        return
+    config = configparser.ConfigParser(interpolation=None, strict=False)
+    config.optionxform = str  # type: ignore[assignment,method-assign]
+    config.read(kritarc, encoding="utf-8")
+    if config.has_option("python", "enable_wordbrush"):
+        config.remove_option("python", "enable_wordbrush")
+        with open(kritarc, "w", encoding="utf-8") as f:
+            config.write(f, space_around_delimiters=False)
 
 
 def check() -> int:
@@ -268,32 +286,96 @@ def check() -> int:
     return 0 if ok else 1
 
 
+def remote_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The plugins' engine settings from --endpoint / --server-key / --client-key."""
+    out: dict[str, str] = {}
+    if args.endpoint:
+        out["endpoint"] = args.endpoint
+    for flag in ("server_key", "client_key"):
+        value = getattr(args, flag)
+        if value:
+            path = Path(value).expanduser().resolve()
+            if not path.is_file():
+                raise SystemExit(f"--{flag.replace('_', '-')}: {path} does not exist")
+            out[flag] = str(path)
+    if bool(out.get("server_key")) != bool(out.get("client_key")):
+        raise SystemExit("give both --server-key (the engine's server.key) and --client-key "
+                         "(this machine's NAME.key_secret)")
+    return out
+
+
+def install_plugins(args: argparse.Namespace, settings: dict[str, str]) -> None:
+    targets = krita_installs()
+    if args.krita and not targets:
+        home = _home()
+        targets = [KritaInstall("linux", home / ".local/share/krita/pykrita",
+                                home / ".config/kritarc", _system_python_version(),
+                                f"manylinux2014_{platform.machine()}")]
+    for target in targets:
+        install_krita(target, settings)
+    for gimp in gimp_installs():
+        install_gimp(gimp, settings)
+    if not targets and not gimp_installs():
+        print("no Krita or GIMP 3 found for this user (use --krita to install the Krita "
+              "plugin anyway)")
+
+
+def uninstall() -> int:
+    """Remove what install.py put in place: the plugin folders, the kritarc entry, .venv."""
+    for krita in krita_installs():
+        for path in (krita.pykrita / "wordbrush", krita.pykrita / "wordbrush.desktop"):
+            if path.is_dir():
+                shutil.rmtree(path)
+                print(f"removed {path}")
+            elif path.exists():
+                path.unlink()
+                print(f"removed {path}")
+        disable_in_kritarc(krita.kritarc)
+    for gimp in gimp_installs():
+        folder = gimp.plug_ins / "wordbrush"
+        if folder.exists():
+            shutil.rmtree(folder)
+            print(f"removed {folder}")
+    if VENV.exists():
+        shutil.rmtree(VENV)
+        print(f"removed {VENV}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", action="store_true", help="also install the test tools")
     parser.add_argument("--check", action="store_true", help="report, change nothing")
     parser.add_argument("--krita", action="store_true",
                         help="install the Krita plugin even if no Krita was detected")
-    parser.add_argument("--no-plugins", action="store_true", help="install the engine only")
+    parser.add_argument("--engine-only", "--no-plugins", dest="engine_only",
+                        action="store_true", help="the engine only (a headless GPU box)")
+    parser.add_argument("--plugins-only", action="store_true",
+                        help="the editor plugins only (an artist machine using a remote engine)")
+    parser.add_argument("--endpoint", help="the engine the plugins use, e.g. tcp://HOST:47615")
+    parser.add_argument("--server-key", help="the remote engine's public key (server.key)")
+    parser.add_argument("--client-key", help="this machine's secret key (NAME.key_secret)")
+    parser.add_argument("--uninstall", action="store_true",
+                        help="remove everything install.py put in place")
     args = parser.parse_args()
     if sys.version_info < (3, 10):  # noqa: UP036 (this script may meet an older Python)
         print("wordbrush needs Python 3.10 or newer", file=sys.stderr)
         return 1
     if args.check:
         return check()
+    if args.uninstall:
+        return uninstall()
+    if args.engine_only and args.plugins_only:
+        print("--engine-only and --plugins-only exclude each other", file=sys.stderr)
+        return 1
+    settings = remote_settings(args)
     try:
-        install_engine(args.dev)
-        if not args.no_plugins:
-            targets = krita_installs()
-            if args.krita and not targets:
-                home = _home()
-                targets = [KritaInstall("linux", home / ".local/share/krita/pykrita",
-                                        home / ".config/kritarc", _system_python_version(),
-                                        f"manylinux2014_{platform.machine()}")]
-            for target in targets:
-                install_krita(target)
-            for gimp in gimp_installs():
-                install_gimp(gimp)
+        if not args.plugins_only:
+            install_engine(args.dev)
+        elif not venv_python().exists():  # pip for vendoring, without the engine
+            venv.EnvBuilder(with_pip=True).create(VENV)
+        if not args.engine_only:
+            install_plugins(args, settings)
     except subprocess.CalledProcessError as exc:
         print(f"install failed: {' '.join(exc.cmd)} exited {exc.returncode}", file=sys.stderr)
         return 1

@@ -147,3 +147,17 @@ def test_plugin_file_is_executable_and_named_like_its_folder() -> None:
     assert array  # the core stays pure Python: no numpy in the plug-in
     core = (script.parent / "wordbrush_core.py").read_text()
     assert "import numpy" not in core and "import torch" not in core
+
+
+def test_settings_fill_what_the_arguments_left_empty(tmp_path: Path) -> None:
+    from wordbrush_core import load_settings
+
+    (tmp_path / "wordbrush.json").write_text('{"endpoint": "tcp://box:47615", '
+                                             '"server_key": "/k/server.key"}')
+    settings = load_settings(tmp_path)
+    opts = EditOptions("x").with_settings(settings)
+    assert opts.endpoint == "tcp://box:47615" and opts.server_key == "/k/server.key"
+    assert EditOptions("x", endpoint="ipc:///a").with_settings(settings).endpoint == "ipc:///a"
+    assert load_settings(tmp_path / "missing") == {}
+    with pytest.raises(PluginError, match="key files"):
+        edit_selection(FakeImage(), opts)

@@ -66,3 +66,34 @@ def test_gimp_plugin_installs_executable_with_cp313_wheels(home: Path) -> None:
     assert list((folder / "vendor" / "msgpack").glob("*cpython-313-x86_64-linux-gnu.so"))
     tags = "".join(p.read_text() for p in (folder / "vendor").glob("pyzmq-*/WHEEL"))
     assert "abi3" in tags or "cp313" in tags
+
+
+def test_remote_settings_and_uninstall(home: Path, tmp_path: Path, monkeypatch) -> None:
+    server, client = tmp_path / "server.key", tmp_path / "artist.key_secret"
+    server.write_text("x")
+    client.write_text("y")
+    args = install.argparse.Namespace(endpoint="tcp://box:47615", server_key=str(server),
+                                      client_key=str(client))
+    remote = install.remote_settings(args)
+    assert remote == {"endpoint": "tcp://box:47615", "server_key": str(server.resolve()),
+                      "client_key": str(client.resolve())}
+    with pytest.raises(SystemExit, match="both"):
+        install.remote_settings(install.argparse.Namespace(endpoint=None, server_key=str(server),
+                                                           client_key=None))
+    target = install.KritaInstall("linux", home / ".local/share/krita/pykrita",
+                                  home / ".config/kritarc", "3.11", "manylinux2014_x86_64")
+    package = install.install_krita(target, remote)
+    settings = (package / "wordbrush.json").read_text()
+    assert "tcp://box:47615" in settings and '"autostart": false' in settings
+    # --uninstall removes the plugins and the kritarc entry, and nothing else
+    monkeypatch.setattr(install, "krita_installs", lambda: [target])
+    monkeypatch.setattr(install, "gimp_installs", lambda: [install.GimpInstall(
+        "linux", home / ".config/GIMP/3.0/plug-ins", "3.13", "manylinux_2_28_x86_64")])
+    monkeypatch.setattr(install, "VENV", tmp_path / "no-venv-here")
+    (target.pykrita / "other_plugin.desktop").write_text("keep me")
+    assert install.uninstall() == 0
+    assert not (target.pykrita / "wordbrush").exists()
+    assert not (target.pykrita / "wordbrush.desktop").exists()
+    assert (target.pykrita / "other_plugin.desktop").read_text() == "keep me"
+    assert "enable_wordbrush" not in target.kritarc.read_text()
+    assert not (home / ".config/GIMP/3.0/plug-ins/wordbrush").exists()

@@ -32,7 +32,7 @@ MISSING = None
 try:
     import msgpack  # noqa: F401
     import zmq  # noqa: F401
-    from wordbrush_core import EditOptions, PluginError, edit_selection
+    from wordbrush_core import EditOptions, PluginError, edit_selection, load_settings
 
     from protocol.regions import Box
 except ImportError as exc:  # the plug-in still registers, and says what to run
@@ -161,7 +161,7 @@ class Wordbrush(Gimp.PlugIn):
             strength=config.get_property("strength"),
             variations=config.get_property("variations"),
             seed=config.get_property("seed"),
-            endpoint=config.get_property("endpoint") or "")
+            endpoint=config.get_property("endpoint") or "").with_settings(load_settings(HERE))
         Gimp.progress_init("Wordbrush: editing the selection")
         try:
             text = edit_selection(GimpImage(image, drawables[0]), options)

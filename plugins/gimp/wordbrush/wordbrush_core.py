@@ -7,13 +7,15 @@ object and calls :func:`edit_selection`; tests call it with a fake host. Every f
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from protocol import endpoints
-from protocol.client import EngineClient
+from protocol.client import CurveKeys, EngineClient
 from protocol.errors import (
     AuthFailed,
     EngineRejected,
@@ -28,7 +30,8 @@ from protocol.framing import Buffer
 from protocol.messages import EditRequest
 from protocol.regions import Box, Framing, context_box
 
-__all__ = ["EditOptions", "GimpHost", "PluginError", "babl_format", "edit_selection"]
+__all__ = ["EditOptions", "GimpHost", "PluginError", "babl_format", "edit_selection",
+           "load_settings"]
 
 LAYER_PREFIX = "[wordbrush] "
 
@@ -58,6 +61,25 @@ class EditOptions:
     pack: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 60.0
+    server_key: str = ""  # remote engine: its public key file (CURVE)
+    client_key: str = ""  # remote engine: this machine's secret key file
+
+    def with_settings(self, settings: dict[str, Any]) -> EditOptions:
+        """Fill what the procedure's arguments left empty from ``wordbrush.json``."""
+        filled = dict(self.__dict__)
+        for key in ("endpoint", "server_key", "client_key"):
+            if not filled[key] and isinstance(settings.get(key), str):
+                filled[key] = settings[key]
+        return EditOptions(**filled)
+
+
+def load_settings(folder: Path) -> dict[str, Any]:
+    """``wordbrush.json`` next to the plug-in (written by install.py); {} if absent."""
+    try:
+        data = json.loads((folder / "wordbrush.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class GimpHost(Protocol):
@@ -90,8 +112,14 @@ def edit_selection(host: GimpHost, options: EditOptions,
         raise PluginError("wordbrush edits RGB images: use Image > Mode > RGB first")
     babl, wire = babl_format(host.precision())
     endpoint = options.endpoint or endpoints.default_endpoint()
-    client = client_factory(endpoint, connect_timeout=3.0, progress_timeout=options.timeout_s,
-                            client_name="wordbrush-gimp")
+    curve = None
+    if options.server_key or options.client_key:
+        try:
+            curve = CurveKeys.from_files(options.server_key, options.client_key)
+        except (OSError, ValueError, WordbrushError) as exc:
+            raise PluginError(f"cannot use the engine's key files: {exc}") from None
+    client = client_factory(endpoint, curve=curve, connect_timeout=3.0,
+                            progress_timeout=options.timeout_s, client_name="wordbrush-gimp")
     try:
         try:
             welcome = client.connect()
