@@ -10,6 +10,8 @@ from PyQt5.QtGui import QImage, QPixmap  # type: ignore[import-not-found]
 from PyQt5.QtWidgets import (  # type: ignore[import-not-found]
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -114,8 +116,11 @@ class WordbrushDocker(DockWidget):
         self.status.setWordWrap(True)
         retry = QPushButton("Reconnect")
         retry.clicked.connect(self._connect)
+        engine_settings = QPushButton("Engine…")
+        engine_settings.clicked.connect(self._edit_engine_settings)
         status_row.addWidget(self.status, 1)
         status_row.addWidget(retry)
+        status_row.addWidget(engine_settings)
         layout.addLayout(status_row)
         layout.addStretch(1)
         self.setWidget(root)
@@ -181,6 +186,38 @@ class WordbrushDocker(DockWidget):
     def _connect(self) -> None:
         self.controller.connect()
         self._watch_socket()
+
+    def _edit_engine_settings(self) -> None:
+        """Endpoint and CURVE key files for a remote engine (empty: the local engine)."""
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Wordbrush engine")
+        form = QFormLayout(dialog)
+        endpoint = QLineEdit(self.settings.endpoint)
+        endpoint.setPlaceholderText("empty: the local engine; remote: tcp://HOST:47615")
+        form.addRow("Endpoint", endpoint)
+        keys = {}
+        for name, label, pattern in (("server_key", "Server public key", "*.key"),
+                                     ("client_key", "Client secret key", "*.key_secret")):
+            row = QHBoxLayout()
+            edit = QLineEdit(getattr(self.settings, name))
+            browse = QPushButton("…")
+            browse.clicked.connect(lambda _=False, e=edit, p=pattern: e.setText(
+                QFileDialog.getOpenFileName(self, "Key file", "", f"Keys ({p})")[0] or e.text()))
+            row.addWidget(edit, 1)
+            row.addWidget(browse)
+            form.addRow(label, row)
+            keys[name] = edit
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec_() != QDialog.Accepted:
+            return
+        self.settings.endpoint = endpoint.text().strip()
+        self.settings.server_key = keys["server_key"].text().strip()
+        self.settings.client_key = keys["client_key"].text().strip()
+        self._save()
+        self._connect()
 
     def _autostart_toggled(self, on: bool) -> None:
         self.settings.autostart = on
