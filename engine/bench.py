@@ -9,6 +9,9 @@ numpy memcpy of the same bytes measured in the same run.
 
 ``edit``: one edit on a warm engine (first preview, done), the bare method time in the same
 run, and the cold start (see :mod:`engine.bench_edit`).
+
+``load``: N clients x M edits on one engine: throughput and latency percentiles
+(see :mod:`engine.bench_load`).
 """
 
 from __future__ import annotations
@@ -127,6 +130,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from .bench_edit import bench_edit
 
         return bench_edit(args)
+    if args.what == "load":
+        from .bench_load import bench_load
+
+        return bench_load(args)
     from .bench_models import bench_models
 
     return bench_models(args)

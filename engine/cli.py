@@ -498,12 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
-    p.add_argument("what", choices=["protocol", "models", "edit"])
+    p.add_argument("what", choices=["protocol", "models", "edit", "load"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--side", type=int, default=4096)
     p.add_argument("--device", default="auto")
     p.add_argument("--pack", help="edit: the pack (default: the default pack)")
-    p.add_argument("--method", default="paint-by-word", help="edit: the method")
+    p.add_argument("--method", default="paint-by-word", help="edit, load: the method")
+    p.add_argument("--clients", type=int, default=4, help="load: concurrent clients")
+    p.add_argument("--edits", type=int, default=5, help="load: edits per client")
     p.add_argument("--param", action="append", type=_parse_param, default=[],
                    metavar="NAME=VALUE", help="edit: a method parameter")
     p.set_defaults(func=cmd_bench)
