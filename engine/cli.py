@@ -463,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", help="comma-separated prompt kinds: color,shape,size,two")
     p.add_argument("--n", type=int, help="cases per prompt kind (edits, default 20) or "
                                          "held-out crops per set (pack, default 600)")
+    p.add_argument("--samples", type=int, default=1000,
+                   help="pack: generator samples from random z to judge")
     p.add_argument("--independent", type=int, default=10,
                    help="independently drawn scenes to recolour (edits)")
     p.add_argument("--param", action="append", type=_parse_param, default=[],
@@ -591,7 +593,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.what == "pack":
         from engine.evaluation.pack import evaluate_pack
 
-        report = evaluate_pack(runner.packs.get(name), n=args.n or 600)
+        report = evaluate_pack(runner.packs.get(name), n=args.n or 600,
+                               n_samples=args.samples)
         if args.json:
             print(json.dumps(report.to_dict(), indent=2))
         else:

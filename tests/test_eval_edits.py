@@ -59,3 +59,17 @@ def test_cli_eval_rejects_unknown_kinds(pack_dir: Path, capsys: pytest.CaptureFi
     assert main(["eval", "edits", "--pack", "tiny", "--pack-dir", str(pack_dir),
                  "--prompts", "texture"]) == 1
     assert "--prompts" in capsys.readouterr().err
+
+
+def test_cli_eval_pack_prints_every_gate(pack_dir: Path, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    code = main(["eval", "pack", "--pack", "tiny", "--pack-dir", str(pack_dir), "--n", "8",
+                 "--samples", "20", "--json", "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == (0 if report["passed"] else 2)
+    names = [g["name"] for g in report["gates"]]
+    for key in ("shape", "color", "size", "background"):
+        assert any(key in n and "judge accuracy" in n for n in names)
+        assert any(key in n and "CLIP zero-shot" in n for n in names)
+        assert any(key in n and "independent" in n for n in names)
+    assert any("PSNR" in n for n in names) and any("samples" in n for n in names)

@@ -87,9 +87,9 @@ def _rates(hits: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def scene_crops(n: int, split: str, independent: bool, spec: WorldSpec,
-                progress: bool = True) -> Batch:
+                progress: bool = True, size: int | None = None) -> Batch:
     """``n`` framed crops of held-out canvas scenes (tight and loose rect selections)."""
-    return framed_crops(n, split, 10_000, independent, spec.frame_size, spec, progress)
+    return framed_crops(n, split, 10_000, independent, size or spec.frame_size, spec, progress)
 
 
 @torch.no_grad()
@@ -139,9 +139,10 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
     report = PackReport()
     judge = pack.get("judge")
     v = vocab(spec)
+    size = pack.resolution
 
     # 1. the judge on held-out rendered frames
-    imgs, _, attrs = render_batch(max(n, 1000) * 2, split_seed("test", 1), spec=spec)
+    imgs, _, attrs = render_batch(2 * n, split_seed("test", 1), size=size, spec=spec)
     frames = to_tensor(imgs)
     labels = torch.from_numpy(labels_of(attrs, spec))
     rates = _rates(_judge_hits(judge, frames, labels))
@@ -162,7 +163,7 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
     # 3. inversions of framed crops of held-out canvas scenes
     for independent, gate_attr, label in ((False, 0.95, "scenes"), (True, 0.90, "independent")):
         crops = scene_crops(n, "independent" if independent else "test", independent, spec,
-                            progress)
+                            progress, size)
         inv = invert(pack, crops.images)
         p = psnr(inv, crops.images)
         orig = _rates(_judge_hits(judge, crops.images, crops.labels))
