@@ -104,14 +104,8 @@ def train_autoencoder(
     params = [p for n, p in generator.named_parameters() if not n.startswith("style.")]
     params += list(encoder.parameters())
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
-    start = 0
-    state = ckpt.load()
-    if state is not None:
-        generator.load_state_dict(state["generator"])
-        encoder.load_state_dict(state["encoder"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["rng"])
-        start = int(state["step"])
+    parts = {"generator": generator, "encoder": encoder, "opt": opt}
+    start = ckpt.resume(parts, gen)
     crops = scene_crop_pool(n_crops, first_index=400_000, cache=work / "ae_crops.npz",
                             progress=progress, spec=spec)
     source = FrameSource(spec, crops=crops, hard_fraction=0.2, crop_fraction=0.2,
@@ -138,8 +132,7 @@ def train_autoencoder(
                 psnr = float(10 * torch.log10(4.0 / (y - b.images).square().mean()))
             loop.show(psnr=psnr, delta=float(dn), w0=float(w[:, 0].std()), **stats)
         if loop.should_save(step):
-            ckpt.save({"generator": generator.state_dict(), "encoder": encoder.state_dict(),
-                       "opt": opt.state_dict(), "rng": gen.get_state(), "step": step + 1})
+            ckpt.snapshot(parts, step + 1, gen)
             encoder.eval()
             with torch.no_grad():
                 save_grid([val, generator.synthesis(encoder(val), noise="fixed")],

@@ -54,13 +54,8 @@ def train_clip(
     model = clip.model
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    start = 0
-    state = ckpt.load()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["rng"])
-        start = int(state["step"])
+    parts = {"model": model, "opt": opt}
+    start = ckpt.resume(parts, gen)
     crops = scene_crop_pool(n_crops, first_index=300_000, cache=work / "clip_crops.npz",
                             progress=progress, spec=spec)
     source = FrameSource(spec, crops=crops, hard_fraction=0.15, crop_fraction=0.1,
@@ -90,8 +85,7 @@ def train_clip(
         if step % 10 == 0:
             loop.show(loss=float(loss.detach()), scale=float(model.logit_scale.exp().detach()))
         if loop.should_save(step):
-            ckpt.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                       "rng": gen.get_state(), "step": step + 1})
+            ckpt.snapshot(parts, step + 1, gen)
     if loop.stopped_early:
         return {"stage": STAGE, "finished": False}
     save_clip(model, work / "clip.pt")

@@ -109,12 +109,8 @@ def train_clipinverter(
             module.load_state_dict(state["model"])
             continue
         opt = torch.optim.Adam(module.parameters(), lr=lr)
-        start = 0
-        state = ckpt.load()
-        if state is not None:
-            module.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            start = int(state["step"])
+        parts = {"model": module, "opt": opt}
+        start = ckpt.resume(parts)
         if stage == 2:
             adapter.requires_grad_(False)
         loop = StepLoop(steps, start, desc=f"clipinverter stage {stage}", budget_s=budget_s,
@@ -165,8 +161,7 @@ def train_clipinverter(
             if step % 10 == 0:
                 loop.show(loss=float(loss.detach()))
             if loop.should_save(step):
-                ckpt.save({"model": module.state_dict(), "opt": opt.state_dict(),
-                           "step": step + 1})
+                ckpt.snapshot(parts, step + 1)
                 save_grid([b.images[:8], inversion[:8], edited.detach()[:8]],
                           work / "samples" / f"clipinverter{stage}_{step + 1:06d}.png")
         if loop.stopped_early:

@@ -82,6 +82,27 @@ class Checkpoint:
         torch.save(dict(state), tmp)
         os.replace(tmp, self.path)
 
+    def resume(self, parts: Mapping[str, Any], rng: torch.Generator | None = None) -> int:
+        """Load every ``parts`` entry (modules, optimisers: anything with a state dict) and
+        the RNG from the last save; the step to continue from (0 without a checkpoint)."""
+        state = self.load()
+        if state is None:
+            return 0
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
+        if rng is not None and "rng" in state:
+            rng.set_state(state["rng"])
+        return int(state["step"])
+
+    def snapshot(self, parts: Mapping[str, Any], step: int,
+                 rng: torch.Generator | None = None) -> None:
+        """Save every ``parts`` entry's state dict, the RNG, and the next step."""
+        state: dict[str, Any] = {key: part.state_dict() for key, part in parts.items()}
+        if rng is not None:
+            state["rng"] = rng.get_state()
+        state["step"] = step
+        self.save(state)
+
     def done_marker(self) -> Path:
         return self.folder / f"{self.stage}.done.json"
 

@@ -43,13 +43,8 @@ def train_judge(
                          input_size=spec.frame_size)
     judge = Judge(config).to(device)
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
-    start = 0
-    state = ckpt.load()
-    if state is not None:
-        judge.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["rng"])
-        start = int(state["step"])
+    parts = {"model": judge, "opt": opt}
+    start = ckpt.resume(parts, gen)
     crops = scene_crop_pool(n_crops, first_index=200_000, cache=work / "judge_crops.npz",
                             progress=progress, spec=spec)
     source = FrameSource(spec, crops=crops, hard_fraction=0.25, crop_fraction=0.25,
@@ -74,8 +69,7 @@ def train_judge(
             acc = accuracy(logits, b.labels, ATTR_KEYS)
             loop.show(loss=float(loss.detach()), **{k[:3]: v for k, v in acc.items()})
         if loop.should_save(step):
-            ckpt.save({"model": judge.state_dict(), "opt": opt.state_dict(),
-                       "rng": gen.get_state(), "step": step + 1})
+            ckpt.snapshot(parts, step + 1, gen)
     if loop.stopped_early:
         return {"stage": STAGE, "finished": False}
     judge.eval()

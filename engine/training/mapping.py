@@ -86,15 +86,8 @@ def train_mapping(
     # larger in stored units to move at the discriminator's pace
     opt_g = torch.optim.Adam(mapping.parameters(), lr=0.05, betas=(0.5, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=5e-4, betas=(0.5, 0.99))
-    start = 0
-    state = ckpt.load()
-    if state is not None:
-        mapping.load_state_dict(state["mapping"])
-        disc.load_state_dict(state["disc"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        gen.set_state(state["rng"])
-        start = int(state["step"])
+    parts = {"mapping": mapping, "disc": disc, "opt_g": opt_g, "opt_d": opt_d}
+    start = ckpt.resume(parts, gen)
     mean, std = real.mean(0), real.std(0)
     loop = StepLoop(steps, start, desc="mapping", budget_s=budget_s, disable=not progress)
     dim = real.shape[1]
@@ -129,9 +122,7 @@ def train_mapping(
             loop.show(d=float(loss_d.detach()), g=float(loss_g.detach()),
                       mom=float(moments.detach()))
         if loop.should_save(step):
-            ckpt.save({"mapping": mapping.state_dict(), "disc": disc.state_dict(),
-                       "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                       "rng": gen.get_state(), "step": step + 1})
+            ckpt.snapshot(parts, step + 1, gen)
     if loop.stopped_early:
         return {"stage": STAGE, "finished": False}
     mapping.eval()
