@@ -35,7 +35,7 @@ class Region:
     selection_box: Box | None
     note: str  # for the status line ("whole layer: no selection", ...)
     layout: Layout
-    source_id: Any  # the source node's unique id, to insert above it later
+    source: Any  # the source node, to insert the results above it
 
 
 def _paintable(node: Any) -> bool:
@@ -84,21 +84,20 @@ class KritaDocument:
         raw = bytes(node.pixelData(box.x, box.y, box.w, box.h))
         pixels = to_wire(raw, box.w, box.h, layout)
         layer = Buffer("layer", box.w, box.h, layout.wire_format, pixels, transfer)
-        return Region(layer, mask_buf, (box.x, box.y), sel_box, note, layout, node.uniqueId())
+        return Region(layer, mask_buf, (box.x, box.y), sel_box, note, layout, node)
 
     # ------------------------------------------------------------------ writing
 
-    def _find(self, unique_id: Any) -> Any:
-        return self.doc.nodeByUniqueID(unique_id)
-
-    def insert_results(self, source_id: Any, patches: list[Buffer], offset: tuple[int, int],
+    def insert_results(self, source: Any, patches: list[Buffer], offset: tuple[int, int],
                        prompt: str, layout: Layout) -> list[str]:
         """New paint layers directly above the source layer (a group for several
-        variations, the first visible). Returns the new layers' names."""
-        source = self._find(source_id)
-        if source is None:
+        variations, the first visible). Returns the new layers' names.
+
+        The source is the Node object itself: Krita 5.1's ``nodeByUniqueID`` returns a bare
+        QObject that ``addChildNode`` refuses (found by the real-Krita test)."""
+        parent = source.parentNode() if source is not None else None
+        if parent is None:
             raise ValueError("the layer that was edited no longer exists; nothing was added")
-        parent = source.parentNode()
         name = LAYER_PREFIX + (prompt.strip() or "edit")
         x, y = offset
         nodes = []
