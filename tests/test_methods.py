@@ -195,7 +195,7 @@ def test_global_directions_reads_neutral_and_target() -> None:
 
     assert split_prompt("a red star -> a blue star", "a shape") == ("a red star", "a blue star")
     assert split_prompt("a blue star", "a shape") == ("a shape", "a blue star")
-    with pytest.raises(WordbrushError, match="neutral -> target"):
+    with pytest.raises(ValueError, match="neutral -> target"):
         split_prompt(" -> a blue star", "a shape")
 
 

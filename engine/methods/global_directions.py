@@ -14,8 +14,6 @@ from typing import ClassVar
 
 import torch
 
-from protocol.errors import InvalidRequest
-
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
@@ -32,7 +30,7 @@ def split_prompt(prompt: str, neutral: str) -> tuple[str, str]:
     if "->" in prompt:
         left, right = (part.strip() for part in prompt.split("->", 1))
         if not left or not right:
-            raise InvalidRequest('write "neutral -> target" with text on both sides')
+            raise ValueError('write "neutral -> target" with text on both sides')
         return left, right
     return neutral, prompt.strip()
 
