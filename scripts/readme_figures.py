@@ -25,7 +25,7 @@ from engine.imaging import Patch, composite_over, decode_pixels  # noqa: E402
 from engine.packs import PackRegistry  # noqa: E402
 from engine.runner import EditRunner  # noqa: E402
 from engine.training.data import to_tensor  # noqa: E402
-from engine.world import frame_of, render_scene, selection_for  # noqa: E402
+from engine.world import frame_of, prompt_for, render_scene, selection_for  # noqa: E402
 from protocol.framing import Buffer  # noqa: E402
 from protocol.messages import request_for_selection  # noqa: E402
 
@@ -97,8 +97,9 @@ def edit_figure(runner: EditRunner) -> Path:
     framing = runner.packs.get("demo").framing.to_dict()
     other_color = "blue" if obj["color"] != "blue" else "red"
     other_shape = "circle" if obj["shape"] != "circle" else "square"
-    prompts = [f"a {other_color} {obj['shape']}", f"a {obj['color']} {other_shape}",
-               f"a small {obj['color']} {obj['shape']}"]
+    prompts = [prompt_for({"color": other_color, "shape": obj["shape"]}),
+               prompt_for({"color": obj["color"], "shape": other_shape}),
+               prompt_for({"size": "small", "color": obj["color"], "shape": obj["shape"]})]
     panels = [_label(Image.fromarray(scene.image), "before"),
               _label(Image.fromarray(sel).convert("RGB"), "selection")]
     for prompt in prompts:
