@@ -13,7 +13,7 @@ import torch
 from engine import methods
 from engine.imaging import Patch, composite_over, decode_pixels
 from engine.methods.base import CancelFlag, Cancelled, MethodInputs
-from engine.methods.paint_by_word import paste_advice
+from engine.methods.guidance import paste_advice
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
 from engine.training.directions import precompute_feu_corpus, precompute_global_directions

@@ -31,8 +31,7 @@ from engine.models.stylegan2 import SpatialStyleMix
 
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
-from .guidance import clip_target, framed_inputs, pack_vocabulary, similarity_info
-from .paint_by_word import paste_advice
+from .guidance import clip_target, framed_inputs, pack_vocabulary, paste_advice, similarity_info
 
 __all__ = ["ClipInverter"]
 

@@ -17,8 +17,7 @@ import torch
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
-from .guidance import framed_inputs, invert, pack_vocabulary, similarity_info
-from .paint_by_word import paste_advice
+from .guidance import framed_inputs, invert, pack_vocabulary, paste_advice, similarity_info
 
 __all__ = ["GlobalDirections", "split_prompt"]
 

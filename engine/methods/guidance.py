@@ -17,7 +17,7 @@ from engine.augment import clip_views
 from .base import MethodInputs
 
 __all__ = ["Inversion", "Keep", "clip_loss", "clip_target", "framed_inputs", "invert",
-           "pack_vocabulary", "similarity_info"]
+           "pack_vocabulary", "paste_advice", "similarity_info"]
 
 
 def framed_inputs(inputs: MethodInputs, resolution: int) -> tuple[Tensor, Tensor]:
@@ -93,3 +93,23 @@ def similarity_info(clip: Any, before: Tensor, after: Tensor, target: Tensor) ->
     sim_after = float(clip.encode_image(after, differentiable=False)[0] @ target)
     return {"clip_similarity_before": round(sim_before, 4),
             "clip_similarity": round(sim_after, 4)}
+
+
+#: vocabulary keys whose change moves outlines: the render must be pasted, not the delta
+STRUCTURAL_KEYS = ("shape", "size")
+
+
+def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None) -> str:
+    """``render`` when the prompt names a shape or size word of the pack, else ``delta``.
+
+    A recolour keeps the object's outline, so pasting only the change keeps the user's own
+    edges and background; a new shape or size moves the outline, and a delta would leave the
+    old one as a ghost. Packs without a vocabulary get ``render``.
+    """
+    if not vocabulary:
+        return "render"
+    words = set(prompt.lower().replace(",", " ").split())
+    for key in STRUCTURAL_KEYS:
+        if words & {v.lower() for v in vocabulary.get(key, [])}:
+            return "render"
+    return "delta"

@@ -26,9 +26,9 @@ from .guidance import (
     framed_inputs,
     invert,
     pack_vocabulary,
+    paste_advice,
     similarity_info,
 )
-from .paint_by_word import paste_advice
 
 __all__ = ["LatentOptimization", "styleclip_lr"]
 

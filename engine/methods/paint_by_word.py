@@ -36,30 +36,11 @@ from .guidance import (
     framed_inputs,
     invert,
     pack_vocabulary,
+    paste_advice,
     similarity_info,
 )
 
-__all__ = ["PaintByWord", "paste_advice"]
-
-#: vocabulary keys whose change moves outlines: the render must be pasted, not the delta
-STRUCTURAL_KEYS = ("shape", "size")
-
-
-def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None) -> str:
-    """``render`` when the prompt names a shape or size word of the pack, else ``delta``.
-
-    A recolour keeps the object's outline, so pasting only the change keeps the user's own
-    edges and background; a new shape or size moves the outline, and a delta would leave the
-    old one as a ghost. Packs without a vocabulary get ``render``.
-    """
-    if not vocabulary:
-        return "render"
-    words = set(prompt.lower().replace(",", " ").split())
-    for key in STRUCTURAL_KEYS:
-        if words & {v.lower() for v in vocabulary.get(key, [])}:
-            return "render"
-    return "delta"
-
+__all__ = ["PaintByWord"]
 
 @register
 class PaintByWord(EditMethod):

@@ -18,21 +18,12 @@ import torch.nn.functional as F
 from engine.augment import clip_views, random_blur
 from engine.models.clip import TINY_CLIP_CONFIG, create_clip, save_clip
 from engine.training.common import Checkpoint, StepLoop, cosine_lr, seed_everything
-from engine.training.data import FrameSource, scene_crop_pool, vocab
-from engine.world import ATTR_KEYS, WORLD_SPEC, WorldSpec, random_caption
+from engine.training.data import FrameSource, captions_for, scene_crop_pool
+from engine.world import WORLD_SPEC, WorldSpec
 
 __all__ = ["train_clip"]
 
 STAGE = "clip"
-
-
-def _captions(labels: torch.Tensor, rng: np.random.Generator, spec: WorldSpec) -> list[str]:
-    v = vocab(spec)
-    out = []
-    for row in labels.tolist():
-        attrs = {k: v[k][i] for k, i in zip(ATTR_KEYS, row, strict=True) if i >= 0}
-        out.append(random_caption(attrs, rng))
-    return out
 
 
 def train_clip(
@@ -67,7 +58,7 @@ def train_clip(
             g["lr"] = cosine_lr(step, steps, lr, warmup=100)
         b = source.batch(step, batch)
         rng = np.random.default_rng(seed * 1_000_003 + step)
-        texts = _captions(b.labels, rng, spec)
+        texts = captions_for(b.labels, rng, spec)
         images = random_blur(b.images, 1.2, 0.3, gen)
         images = clip_views(images, 1, gen).to(device)
         tokens = clip.tokenize(texts).to(device)

@@ -36,20 +36,14 @@ from engine.models.clipinverter import (
     save_clipinverter,
 )
 from engine.training.common import Checkpoint, StepLoop, cosine_lr, save_grid, seed_everything
-from engine.training.data import FrameSource, vocab
+from engine.training.data import FrameSource, captions_for
 from engine.training.directions import register_component
-from engine.world import ATTR_KEYS, WORLD_SPEC, WorldSpec, random_caption
+from engine.world import WORLD_SPEC, WorldSpec
 
 __all__ = ["train_clipinverter"]
 
 WEIGHTS = {"l2": 1.0, "perceptual": 0.6, "identity": 0.1, "reg": 0.005, "direction": 1.0,
            "cycle": 1.0}
-
-
-def _captions(labels: Tensor, rng: np.random.Generator, spec: WorldSpec) -> list[str]:
-    v = vocab(spec)
-    return [random_caption({k: v[k][i] for k, i in zip(ATTR_KEYS, row, strict=True) if i >= 0},
-                           rng) for row in labels.tolist()]
 
 
 class _Losses:
@@ -120,7 +114,7 @@ def train_clipinverter(
                 g["lr"] = cosine_lr(step, steps, lr, warmup=50)
             rng = np.random.default_rng(seed * 7919 + stage * 1_000_003 + step)
             b = source.batch(stage * 1_000_000 + step, batch).to(device)
-            own = _captions(b.labels.cpu(), rng, spec)
+            own = captions_for(b.labels.cpu(), rng, spec)
             roll = rng.random(batch) < 0.75
             target = [own[(i + 1) % batch] if roll[i] else own[i] for i in range(batch)]
             active = torch.tensor([t != o for t, o in zip(target, own, strict=True)],

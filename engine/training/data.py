@@ -22,6 +22,7 @@ from engine.world import (
     WORLD_SPEC,
     WorldSpec,
     frame_of,
+    random_caption,
     render_batch,
     render_independent_scene,
     render_scene,
@@ -30,8 +31,8 @@ from engine.world import (
 
 HARD_INDEX_OFFSET = 50_000_000
 
-__all__ = ["Batch", "FrameSource", "framed_crops", "labels_of", "scene_crop_pool", "to_tensor",
-           "vocab"]
+__all__ = ["Batch", "FrameSource", "captions_for", "framed_crops", "labels_of",
+           "scene_crop_pool", "to_tensor", "vocab"]
 
 
 def vocab(spec: WorldSpec = WORLD_SPEC) -> dict[str, tuple[str, ...]]:
@@ -51,6 +52,14 @@ def labels_of(
             if value is not None:
                 out[i, k] = v[key].index(value)
     return out
+
+
+def captions_for(labels: torch.Tensor, rng: np.random.Generator,
+                 spec: WorldSpec = WORLD_SPEC) -> list[str]:
+    """A random train-template caption for each row of ``labels`` (unknown entries left out)."""
+    v = vocab(spec)
+    return [random_caption({k: v[k][i] for k, i in zip(ATTR_KEYS, row, strict=True) if i >= 0},
+                           rng) for row in labels.tolist()]
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

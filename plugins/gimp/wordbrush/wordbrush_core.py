@@ -147,8 +147,8 @@ def edit_selection(host: GimpHost, options: EditOptions,
         mask = Buffer("mask", box.w, box.h, "a8", host.read_mask(box)) if selection else None
         params = dict(options.params)
         method = options.method or welcome.default_method or ""
-        info = next((m for m in welcome.methods if m.id == method), None)
-        if info is not None and any(p.name == "strength" for p in info.params):
+        info = welcome.method(method)
+        if info is not None and info.param("strength") is not None:
             params.setdefault("strength", options.strength)
         request = EditRequest(
             layer=Buffer("layer", box.w, box.h, wire, pixels, "srgb"), mask=mask,

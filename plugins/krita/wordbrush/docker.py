@@ -229,7 +229,7 @@ class WordbrushDocker(DockWidget):
         self._param_widgets.clear()
         welcome = self.controller.welcome
         method_id = self.method.currentData()
-        info = next((m for m in welcome.methods if m.id == method_id), None) if welcome else None
+        info = welcome.method(method_id) if welcome else None
         if info is None:
             return
         for spec in info.params:
@@ -273,9 +273,8 @@ class WordbrushDocker(DockWidget):
     def _options(self) -> RunOptions:
         params: dict[str, Any] = {}
         welcome = self.controller.welcome
-        info = next((m for m in welcome.methods if m.id == self.method.currentData()), None) \
-            if welcome else None
-        if info is not None and any(p.name == "strength" for p in info.params):
+        info = welcome.method(self.method.currentData()) if welcome else None
+        if info is not None and info.param("strength") is not None:
             params["strength"] = self.strength.value()
         for name, (box, default) in self._param_widgets.items():
             value = box.value()

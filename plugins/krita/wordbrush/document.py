@@ -14,7 +14,7 @@ from typing import Any
 from protocol.framing import Buffer
 from protocol.regions import Box, Framing, context_box, mask_bbox
 
-from .pixels import Layout, UnsupportedImage, from_wire, layout_for, to_wire, transfer_for
+from .pixels import Layout, from_wire, layout_for, to_wire, transfer_for
 
 __all__ = ["LAYER_PREFIX", "KritaDocument", "NoActiveLayer", "Region"]
 
@@ -117,14 +117,3 @@ class KritaDocument:
                 group.addChildNode(node, None)
         self.doc.refreshProjection()
         return [n.name() for n in nodes]
-
-
-def check_editable(doc: Any) -> str | None:
-    """A sentence saying why this document cannot be edited, or None."""
-    if doc is None:
-        return "open an image first"
-    try:
-        layout_for(doc.colorModel(), doc.colorDepth())
-    except UnsupportedImage as exc:
-        return str(exc)
-    return None
