@@ -1,4 +1,5 @@
-"""The GIMP plug-in in real GIMP 3 (Debian trixie in a chroot, built by .ci/gimp-chroot.sh).
+"""The GIMP plug-in in real GIMP 3 (Debian trixie in a chroot, built by .ci/gimp-chroot.sh;
+this test has not run yet: no chroot was built where it was written).
 
 install.py's functions put the plug-in (with pyzmq and msgpack for Python 3.13) into an
 isolated GIMP profile inside the chroot; a real engine with the demo pack listens on an
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 def _why_skip() -> str | None:
     if not (ROOT / "usr/bin/gimp-console-3.0").exists():
         return (f"no GIMP 3 chroot at {ROOT} (build one with .ci/gimp-chroot.sh {ROOT}; "
-                ".ci/run does)")
+                "it is not built by .ci/run yet)")
     if os.geteuid() != 0:
         return "running GIMP in its chroot needs root"
     if not (REPO / "packs" / "demo" / "pack.json").is_file():
