@@ -23,9 +23,11 @@ from torch import Tensor, nn
 from engine.models.stylegan2 import (
     MEAN_LATENT_SAMPLES,
     MEAN_LATENT_SEED,
+    Blur,
     CheckpointLayoutError,
     Generator,
     SpatialStyleMix,
+    Upsample,
     default_channels,
     load_rosinality,
     save_rosinality,
@@ -102,6 +104,26 @@ def test_fused_equals_non_fused(g: Generator) -> None:
         b = g.synthesis(w, fused=True)
     assert a.shape == (3, 3, 32, 32)
     assert _rel_err(a, b) < 1e-4
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+def test_separable_fir_equals_upfirdn2d_as_depthwise_conv(factor: int) -> None:
+    """The FIR filters run as two 1-D passes; check them against the plain 2-D definition
+    (pad, then a true convolution of every channel with the stored kernel buffer)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 9, 7)
+    blur = Blur((1, 3, 3, 1), pad=(2, 1), upsample_factor=factor)
+    k = torch.flip(blur.kernel, (0, 1))[None, None]
+    padded = torch.nn.functional.pad(x, (2, 1, 2, 1))
+    ref = torch.nn.functional.conv2d(padded.reshape(10, 1, 12, 10), k).reshape(2, 5, 9, 7)
+    assert torch.allclose(blur(x), ref, atol=1e-6)
+    up = Upsample((1, 3, 3, 1))
+    zeros = x.new_zeros(2, 5, 9, 2, 7, 2)
+    zeros[:, :, :, 0, :, 0] = x
+    padded = torch.nn.functional.pad(zeros.reshape(2, 5, 18, 14), (2, 1, 2, 1))
+    k = torch.flip(up.kernel, (0, 1))[None, None]
+    ref = torch.nn.functional.conv2d(padded.reshape(10, 1, 21, 17), k).reshape(2, 5, 18, 14)
+    assert torch.allclose(up(x), ref, atol=1e-6)
 
 
 def test_fixed_noise_is_deterministic(g: Generator) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from engine.training.data import Batch, framed_crops, labels_of, to_tensor, vocab
 from engine.world import (
@@ -93,11 +94,12 @@ def scene_crops(n: int, split: str, independent: bool, spec: WorldSpec,
 
 
 @torch.no_grad()
-def invert(pack: Any, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+def invert(pack: Any, images: torch.Tensor, batch: int = 64, progress: bool = False,
+           desc: str = "invert") -> torch.Tensor:
     enc, gen = pack.get("encoder"), pack.get("generator")
     dev = gen.input.input.device
     out = []
-    for i in range(0, len(images), batch):
+    for i in tqdm(range(0, len(images), batch), desc=desc, disable=not progress):
         x = images[i : i + batch].to(dev)
         out.append(gen.synthesis(enc(x) + enc.latent_avg, noise="fixed").clamp(-1, 1).cpu())
     return torch.cat(out)
@@ -111,26 +113,33 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def clip_zero_shot(clip: Any, images: torch.Tensor, labels: torch.Tensor,
-                   spec: WorldSpec) -> dict[str, dict[str, float]]:
+                   spec: WorldSpec, progress: bool = False) -> dict[str, dict[str, float]]:
     """Per family, per held-out template mentioning it: accuracy of picking the true value
     among all values, the template's other fields filled with the image's truth."""
     v = vocab(spec)
     img = torch.cat([clip.encode_image(images[i : i + 256], differentiable=False)
                      for i in range(0, len(images), 256)]).cpu()
-    out: dict[str, dict[str, float]] = {}
-    for k, key in enumerate(ATTR_KEYS):
-        per_t: dict[str, float] = {}
-        for t in HELDOUT_TEMPLATES:
-            if key not in template_fields(t):
-                continue
+    text_cache: dict[str, torch.Tensor] = {}
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in text_cache]
+        if missing:
+            text_cache.update(zip(missing, clip.encode_text(missing).cpu(), strict=True))
+        return torch.stack([text_cache[t] for t in texts])
+
+    jobs = [(k, key, t) for k, key in enumerate(ATTR_KEYS) for t in HELDOUT_TEMPLATES
+            if key in template_fields(t)]
+    out: dict[str, dict[str, float]] = {key: {} for key in ATTR_KEYS}
+    with tqdm(total=len(jobs) * len(images), desc="CLIP zero-shot", disable=not progress) as bar:
+        for k, key, t in jobs:
             hits = []
             for i in range(len(images)):
                 truth = {kk: v[kk][int(labels[i, j])] for j, kk in enumerate(ATTR_KEYS)}
                 texts = [caption({**truth, key: value}, t) for value in v[key]]
-                sims = img[i] @ clip.encode_text(texts).cpu().t()
+                sims = img[i] @ embed(texts).t()
                 hits.append(int(sims.argmax()) == int(labels[i, k]))
-            per_t[t] = float(np.mean(hits))
-        out[key] = per_t
+            out[key][t] = float(np.mean(hits))
+            bar.update(len(images))
     return out
 
 
@@ -152,7 +161,7 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
 
     # 2. tiny CLIP zero-shot with held-out templates
     clip = pack.get("clip")
-    zs = clip_zero_shot(clip, frames[:1000], labels[:1000], spec)
+    zs = clip_zero_shot(clip, frames[:1000], labels[:1000], spec, progress)
     report.figures["clip_zero_shot"] = zs
     for key in ATTR_KEYS:
         accs = list(zs[key].values())
@@ -164,7 +173,7 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
     for independent, gate_attr, label in ((False, 0.95, "scenes"), (True, 0.90, "independent")):
         crops = scene_crops(n, "independent" if independent else "test", independent, spec,
                             progress, size)
-        inv = invert(pack, crops.images)
+        inv = invert(pack, crops.images, progress=progress, desc=f"invert {label}")
         p = psnr(inv, crops.images)
         orig = _rates(_judge_hits(judge, crops.images, crops.labels))
         rates = _rates(_judge_hits(judge, inv, crops.labels))
@@ -187,7 +196,7 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
     zgen = torch.Generator().manual_seed(12345)
     samples = []
     with torch.no_grad():
-        for i in range(0, n_samples, 250):
+        for i in tqdm(range(0, n_samples, 250), desc="samples", disable=not progress):
             z = torch.randn(min(250, n_samples - i), gen.style_dim, generator=zgen).to(dev)
             samples.append(gen.synthesis(gen.mapping(z), noise="fixed").clamp(-1, 1).cpu())
     samples_t = torch.cat(samples)

@@ -3,9 +3,13 @@ trained together to reconstruct the world's frames through W+.
 
 Why an autoencoder first: a GAN from scratch is slow on two cores, while an autoencoder
 learns the synthesis network in an hour; sampling from random z comes afterwards, from a
-mapping network fitted to the encoder's w (stage ``mapping``). e4e's delta regularisation
-keeps every W+ row close to its first row, so one w (what the mapping produces) renders
-the same kind of image an inversion does.
+mapping network fitted to the encoder's w (stage ``mapping``). That only works if one w,
+repeated on every layer (what the mapping produces), renders the world. A first run with
+free W+ rows and only a weak delta penalty did not: colour and shape lived in the rows'
+differences, and a broadcast first row rendered a grey blob. So, as in e4e's progressive
+training, the first part of the schedule trains with one w for all layers, and the deltas
+of rows 1..n-1 are then unlocked one after the other (each ramped in from zero) under the
+delta penalty, to sharpen inversions without moving them off the single-w images.
 
 Losses: L1 + L2 with the object (and its edge) weighted 5x, L1 between image gradients
 (edges: what keeps stars and triangles from becoming blobs), L1 at 1/2 and 1/4 scale, and
@@ -68,6 +72,23 @@ def reconstruction_loss(y: Tensor, x: Tensor, mask: Tensor) -> tuple[Tensor, dic
     return total, {"pix": float(pix.detach()), "edge": float(edge.detach())}
 
 
+def delta_ramp(step: int, steps: int, n_rows: int, single_w_until: float = 0.6,
+               all_by: float = 0.9) -> Tensor:
+    """Per-row factor on the deltas (row 0 has none): 0 until ``single_w_until`` of the
+    schedule, then rows 1..n-1 ramp from 0 to 1 one after the other, all open by ``all_by``."""
+    t = step / max(steps, 1)
+    span = (all_by - single_w_until) / max(n_rows - 1, 1)
+    starts = single_w_until + span * torch.arange(-1, n_rows - 1, dtype=torch.float32)
+    ramp = ((t - starts) / span).clamp(0.0, 1.0)
+    ramp[0] = 0.0
+    return ramp
+
+
+def apply_ramp(w: Tensor, ramp: Tensor) -> Tensor:
+    """Scale each row's offset from row 0 by ``ramp``."""
+    return w[:, :1] + ramp.to(w)[None, :, None] * (w - w[:, :1])
+
+
 def delta_norm(w: Tensor) -> Tensor:
     """e4e's delta regularisation: mean L2 norm of each row's offset from the first row."""
     return (w[:, 1:] - w[:, :1]).norm(dim=-1).mean()
@@ -88,7 +109,7 @@ def train_autoencoder(
     steps: int = 5400,
     batch: int = 32,
     lr: float = 1e-3,
-    delta_lambda: float = 0.02,
+    delta_lambda: float = 0.05,
     seed: int = 3,
     budget_s: float | None = None,
     spec: WorldSpec = WORLD_SPEC,
@@ -118,7 +139,10 @@ def train_autoencoder(
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, lr, warmup=200, floor=0.03)
         b: Batch = source.batch(step, batch).to(device)
-        w = encoder(b.images)
+        ramp = delta_ramp(step, steps, encoder.n_styles)
+        opened = torch.nonzero(ramp).flatten()
+        encoder.progressive_stage = int(opened[-1]) if len(opened) else 0
+        w = apply_ramp(encoder(b.images), ramp)
         y = generator.synthesis(w, noise="fixed")
         rec, stats = reconstruction_loss(y, b.images, b.masks)
         dn = delta_norm(w)
@@ -130,14 +154,18 @@ def train_autoencoder(
         if step % 10 == 0:
             with torch.no_grad():
                 psnr = float(10 * torch.log10(4.0 / (y - b.images).square().mean()))
-            loop.show(psnr=psnr, delta=float(dn), w0=float(w[:, 0].std()), **stats)
+            loop.show(psnr=psnr, delta=float(dn), rows=len(opened), **stats)
         if loop.should_save(step):
             ckpt.snapshot(parts, step + 1, gen)
             encoder.eval()
             with torch.no_grad():
-                save_grid([val, generator.synthesis(encoder(val), noise="fixed")],
+                w_val = apply_ramp(encoder(val), ramp)
+                single = w_val[:, :1].expand_as(w_val)
+                save_grid([val, generator.synthesis(w_val, noise="fixed"),
+                           generator.synthesis(single, noise="fixed")],
                           samples / f"autoencoder_{step + 1:06d}.png")
             encoder.train()
+    encoder.progressive_stage = None
     if loop.stopped_early:
         return {"stage": STAGE, "finished": False}
     torch.save({"generator": generator.state_dict(), "encoder": encoder.state_dict()},
