@@ -29,13 +29,15 @@ def _run(image, layer, prompt, endpoint):
     cfg.set_property("method", "paint-by-word")
     cfg.set_property("seed", 1)
     cfg.set_property("endpoint", endpoint)
+    cfg.set_property("pack", "demo")
     res = proc.run(cfg)
     status = res.index(0)
     message = ""
     if status != Gimp.PDBStatusType.SUCCESS:
         message = Gimp.PDB.get_last_error(Gimp.get_pdb()) if hasattr(Gimp.PDB, "get_last_error") \
             else ""
-    return {"registered": True, "status": int(status), "message": str(message)}
+    return {"registered": True, "success": status == Gimp.PDBStatusType.SUCCESS,
+            "status": str(status), "message": str(message)}
 
 
 def main():

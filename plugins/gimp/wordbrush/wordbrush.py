@@ -137,6 +137,8 @@ class Wordbrush(Gimp.PlugIn):
                               GObjectParam.READWRITE)
         proc.add_string_argument("endpoint", "_Endpoint", "engine address (empty: the local "
                                  "engine)", "", GObjectParam.READWRITE)
+        proc.add_string_argument("pack", "Model p_ack", "model pack (empty: the engine's "
+                                 "default)", "", GObjectParam.READWRITE)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, data):
@@ -161,7 +163,8 @@ class Wordbrush(Gimp.PlugIn):
             strength=config.get_property("strength"),
             variations=config.get_property("variations"),
             seed=config.get_property("seed"),
-            endpoint=config.get_property("endpoint") or "").with_settings(load_settings(HERE))
+            endpoint=config.get_property("endpoint") or "",
+            pack=config.get_property("pack") or "").with_settings(load_settings(HERE))
         Gimp.progress_init("Wordbrush: editing the selection")
         try:
             text = edit_selection(GimpImage(image, drawables[0]), options)
@@ -172,7 +175,8 @@ class Wordbrush(Gimp.PlugIn):
             return procedure.new_return_values(
                 Gimp.PDBStatusType.EXECUTION_ERROR,
                 GLib.Error(f"wordbrush failed unexpectedly: {type(exc).__name__}: {exc}"))
-        Gimp.progress_end()
+        finally:
+            Gimp.progress_end()
         Gimp.message(f"Wordbrush: {text}")
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
