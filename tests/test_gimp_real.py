@@ -6,8 +6,9 @@ isolated GIMP profile inside the chroot; a real engine with the demo pack listen
 ipc socket the chroot can see; GIMP runs the procedure NONINTERACTIVE on a two-object
 scene with one object selected. Checked: one new layer above the source with the right
 name, transparent outside the selection, the source unchanged, the object recoloured as
-asked (the pack's judge reads the flattened PNG), and an error status (not a crash, no
-layer) when the engine is not running.
+asked (the pack's judge reads the flattened PNG), an error status with the plug-in's message
+(not a crash, no layer) when the engine is not running, and on a 16-bit copy, two
+variations as one layer group above the source, which stays unchanged.
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ def test_plugin_in_real_gimp(tmp_path: Path) -> None:
     assert result["outside_alpha_nonzero"] == 0
     assert not result["dead"]["success"] and result["dead_layers_unchanged"]
     assert "no wordbrush engine answers" in result["dead"]["message"], result["dead"]
+    assert result["deep"]["success"], result["deep"]
+    group = result["deep_group"]
+    assert group["is_group"] and group["name"] == f"[wordbrush] {prompt}", group
+    assert group["children"] == [f"[wordbrush] {prompt} #1", f"[wordbrush] {prompt} #2"], group
+    assert result["deep_original_unchanged"]
     after = np.asarray(Image.open(share / "after.png").convert("RGB"))
     judge = PackRegistry([REPO / "packs"]).get("demo").get("judge")
     read = judge_read(judge, [crop_frame(after, BoxFraming().fit(box).frame_rect(), 64)])[0]

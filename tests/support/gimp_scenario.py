@@ -17,7 +17,7 @@ from gi.repository import Gegl, Gimp, Gio  # noqa: E402
 OUT = "/wb"
 
 
-def _run(image, layer, prompt, endpoint):
+def _run(image, layer, prompt, endpoint, variations=1):
     proc = Gimp.get_pdb().lookup_procedure("plug-in-wordbrush-edit-selection")
     if proc is None:
         return {"registered": False}
@@ -30,6 +30,7 @@ def _run(image, layer, prompt, endpoint):
     cfg.set_property("seed", 1)
     cfg.set_property("endpoint", endpoint)
     cfg.set_property("pack", "demo")
+    cfg.set_property("variations", variations)
     res = proc.run(cfg)
     status = res.index(0)
     message = ""
@@ -58,6 +59,7 @@ def main():
         buf.set(rect, "Y u8", mask)
         buf.flush()
         selection.update(0, 0, w, h)
+        deep = image.duplicate()  # for the 16-bit run below, before any edit
         before = bytes(layer.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
         result["run"] = _run(image, layer, args["prompt"], args["endpoint"])
         layers = image.get_layers()
@@ -80,6 +82,22 @@ def main():
         count = len(image.get_layers())
         result["dead"] = _run(image, layer, args["prompt"], args["dead_endpoint"])
         result["dead_layers_unchanged"] = len(image.get_layers()) == count
+        # a 16-bit copy with two variations: one layer group with two layers above the source
+        deep.convert_precision(Gimp.Precision.U16_NON_LINEAR)
+        deep_layer = next(item for item in deep.get_layers() if item.get_name() == "Background")
+        deep_before = bytes(deep_layer.get_buffer().get(rect, 1.0, "R'G'B'A u16",
+                                                        Gegl.AbyssPolicy.NONE))
+        result["deep"] = _run(deep, deep_layer, args["prompt"], args["endpoint"], variations=2)
+        top = deep.get_layers()[0]
+        result["deep_group"] = {
+            "name": top.get_name(), "type": type(top).__name__,
+            "is_group": bool(top.is_group()),
+            "children": [c.get_name() for c in top.get_children()] if top.is_group() else [],
+            "top": [item.get_name() for item in deep.get_layers()],
+            "precision": str(deep.get_precision()),
+        }
+        result["deep_original_unchanged"] = bytes(deep_layer.get_buffer().get(
+            rect, 1.0, "R'G'B'A u16", Gegl.AbyssPolicy.NONE)) == deep_before
         Gimp.Selection.none(image)
         flat = image.duplicate()
         flat.flatten()
