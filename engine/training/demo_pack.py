@@ -94,6 +94,8 @@ def run_stages(
             budget = min(budget or float("inf"), stage_minutes * 60)
         note = f", budget {budget / 60:.1f} min" if budget else ""
         log(f"[{name}] starting on {device}{note}")
+        if not (work / f"{name}.ckpt").is_file():
+            timings.pop(name, None)  # a fresh start: earlier runs' time does not count
         s0 = time.monotonic()
         summary = STAGES[name](work, device, budget, **(stage_options or {}).get(name, {}))
         spent = time.monotonic() - s0
