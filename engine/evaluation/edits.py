@@ -274,4 +274,21 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  independently drawn scenes: judge reads {ind['originals_read_right']}"
                          f"/{ind['n']} originals right; recolour reached "
                          f"{ind['recolour_reached']}/{ind['n']} (goal 8/10)")
+    if len(report["methods"]) > 1:
+        lines.extend(_comparison(report))
     return "\n".join(lines)
+
+
+def _comparison(report: dict[str, Any]) -> list[str]:
+    """All methods side by side (the papers' Table 1 on this world): per prompt kind,
+    asked attribute reached / others kept in %, then the median time per edit."""
+    kinds = [k for k in KINDS if any(k in s for s in report["methods"].values())]
+    head = "".join(f"{k + ' reached/kept':>21}" for k in kinds)
+    lines = ["", f"{'method':<21}{head}{'s/edit':>9}"]
+    for method, s in report["methods"].items():
+        cells = []
+        for k in kinds:
+            cell = f"{100 * s[k]['reached']:.0f} / {100 * s[k]['kept']:.0f}" if k in s else "-"
+            cells.append(f"{cell:>21}")
+        lines.append(f"{method:<21}{''.join(cells)}{s['seconds_median']:>9.2f}")
+    return lines
