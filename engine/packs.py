@@ -21,6 +21,8 @@ Manifest fields (``format`` 1)::
     vocabulary {shape: [...], ...}      words the pack's world knows (advertised to editors)
     examples   [prompt, ...]
     neutral_prompt                      the domain's neutral text (global directions)
+    default_method                      the method to use when a request names none (the
+                                        one the pack's evaluation found best); optional
     inversion_warning_psnr              below this PSNR a result carries a warning
     world      {...}                    the world's spec, for packs trained here
 """

@@ -96,6 +96,9 @@ class EditRunner:
             pack = self.packs.get(pack_name)
         except WordbrushError:
             return order[0] if order else None
+        preferred = pack.manifest.data.get("default_method")
+        if isinstance(preferred, str) and preferred in available:
+            order.insert(0, preferred)
         for mid in order:
             if all(pack.has(c) for c in available[mid].needs):
                 return mid

@@ -43,6 +43,14 @@ def test_harness_keeps_the_invariants(pack_dir: Path) -> None:
     assert s["unselected_unchanged"] == 1.0
     assert s["independent"]["outside_changed_px"] == 0
     assert {"color", "size"} <= set(s)
+    assert s["outside_mae"] == 0.0
+    # both kinds ask one attribute: AMA-single is their reached rate, no AMA-multiple
+    assert s["ama_single"] == (s["color"]["reached"] + s["size"]["reached"]) / 2
+    assert s["ama_multiple"] is None
+    for case in s["cases"][:2]:
+        assert 0.0 <= case["l1"] <= 1.0 and -1.0 <= case["clip_similarity"] <= 1.0
+    assert abs(s["cmp"] - sum((1 - c["l1"]) * c["clip_similarity"] for c in s["cases"][:2]) / 2
+               ) < 1e-3
     assert "paint-by-word" in format_report(report)
 
 

@@ -240,3 +240,22 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     inputs = _inputs(fresh, "clipinverter", strength=0.0)
     result = methods.get("clipinverter")().run(inputs, lambda *a: None, CancelFlag())
     assert torch.allclose(result.image, result.inversion, atol=1e-5)
+
+
+def test_pack_names_its_default_method(tmp_path: Path) -> None:
+    """A request without a method gets the pack's ``default_method`` where the pack can run
+    it; otherwise the engine's order (CLIPInverter first) among the methods it can run."""
+    import json
+
+    folder = make_pack(tmp_path / "p" / "tiny")
+    runner = EditRunner(PackRegistry([tmp_path / "p"]), "cpu")
+    assert runner.default_method("tiny") == "paint-by-word"  # no CLIPInverter files
+    manifest = json.loads((folder / "pack.json").read_text())
+    manifest["default_method"] = "feu"  # feu needs precomputed files the pack lacks
+    (folder / "pack.json").write_text(json.dumps(manifest))
+    runner = EditRunner(PackRegistry([tmp_path / "p"]), "cpu")
+    assert runner.default_method("tiny") == "paint-by-word"
+    manifest["default_method"] = "latent-optimization"
+    (folder / "pack.json").write_text(json.dumps(manifest))
+    runner = EditRunner(PackRegistry([tmp_path / "p"]), "cpu")
+    assert runner.default_method("tiny") == "latent-optimization"

@@ -71,6 +71,14 @@ class CaseResult:
     outside_changed_px: int
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    outside_mae: float = 0.0  # mean absolute change (0-255) where the selection is 0
+    l1: float = 0.0  # mean absolute change of the selected object's frame, 0-1
+    clip_similarity: float = 0.0  # the pack's CLIP: edited frame against the prompt
+
+    @property
+    def cmp(self) -> float:
+        """The CLIPInverter paper's CMP: (1 - L1 difference) x CLIP similarity."""
+        return (1.0 - self.l1) * self.clip_similarity
 
 
 def _other(values: Sequence[str], current: str | None, rng: np.random.Generator) -> str:
@@ -178,11 +186,16 @@ def run_case(runner: Any, judge: Any, case: EditCase, method: str, pack: str,
     patch = outcome.patches[0]
     pixels = decode_pixels(patch.data, patch.width, patch.height, patch.format)
     edited = composite_over(rgba, Patch(pixels, outcome.offset, patch.format))[..., :3]
-    outside = int((np.any(edited != scene.image, axis=2) & (case.selection == 0)).sum())
+    unselected = case.selection == 0
+    outside = int((np.any(edited != scene.image, axis=2) & unselected).sum())
+    outside_mae = float(np.abs(edited.astype(np.int16) - scene.image)[unselected].mean()) \
+        if unselected.any() else 0.0
     others = _other_boxes(scene, case.index)
     before = judge_read(judge, [_frame(scene.image, b, spec) for b in others]) if others else []
-    reads = judge_read(judge, [_frame(edited, case.box, spec)]
-                       + [_frame(edited, b, spec) for b in others])
+    frame_after = _frame(edited, case.box, spec)
+    l1 = float(np.abs(frame_after.astype(np.float32) - _frame(scene.image, case.box, spec)
+                      ).mean() / 255.0)
+    reads = judge_read(judge, [frame_after] + [_frame(edited, b, spec) for b in others])
     read, after = reads[0], reads[1:]
     reached = all(read[k] == v for k, v in case.target.items())
     kept = all(read[k] == case.truth[k] for k in ("shape", "color", "size", "background")
@@ -191,7 +204,19 @@ def run_case(runner: Any, judge: Any, case: EditCase, method: str, pack: str,
         np.array_equal(edited[scene.objects[j].mask > 0], scene.image[scene.objects[j].mask > 0])
         for j in range(len(scene.objects)) if j != case.index)
     unchanged = same_pixels and before == after
-    return CaseResult(case, read, reached, kept, unchanged, outside, seconds, outcome.info)
+    return CaseResult(case, read, reached, kept, unchanged, outside, seconds, outcome.info,
+                      outside_mae=outside_mae, l1=l1,
+                      clip_similarity=_clip_similarity(pack_obj.get("clip"), frame_after,
+                                                       case.prompt))
+
+
+def _clip_similarity(clip: Any, frame: np.ndarray, prompt: str) -> float:
+    import torch
+
+    with torch.no_grad():
+        image = clip.encode_image(to_tensor(frame[None]), differentiable=False).float()
+        text = clip.encode_text([prompt]).float().to(image.device)
+    return float(torch.nn.functional.cosine_similarity(image, text).item())
 
 
 def summarise(results: list[CaseResult]) -> dict[str, Any]:
@@ -201,6 +226,12 @@ def summarise(results: list[CaseResult]) -> dict[str, Any]:
         out[kind] = {"n": len(rs), "reached": float(np.mean([r.reached for r in rs])),
                      "kept": float(np.mean([r.kept for r in rs])),
                      "reached_and_kept": float(np.mean([r.reached and r.kept for r in rs]))}
+    single = [r.reached for r in results if len(r.case.target) == 1]
+    multiple = [r.reached for r in results if len(r.case.target) > 1]
+    out["ama_single"] = float(np.mean(single)) if single else None
+    out["ama_multiple"] = float(np.mean(multiple)) if multiple else None
+    out["cmp"] = float(np.mean([r.cmp for r in results]))
+    out["outside_mae"] = float(np.mean([r.outside_mae for r in results]))
     out["unselected_unchanged"] = float(np.mean([r.unselected_unchanged for r in results]))
     out["outside_changed_px"] = int(sum(r.outside_changed_px for r in results))
     out["seconds_median"] = float(np.median([r.seconds for r in results]))
@@ -248,6 +279,7 @@ def evaluate_edits(runner: Any, pack: str, methods: Sequence[str], kinds: Sequen
             {"kind": r.case.kind, "prompt": r.case.prompt, "truth": r.case.truth,
              "read": r.read, "reached": r.reached, "kept": r.kept,
              "seconds": round(r.seconds, 3), "paste": r.info.get("paste"),
+             "l1": round(r.l1, 4), "clip_similarity": round(r.clip_similarity, 4),
              "inversion_psnr": r.info.get("inversion_psnr")}
             for r in results + indep_results]
         report["methods"][method] = summary
@@ -267,7 +299,12 @@ def format_report(report: dict[str, Any]) -> str:
                              f"{100 * k['reached_and_kept']:6.1f}%  {goal}")
         lines.append(f"  unselected objects unchanged: {100 * s['unselected_unchanged']:.1f}% "
                      "(goal 100%)")
-        lines.append(f"  changed pixels outside the selection: {s['outside_changed_px']} (goal 0)")
+        lines.append(f"  changed pixels outside the selection: {s['outside_changed_px']} "
+                     f"(mean absolute change {s['outside_mae']:.3f}; goal 0)")
+        if s.get("ama_single") is not None:
+            multiple = "-" if s.get("ama_multiple") is None else f"{100 * s['ama_multiple']:.1f}%"
+            lines.append(f"  AMA-single {100 * s['ama_single']:.1f}% (goal 60%), AMA-multiple "
+                         f"{multiple}, CMP {s['cmp']:.3f}")
         lines.append(f"  median seconds per edit: {s['seconds_median']:.2f}")
         if "independent" in s:
             ind = s["independent"]
@@ -284,11 +321,14 @@ def _comparison(report: dict[str, Any]) -> list[str]:
     asked attribute reached / others kept in %, then the median time per edit."""
     kinds = [k for k in KINDS if any(k in s for s in report["methods"].values())]
     head = "".join(f"{k + ' reached/kept':>21}" for k in kinds)
-    lines = ["", f"{'method':<21}{head}{'s/edit':>9}"]
+    lines = ["", f"{'method':<21}{'AMA-1':>7}{'AMA-2':>7}{'CMP':>7}{head}{'ms/edit':>9}"]
     for method, s in report["methods"].items():
         cells = []
         for k in kinds:
             cell = f"{100 * s[k]['reached']:.0f} / {100 * s[k]['kept']:.0f}" if k in s else "-"
             cells.append(f"{cell:>21}")
-        lines.append(f"{method:<21}{''.join(cells)}{s['seconds_median']:>9.2f}")
+        amas = "".join("      -" if s.get(k) is None else f"{100 * s[k]:6.0f}%"
+                       for k in ("ama_single", "ama_multiple"))
+        lines.append(f"{method:<21}{amas}{s['cmp']:7.3f}{''.join(cells)}"
+                     f"{1000 * s['seconds_median']:9.0f}")
     return lines

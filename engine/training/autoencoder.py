@@ -154,7 +154,7 @@ def train_autoencoder(
         if step % 10 == 0:
             with torch.no_grad():
                 psnr = float(10 * torch.log10(4.0 / (y - b.images).square().mean()))
-            loop.show(psnr=psnr, delta=float(dn), rows=len(opened), **stats)
+            loop.show(psnr=psnr, delta=float(dn.detach()), rows=len(opened), **stats)
         if loop.should_save(step):
             ckpt.snapshot(parts, step + 1, gen)
             encoder.eval()

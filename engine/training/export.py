@@ -59,6 +59,9 @@ def manifest_for(spec: WorldSpec, encoder_config: dict[str, Any]) -> dict[str, A
         "vocabulary": vocab,
         "examples": examples,
         "neutral_prompt": "a shape",
+        # chosen by `wordbrush eval edits` on this pack (BENCHMARKS.md): the optimisation
+        # reaches the asked attribute most often; CLIPInverter needs far more training
+        "default_method": "paint-by-word",
         "inversion_warning_psnr": 22.0,
         "evaluation": {
             "selection": {"kind": "rect", "tight_margin": spec.tight_margin,
