@@ -64,7 +64,8 @@ def captions_for(labels: torch.Tensor, rng: np.random.Generator,
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    pixels = np.require(images, requirements=["C", "W"])  # copies read-only views only
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 @dataclass
