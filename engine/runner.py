@@ -23,7 +23,7 @@ from protocol.messages import PASTE_MODES, EditRequest, ParamSpec, validate_para
 
 from . import imaging, methods
 from .jobs import Job
-from .methods.base import EditMethod, MethodInputs, MethodOutput
+from .methods.base import EditMethod, InputRejected, MethodInputs, MethodOutput
 from .packs import PackRegistry
 from .server import JobOutcome, JobPlan, JobProgress
 
@@ -229,7 +229,10 @@ class EditRunner:
                                   device=self.device)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                output = method.run(inputs, step, job.cancel)
+                try:
+                    output = method.run(inputs, step, job.cancel)
+                except InputRejected as exc:
+                    raise InvalidRequest(f"{job.method}: {exc}") from None
             job.cancel.check()
             mode = paste_mode if paste_mode != "auto" else (output.paste or "render")
             if mode == "delta" and output.inversion is None:

@@ -199,6 +199,18 @@ def test_global_directions_reads_neutral_and_target() -> None:
         split_prompt(" -> a blue star", "a shape")
 
 
+def test_a_prompt_the_method_rejects_is_an_invalid_request(runner: EditRunner) -> None:
+    """Bad input found inside a method reaches the client as INVALID_REQUEST with the
+    method's sentence, not as a crashed edit."""
+    from protocol.errors import ErrorCode
+
+    rgba, sel = _canvas()
+    with pytest.raises(WordbrushError, match="neutral -> target") as info:
+        runner.run_local(_request(rgba, sel, method="global-directions",
+                                  prompt=" -> a blue star"))
+    assert info.value.code is ErrorCode.INVALID_REQUEST
+
+
 def test_clipinverter_loads_the_official_layout(tmp_path: Path) -> None:
     """Full-size random weights in the official file layout (adapter under ``mapper.``,
     generator and remapper under ``decoder.``) load strictly; a wrong domain is refused."""

@@ -23,6 +23,11 @@ class Cancelled(Exception):
     """Raised inside a method when its cancel flag is set; the job then returns nothing."""
 
 
+class InputRejected(ValueError):
+    """Raised by a method when the user's inputs cannot be edited as given (the message
+    says what to change); the engine answers it as an invalid request, not a crash."""
+
+
 class CancelFlag:
     """A thread-safe flag that the engine sets and the method checks between steps."""
 

@@ -15,7 +15,15 @@ from typing import ClassVar
 import torch
 
 from . import register
-from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
+from .base import (
+    CancelFlag,
+    EditMethod,
+    InputRejected,
+    MethodInputs,
+    MethodOutput,
+    Param,
+    ProgressFn,
+)
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import framed_inputs, invert, pack_vocabulary, paste_advice, similarity_info
 
@@ -29,7 +37,7 @@ def split_prompt(prompt: str, neutral: str) -> tuple[str, str]:
     if "->" in prompt:
         left, right = (part.strip() for part in prompt.split("->", 1))
         if not left or not right:
-            raise ValueError('write "neutral -> target" with text on both sides')
+            raise InputRejected('write "neutral -> target" with text on both sides')
         return left, right
     return neutral, prompt.strip()
 
