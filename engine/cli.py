@@ -460,17 +460,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=("edits", "pack"), default="edits")
     p.add_argument("--pack", help="pack to evaluate (default: the default pack)")
     p.add_argument("--methods", help="comma-separated method ids (default: all the pack runs)")
-    p.add_argument("--prompts", help="comma-separated prompt kinds: color,shape,size,two")
+    p.add_argument("--prompts", metavar="FILE|KINDS",
+                   help="edits: a JSON-lines file, one edit a line: {\"prompt\": ..., "
+                        "\"target\": {\"color\": ...}, \"region\": \"object0\"|\"object1\"|"
+                        "\"all\"}; or built-in prompt kinds, comma-separated from "
+                        "color,shape,size,two (default: all four, in held-out templates)")
     p.add_argument("--n", type=int, help="cases per prompt kind (edits, default 20) or "
                                          "held-out crops per set (pack, default 600)")
     p.add_argument("--samples", type=int, default=1000,
                    help="pack: generator samples from random z to judge")
+    p.add_argument("--n-refined", type=int, default=200,
+                   help="pack: crops per set inverted with the pack's refinement steps (the "
+                        "inversion gates); the encoder alone is reported on all --n")
     p.add_argument("--independent", type=int, default=10,
                    help="independently drawn scenes to recolour (edits)")
     p.add_argument("--param", action="append", type=_parse_param, default=[],
                    metavar="NAME=VALUE", help="a method parameter for every edit")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--json", nargs="?", const="-", metavar="OUT",
+                   help="write the full report as JSON to OUT (no OUT: print it instead of "
+                        "the table)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int)
     p.add_argument("--pack-dir", action="append", default=[])
@@ -587,24 +596,18 @@ def _eval_runner(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
     runner, name = _eval_runner(args)
     if args.what == "pack":
         from engine.evaluation.pack import evaluate_pack
 
-        report = evaluate_pack(runner.packs.get(name), n=args.n or 600,
-                               n_samples=args.samples)
-        if args.json:
-            print(json.dumps(report.to_dict(), indent=2))
-        else:
-            print(f"pack {name}: quality gates")
-            for gate in report.gates:
-                print("  " + gate.line())
-            print("all gates pass" if report.passed else "some gates FAIL")
-        return 0 if report.passed else 2
+        pack_report = evaluate_pack(runner.packs.get(name), n=args.n or 600,
+                                    n_samples=args.samples, n_refined=args.n_refined)
+        lines = [f"pack {name}: quality gates"] + ["  " + g.line() for g in pack_report.gates]
+        lines.append("all gates pass" if pack_report.passed else "some gates FAIL")
+        _print_report(args.json, pack_report.to_dict(), "\n".join(lines))
+        return 0 if pack_report.passed else 2
     from engine import methods
-    from engine.evaluation.edits import KINDS, evaluate_edits, format_report
+    from engine.evaluation.edits import KINDS, evaluate_edits, format_report, read_prompt_file
 
     available = methods.available()
     chosen = args.methods.split(",") if args.methods else [
@@ -612,18 +615,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
     unknown = [m for m in chosen if m not in available]
     if unknown:
         raise CliError(f"unknown methods {unknown}; available: {', '.join(sorted(available))}")
-    kinds = args.prompts.split(",") if args.prompts else list(KINDS)
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise CliError(f"--prompts takes kinds from {', '.join(KINDS)}; not {bad}")
+    kinds, prompts = list(KINDS), None
+    if args.prompts and Path(args.prompts).is_file():
+        try:
+            prompts = read_prompt_file(Path(args.prompts))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    elif args.prompts:
+        kinds = args.prompts.split(",")
+        bad = [k for k in kinds if k not in KINDS]
+        if bad:
+            raise CliError(f"--prompts takes a JSON-lines file or kinds from "
+                           f"{', '.join(KINDS)}; {args.prompts!r} is neither (no such file; "
+                           f"not kinds: {bad})")
     report = evaluate_edits(runner, name, chosen, kinds, n_per_kind=args.n or 20,
                             n_independent=args.independent, params=dict(args.param),
-                            seed=args.seed)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report))
+                            seed=args.seed, prompts=prompts)
+    _print_report(args.json, report, format_report(report))
     return 0
+
+
+def _print_report(json_out: str | None, report: dict[str, Any], table: str) -> None:
+    """The table on stdout, and the JSON in ``json_out`` (``-``: the JSON instead)."""
+    import json
+
+    text = json.dumps(report, indent=2)
+    if json_out == "-":
+        print(text)
+        return
+    print(table)
+    if json_out:
+        try:
+            Path(json_out).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot write the JSON report to {json_out}: {exc}") from None
+        print(f"wrote {json_out}")
 
 
 def cmd_precompute(args: argparse.Namespace) -> int:

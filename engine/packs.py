@@ -24,6 +24,8 @@ Manifest fields (``format`` 1)::
     default_method                      the method to use when a request names none (the
                                         one the pack's evaluation found best); optional
     inversion_warning_psnr              below this PSNR a result carries a warning
+    inversion  {refine_steps, refine_lr}  Adam steps on W+ after the encoder (default 0: the
+                                        encoder alone), see engine.methods.inversion
     world      {...}                    the world's spec, for packs trained here
 """
 
@@ -137,6 +139,16 @@ class Manifest:
             Framing.from_dict(data.get("framing") or {"kind": "pad"})
         except (ValueError, TypeError, KeyError) as exc:
             raise PackError(f"{path}: bad 'framing': {exc}") from None
+        inversion = data.get("inversion")
+        if inversion is not None:
+            from engine.methods.inversion import Refinement
+
+            try:
+                if not isinstance(inversion, dict):
+                    raise TypeError("it must be an object")
+                Refinement.from_dict(inversion)
+            except (ValueError, TypeError) as exc:
+                raise PackError(f"{path}: bad 'inversion': {exc}") from None
         return cls(folder, data)
 
 

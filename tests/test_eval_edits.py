@@ -9,9 +9,18 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.evaluation.edits import KINDS, evaluate_edits, format_report, make_cases
+from engine.evaluation.edits import (
+    KINDS,
+    cases_from_prompts,
+    evaluate_edits,
+    format_report,
+    make_cases,
+    read_prompt_file,
+)
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
+from engine.world import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, caption
+from engine.world.captions import template_fields
 from tests.support.packs import make_pack
 
 FAST = {"steps": 1, "views": 1}
@@ -32,6 +41,55 @@ def test_cases_ask_for_a_real_change() -> None:
         assert c.selection.max() == 255 and len(c.scene.objects) >= 2
         for key in c.target:
             assert c.target[key] in c.prompt
+
+
+def test_built_in_prompts_use_held_out_templates() -> None:
+    def texts(templates: tuple[str, ...], case) -> set[str]:  # type: ignore[no-untyped-def]
+        words = {**{k: v for k, v in case.truth.items() if v}, **case.target}
+        return {caption(words, t) for t in templates if set(template_fields(t)) <= set(words)}
+
+    for case in make_cases(3, KINDS):
+        assert case.prompt in texts(HELDOUT_TEMPLATES, case)
+        assert case.prompt not in texts(TRAIN_TEMPLATES, case)
+
+
+PROMPTS = (
+    '{"prompt": "a green triangle", "target": {"color": "green", "shape": "triangle"}, '
+    '"region": "object1"}\n'
+    "# a comment, then a blank line\n\n"
+    '{"prompt": "make it small", "target": {"size": "small"}, "region": "all"}\n'
+)
+
+
+def test_prompt_file_cases(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(PROMPTS)
+    lines = read_prompt_file(path)
+    assert [(p.label, p.region) for p in lines] == [("line 1", "object1"), ("line 4", "all")]
+    cases = cases_from_prompts(lines, 2)
+    assert [c.kind for c in cases] == ["line 1", "line 1", "line 4", "line 4"]
+    for c in cases[:2]:
+        assert c.index == 1 and c.prompt == "a green triangle"
+        assert c.truth["color"] != "green" and c.truth["shape"] != "triangle"
+        assert c.selection.min() == 0 and c.selection.max() == 255
+    for c in cases[2:]:
+        assert len(c.scene.objects) == 1 and (c.selection == 255).all()
+        assert c.truth["size"] == "large" and c.target == {"size": "small"}
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ("not json", "line 1: not JSON"),
+    ('["a list"]', "an object"),
+    ('{"prompt": "", "target": {"color": "red"}, "region": "all"}', "'prompt'"),
+    ('{"prompt": "x", "target": {"texture": "rough"}, "region": "all"}', "texture"),
+    ('{"prompt": "x", "target": {"color": "teal"}, "region": "all"}', "'teal' is not a color"),
+    ('{"prompt": "x", "target": {"color": "red"}, "region": "object7"}', "'region'"),
+])
+def test_a_bad_prompt_line_is_named(tmp_path: Path, line: str, error: str) -> None:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(ValueError, match=error):
+        read_prompt_file(path)
 
 
 def test_harness_keeps_the_invariants(pack_dir: Path) -> None:
@@ -61,6 +119,33 @@ def test_cli_eval_edits_json(pack_dir: Path, capsys: pytest.CaptureFixture[str])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["methods"]["paint-by-word"]["shape"]["n"] == 1
+
+
+def test_cli_eval_with_a_prompt_file_writes_json(pack_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(PROMPTS)
+    out = tmp_path / "report.json"
+    code = main(["eval", "edits", "--pack", "tiny", "--pack-dir", str(pack_dir), "--methods",
+                 "paint-by-word", "--prompts", str(prompts), "--n", "1", "--independent", "0",
+                 "--param", "steps=1", "--param", "views=1", "--json", str(out),
+                 "--device", "cpu"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "'a green triangle'" in table and f"wrote {out}" in table
+    report = json.loads(out.read_text())
+    s = report["methods"]["paint-by-word"]
+    assert s["kinds"] == ["line 1", "line 4"] and s["outside_changed_px"] == 0
+    assert report["prompts"]["line 4"]["region"] == "all"
+
+
+def test_cli_eval_rejects_a_bad_prompt_file(pack_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "x", "target": {"color": "teal"}, "region": "all"}\n')
+    assert main(["eval", "edits", "--pack", "tiny", "--pack-dir", str(pack_dir),
+                 "--prompts", str(prompts)]) == 1
+    assert "line 1" in capsys.readouterr().err
 
 
 def test_cli_eval_rejects_unknown_kinds(pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ OPTIMISERS = ["paint-by-word", "latent-optimization"]
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> PackRegistry:
     folder = tmp_path_factory.mktemp("packs")
-    make_pack(folder / "tiny", judge=True)
+    make_pack(folder / "tiny", judge=True, refine_steps=2)
     pack = PackRegistry([folder]).get("tiny")
     precompute_global_directions(pack, n_images=2, n_stats=64, progress=False)
     precompute_feu_corpus(pack, n_images=40, batch=20, progress=False)

@@ -2,7 +2,8 @@
 
 One forward pass: the e4e features of the framed region are modulated by the CLIPAdapter
 with the prompt's CLIP embedding (or a reference image's: paper fig. 8), mapped to a W+
-residual (``0.1 * map2style``) and added to the unconditional inversion; the CLIPRemapper
+residual (``0.1 * map2style``) and added to the unconditional inversion (the pack's: the
+encoder's W+, refined when the manifest asks for it, see :mod:`.inversion`); the CLIPRemapper
 then pulls each upsampling conv's w towards the text. ``strength`` walks along the residual
 and the remapper blend together (paper fig. 7: 0 = the inversion). The render is applied
 inside the selection only (style mixing with the inversion's styles), so like the other
@@ -31,7 +32,15 @@ from engine.models.stylegan2 import SpatialStyleMix
 
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
-from .guidance import clip_target, framed_inputs, pack_vocabulary, paste_advice, similarity_info
+from .guidance import (
+    REFINE,
+    clip_target,
+    framed_inputs,
+    invert_region,
+    pack_vocabulary,
+    paste_advice,
+    similarity_info,
+)
 
 __all__ = ["ClipInverter"]
 
@@ -46,6 +55,7 @@ class ClipInverter(EditMethod):
         Param("strength", "float", 1.0, 0.0, 2.0,
               help="how far along the text-conditioned residual (0 = the inversion)"),
         Param("remap", "float", 1.0, 0.0, 2.0, help="how much of the CLIPRemapper to apply"),
+        REFINE,
     )
     needs = ("generator", "encoder", "clip", "clipinverter")
     accepts_reference = True
@@ -66,21 +76,22 @@ class ClipInverter(EditMethod):
         pack = inputs.pack
         gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
         adapter, remapper = self.networks(pack, inputs.device)
-        progress(0, 1, "encoding", None)
         x, mask = framed_inputs(inputs, gen.size)
+        inv, stages = invert_region(inputs, x, progress, cancel, 1)
         target, target_text = clip_target(clip, inputs)
         cancel.check()
         with torch.no_grad():
-            w, delta = adapter_residual(enc, adapter, x, target[None])
-            fixed = [s.detach() for s in gen.styles(w)]
-            inversion = gen.synthesis_from_styles(fixed, noise="fixed")
+            # the residual comes from the encoder's features; it is added to the pack's
+            # inversion (the encoder's w, refined when the manifest asks for it)
+            _, delta = adapter_residual(enc, adapter, x, target[None])
+            w, fixed, inversion = inv.w, inv.styles, inv.image
             s = float(p["strength"])
             styles = remapped_styles(gen, w + s * delta, remapper, target[None],
                                      s * float(p["remap"]))
             mix = SpatialStyleMix.from_mask(fixed, mask, gen.size)
             edited = gen.synthesis_from_styles(styles, noise="fixed", style_mix=mix)
         cancel.check()
-        progress(1, 1, f"edited towards {target_text}", edited[0])
+        stages.step(1, f"edited towards {target_text}", edited[0])
         return MethodOutput(image=edited, inversion=inversion,
                             paste=paste_advice(inputs.prompt, pack_vocabulary(pack)),
                             info=similarity_info(clip, inversion, edited, target))

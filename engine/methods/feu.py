@@ -18,9 +18,10 @@ from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
+    REFINE,
     clip_target,
     framed_inputs,
-    invert,
+    invert_region,
     pack_vocabulary,
     paste_advice,
     similarity_info,
@@ -58,7 +59,7 @@ class Feu(EditMethod):
                    "text (no neutral text needed), applied inside the selection.")
     params: ClassVar[tuple[Param, ...]] = (
         ALPHA, BETA, Param("k", "int", 100, 5, 2000, help="positives and negatives retrieved"),
-        STRENGTH,
+        STRENGTH, REFINE,
     )
     needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
     accepts_reference = True
@@ -66,24 +67,23 @@ class Feu(EditMethod):
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params
         pack = inputs.pack
-        gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
+        gen, clip = pack.get("generator"), pack.get("clip")
         directions = StyleDirections.from_artefact(pack.get("global_directions"), inputs.device)
         corpus = pack.get("feu_corpus")["embeddings"].float().cpu().numpy()
-        progress(0, 3, "inverting", None)
         x, mask = framed_inputs(inputs, gen.size)
-        inv = invert(gen, enc, x)
+        inv, stages = invert_region(inputs, x, progress, cancel, 3)
         target, target_text = clip_target(clip, inputs)
         cancel.check()
         normal = svm_direction(corpus, target.cpu().numpy(), int(p["k"]), seed=inputs.seed)
-        progress(1, 3, f"SVM between the {int(p['k'])} images most and least like "
-                 f"{target_text}", None)
+        stages.step(1, f"SVM between the {int(p['k'])} images most and least like "
+                    f"{target_text}", None)
         cancel.check()
         with torch.no_grad():
             direction = torch.from_numpy(normal).float().to(inputs.device)
             weights, kept = directions.style_direction(direction, float(p["beta"]))
             edited = apply_direction(gen, inv.styles, mask, directions, weights,
                                      float(p["alpha"]) * float(p["strength"]))
-        progress(3, 3, f"{kept} style channels moved", edited[0])
+        stages.step(3, f"{kept} style channels moved", edited[0])
         cancel.check()
         info = similarity_info(clip, inv.image, edited, target)
         info["channels_moved"] = kept

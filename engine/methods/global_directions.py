@@ -25,7 +25,14 @@ from .base import (
     ProgressFn,
 )
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
-from .guidance import framed_inputs, invert, pack_vocabulary, paste_advice, similarity_info
+from .guidance import (
+    REFINE,
+    framed_inputs,
+    invert_region,
+    pack_vocabulary,
+    paste_advice,
+    similarity_info,
+)
 
 __all__ = ["GlobalDirections", "split_prompt"]
 
@@ -48,21 +55,20 @@ class GlobalDirections(EditMethod):
     title = "StyleCLIP global directions"
     description = ('A style-space direction from "neutral -> target" text (or the pack\'s '
                    "neutral text), applied inside the selection in one render.")
-    params: ClassVar[tuple[Param, ...]] = (ALPHA, BETA, STRENGTH)
+    params: ClassVar[tuple[Param, ...]] = (ALPHA, BETA, STRENGTH, REFINE)
     needs = ("generator", "encoder", "clip", "global_directions")
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params
         pack = inputs.pack
-        gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
+        gen, clip = pack.get("generator"), pack.get("clip")
         directions = StyleDirections.from_artefact(pack.get("global_directions"), inputs.device)
         manifest = getattr(pack, "manifest", None)
         neutral_default = (manifest.data.get("neutral_prompt") if manifest else None) \
             or DEFAULT_NEUTRAL
         neutral, target_text = split_prompt(inputs.prompt, neutral_default)
-        progress(0, 2, "inverting", None)
         x, mask = framed_inputs(inputs, gen.size)
-        inv = invert(gen, enc, x)
+        inv, stages = invert_region(inputs, x, progress, cancel, 2)
         cancel.check()
         with torch.no_grad():
             target = clip.encode_prompt(target_text).to(inputs.device)
@@ -70,8 +76,8 @@ class GlobalDirections(EditMethod):
             weights, kept = directions.style_direction(direction, float(p["beta"]))
             edited = apply_direction(gen, inv.styles, mask, directions, weights,
                                      float(p["alpha"]) * float(p["strength"]))
-        progress(2, 2, f"{kept} style channels moved ({neutral!r} -> {target_text!r})",
-                 edited[0])
+        stages.step(2, f"{kept} style channels moved ({neutral!r} -> {target_text!r})",
+                    edited[0])
         cancel.check()
         info = similarity_info(clip, inv.image, edited, target)
         info.update({"channels_moved": kept, "neutral": neutral})

@@ -1,7 +1,7 @@
-"""What the CLIP-guided methods share: inverting the framed region, the CLIP target of a
-prompt or a reference image, the augmented-views CLIP loss, and the preservation loss
-outside the selection. One definition each, so every method is guided and region-aware
-in the same way."""
+"""What the CLIP-guided methods share: inverting the framed region (with progress), the
+CLIP target of a prompt or a reference image, the augmented-views CLIP loss, and the
+preservation loss outside the selection. One definition each, so every method is guided and
+region-aware in the same way."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from torch import Tensor
 
 from engine.augment import clip_views
 
-from .base import MethodInputs
+from .base import CancelFlag, MethodInputs, Param, ProgressFn
+from .inversion import Inversion, Refinement, invert
 
-__all__ = ["Inversion", "Keep", "clip_loss", "clip_target", "framed_inputs", "invert",
-           "pack_vocabulary", "paste_advice", "similarity_info"]
+__all__ = ["REFINE", "Inversion", "Keep", "Stages", "clip_loss", "clip_target", "framed_inputs",
+           "invert_region", "pack_vocabulary", "paste_advice", "similarity_info"]
 
 
 def framed_inputs(inputs: MethodInputs, resolution: int) -> tuple[Tensor, Tensor]:
@@ -30,18 +31,44 @@ def framed_inputs(inputs: MethodInputs, resolution: int) -> tuple[Tensor, Tensor
     return x, mask
 
 
+#: every method that inverts takes it: the pack's refinement steps after the encoder, or not
+REFINE = Param("refine", "bool", True,
+               help="refine the inversion with the pack's optimisation steps (off: the "
+                    "encoder alone, faster, but rounder shapes)")
+
+
 @dataclass
-class Inversion:
-    w: Tensor  # [1, n_latent, style_dim]: the encoder's W+ plus latent_avg
-    styles: list[Tensor]  # the style-space vectors of w (detached)
-    image: Tensor  # its render [1, 3, R, R]
+class Stages:
+    """One progress bar over the inversion's refinement steps, then the method's own."""
+
+    progress: ProgressFn
+    inversion_steps: int
+    method_steps: int
+
+    @property
+    def total(self) -> int:
+        return self.inversion_steps + self.method_steps
+
+    def inverting(self, done: int, n: int, render: Tensor | None = None) -> None:
+        """The first render (the encoder's) and every tenth are sent as previews."""
+        preview = render[0] if render is not None and (done == 1 or done % 10 == 0) else None
+        self.progress(done, self.total, f"inverting {done}/{n}", preview)
+
+    def step(self, done: int, message: str, preview: Tensor | None = None) -> None:
+        self.progress(self.inversion_steps + done, self.total, message, preview)
 
 
-@torch.no_grad()
-def invert(generator: torch.nn.Module, encoder: torch.nn.Module, image: Tensor) -> Inversion:
-    w = encoder(image) + encoder.latent_avg
-    styles = [s.detach() for s in generator.styles(w)]
-    return Inversion(w, styles, generator.synthesis_from_styles(styles, noise="fixed"))
+def invert_region(inputs: MethodInputs, image: Tensor, progress: ProgressFn,
+                  cancel: CancelFlag, method_steps: int) -> tuple[Inversion, Stages]:
+    """The pack's inversion of the framed region (encoder, then the refinement steps its
+    manifest asks for), reporting progress and honouring cancel."""
+    pack = inputs.pack
+    refinement = Refinement.of_pack(pack) if inputs.params.get("refine", True) else Refinement()
+    stages = Stages(progress, refinement.steps, method_steps)
+    stages.inverting(0, refinement.steps)
+    inv = invert(pack.get("generator"), pack.get("encoder"), image, refinement,
+                 on_step=stages.inverting, check=cancel.check)
+    return inv, stages
 
 
 @torch.no_grad()

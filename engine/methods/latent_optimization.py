@@ -20,11 +20,12 @@ import torch
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
+    REFINE,
     Keep,
     clip_loss,
     clip_target,
     framed_inputs,
-    invert,
+    invert_region,
     pack_vocabulary,
     paste_advice,
     similarity_info,
@@ -58,6 +59,7 @@ class LatentOptimization(EditMethod):
         Param("strength", "float", 1.0, 0.0, 2.0, help="how far along the found change"),
         Param("jitter", "float", 0.05, 0.0, 1.0, help="seeded noise on the start latent"),
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
+        REFINE,
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True
@@ -68,13 +70,13 @@ class LatentOptimization(EditMethod):
         rng = torch.Generator().manual_seed(int(inputs.seed))
         steps = int(p["steps"])
         x, mask = framed_inputs(inputs, gen.size)
-        inv = invert(gen, enc, x)
+        inv, stages = invert_region(inputs, x, progress, cancel, steps)
         target, target_text = clip_target(clip, inputs)
         keep = Keep(enc, inv.image, mask)
         jitter = float(p["jitter"]) * torch.randn(inv.w.shape, generator=rng).to(inputs.device)
         w = (inv.w + jitter).clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=float(p["lr"]))
-        progress(0, steps, f"inverted; editing towards {target_text}", inv.image[0])
+        stages.step(0, f"inverted; editing towards {target_text}", inv.image[0])
         for step in range(steps):
             cancel.check()
             for g in opt.param_groups:
@@ -87,8 +89,8 @@ class LatentOptimization(EditMethod):
             loss.backward()
             opt.step()
             preview = image[0].detach() if (step + 1) % int(p["preview_every"]) == 0 else None
-            progress(step + 1, steps, f"step {step + 1}/{steps}: clip "
-                     f"{float(loss_clip.detach()):.3f}", preview)
+            stages.step(step + 1, f"step {step + 1}/{steps}: clip "
+                        f"{float(loss_clip.detach()):.3f}", preview)
         cancel.check()
         with torch.no_grad():
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)

@@ -1,7 +1,7 @@
 """``paint-by-word``: masked latent CLIP optimisation (Paint by Word, Bau et al. 2021).
 
-1. Invert the framed region with the pack's e4e encoder: ``w0`` (W+) and its styles, the
-   *fixed* styles.
+1. Invert the framed region (the pack's e4e encoder, refined as its manifest says:
+   :mod:`.inversion`): ``w0`` (W+) and its styles, the *fixed* styles.
 2. At every generator layer the modulation becomes ``style * m + fixed_style * (1 - m)``,
    ``m`` the selection at that layer's resolution, blurred above 16 px with sigma = res / 16
    (:class:`engine.models.stylegan2.SpatialStyleMix`, demodulation from the fixed style as in
@@ -30,11 +30,12 @@ from engine.models.stylegan2 import SpatialStyleMix
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
+    REFINE,
     Keep,
     clip_loss,
     clip_target,
     framed_inputs,
-    invert,
+    invert_region,
     pack_vocabulary,
     paste_advice,
     similarity_info,
@@ -60,6 +61,7 @@ class PaintByWord(EditMethod):
         Param("jitter", "float", 0.05, 0.0, 1.0,
               help="seeded noise on the start latent (makes variations differ)"),
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
+        REFINE,
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True
@@ -72,7 +74,7 @@ class PaintByWord(EditMethod):
         rng = torch.Generator().manual_seed(int(inputs.seed))
         steps = int(p["steps"])
         x, mask = framed_inputs(inputs, gen.size)
-        inv = invert(gen, enc, x)
+        inv, stages = invert_region(inputs, x, progress, cancel, steps)
         target, target_text = clip_target(clip, inputs)
         mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
         keep = Keep(enc, inv.image, mask)
@@ -82,7 +84,7 @@ class PaintByWord(EditMethod):
         opt = torch.optim.Adam([w], lr=float(p["lr"]))
         preview_every = int(p["preview_every"])
         loss_clip = torch.tensor(0.0)
-        progress(0, steps, f"inverted; editing towards {target_text}", inv.image[0])
+        stages.step(0, f"inverted; editing towards {target_text}", inv.image[0])
         for step in range(steps):
             cancel.check()
             image = gen.synthesis_from_styles(gen.styles(w), noise="fixed", style_mix=mix)
@@ -94,7 +96,7 @@ class PaintByWord(EditMethod):
             opt.step()
             preview = image[0].detach() if (step + 1) % preview_every == 0 else None
             message = f"step {step + 1}/{steps}: clip {float(loss_clip.detach()):.3f}"
-            progress(step + 1, steps, message, preview)
+            stages.step(step + 1, message, preview)
         cancel.check()
         with torch.no_grad():
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)

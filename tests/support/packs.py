@@ -26,8 +26,10 @@ def encoder_config() -> E4EConfig:
                            depth_units=(1, 1, 1, 1), stem_width=16, style_width=16)
 
 
-def make_pack(folder: Path, name: str = "tiny", judge: bool = False) -> Path:
-    """A 32-px pack (generator, encoder, CLIP; optionally a judge) with random weights."""
+def make_pack(folder: Path, name: str = "tiny", judge: bool = False,
+              refine_steps: int = 0) -> Path:
+    """A 32-px pack (generator, encoder, CLIP; optionally a judge) with random weights;
+    ``refine_steps`` > 0 names inversion refinement in its manifest."""
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
     g = Generator(32, style_dim=32, n_mlp=2, channels=CHANNELS)
@@ -46,6 +48,8 @@ def make_pack(folder: Path, name: str = "tiny", judge: bool = False) -> Path:
         "clip": {"file": "clip.pt", "config": CLIP_CONFIG},
         "vocabulary": {"color": ["red"]}, "examples": ["red"],
     }
+    if refine_steps:
+        manifest["inversion"] = {"refine_steps": refine_steps, "refine_lr": 0.02}
     if judge:
         cfg = JudgeConfig(vocab={k: list(v) for k, v in vocab().items()}, input_size=32,
                           widths=(8, 16), hidden=16)
