@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.evaluation.pack import invert  # noqa: E402
 from engine.imaging import Patch, composite_over, decode_pixels  # noqa: E402
+from engine.methods.inversion import Refinement  # noqa: E402
 from engine.packs import PackRegistry  # noqa: E402
 from engine.runner import EditRunner  # noqa: E402
 from engine.training.data import to_tensor  # noqa: E402
@@ -76,13 +77,18 @@ def pack_figure(runner: EditRunner) -> Path:
             crops.append(f.image)
             labels.append(" ".join(v for v in (f.attrs.get("size"), f.attrs["color"],
                                                   f.attrs["shape"]) if v))
-    inv = _u8(invert(pack, to_tensor(np.stack(crops))))
+    images = to_tensor(np.stack(crops))
+    encoded = _u8(invert(pack, images, refinement=Refinement()))
+    inv = _u8(invert(pack, images))
+    steps = Refinement.of_pack(pack).steps
     big = 96
-    crop_row = _row([_label(Image.fromarray(c).resize((big, big), Image.NEAREST), "crop")
-                     for c in crops])
-    inv_row = _row([_label(Image.fromarray(c).resize((big, big), Image.NEAREST), "inversion")
-                    for c in inv])
-    fig = _column([_row(scenes), crop_row, inv_row])
+
+    def row(pictures: np.ndarray | list[np.ndarray], label: str) -> Image.Image:
+        return _row([_label(Image.fromarray(c).resize((big, big), Image.NEAREST), label)
+                     for c in pictures])
+
+    fig = _column([_row(scenes), row(crops, "crop"), row(encoded, "encoder"),
+                   row(inv, f"+ {steps} steps")])
     path = OUT / "demo_pack.png"
     fig.save(path)
     return path

@@ -13,7 +13,7 @@ import torch
 from engine import methods
 from engine.imaging import Patch, composite_over, decode_pixels
 from engine.methods.base import CancelFlag, Cancelled, MethodInputs
-from engine.methods.guidance import paste_advice
+from engine.methods.guidance import clip_read, paste_advice
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
 from engine.training.directions import precompute_feu_corpus, precompute_global_directions
@@ -176,6 +176,35 @@ def test_paste_advice() -> None:
     assert paste_advice("a small red thing", vocab) == "render"
     assert paste_advice("something red", vocab) == "delta"
     assert paste_advice("anything", None) == "render"
+    # a named shape or size that the region already shows is kept, not a change
+    asked: list[dict[str, list[str]]] = []
+
+    def shows(current: dict[str, str]):  # type: ignore[no-untyped-def]
+        def read(choices: dict[str, list[str]]) -> dict[str, str]:
+            asked.append(choices)
+            return {k: current[k] for k in choices}
+        return read
+
+    assert paste_advice("a red circle", vocab, shows({"shape": "circle"})) == "delta"
+    assert asked[-1] == {"shape": ["circle", "star"]}
+    assert paste_advice("a red star", vocab, shows({"shape": "circle"})) == "render"
+    assert paste_advice("a small star", vocab, shows({"shape": "star", "size": "small"})
+                        ) == "delta"
+    assert paste_advice("a large star", vocab, shows({"shape": "star", "size": "small"})
+                        ) == "render"
+    assert paste_advice("something red", vocab, shows({})) == "delta"
+
+
+def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
+    clip = registry.get("tiny").get("clip")
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    read = clip_read(clip, image, {"size": ["small", "large"], "shape": ["circle", "star"]})
+    assert list(read) == ["size", "shape"]
+    assert read["size"] in ("small", "large") and read["shape"] in ("circle", "star")
+    texts = ["a small circle", "a small star", "a large circle", "a large star"]
+    with torch.no_grad():
+        sims = clip.encode_text(texts) @ clip.encode_image(image, differentiable=False)[0]
+    assert "a " + " ".join(read.values()) == texts[int(sims.argmax())]
 
 
 def test_request_for_selection_crops_to_the_model_square(tmp_path: Path) -> None:

@@ -34,11 +34,10 @@ from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
     REFINE,
+    advise_paste,
     clip_target,
     framed_inputs,
     invert_region,
-    pack_vocabulary,
-    paste_advice,
     similarity_info,
 )
 
@@ -93,5 +92,5 @@ class ClipInverter(EditMethod):
         cancel.check()
         stages.step(1, f"edited towards {target_text}", edited[0])
         return MethodOutput(image=edited, inversion=inversion,
-                            paste=paste_advice(inputs.prompt, pack_vocabulary(pack)),
+                            paste=advise_paste(inputs.prompt, pack, clip, inversion),
                             info=similarity_info(clip, inversion, edited, target))

@@ -19,11 +19,10 @@ from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, Pro
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     REFINE,
+    advise_paste,
     clip_target,
     framed_inputs,
     invert_region,
-    pack_vocabulary,
-    paste_advice,
     similarity_info,
 )
 
@@ -88,4 +87,4 @@ class Feu(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info["channels_moved"] = kept
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=paste_advice(inputs.prompt, pack_vocabulary(pack)), info=info)
+                            paste=advise_paste(inputs.prompt, pack, clip, inv.image), info=info)

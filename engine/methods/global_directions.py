@@ -27,10 +27,9 @@ from .base import (
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     REFINE,
+    advise_paste,
     framed_inputs,
     invert_region,
-    pack_vocabulary,
-    paste_advice,
     similarity_info,
 )
 
@@ -82,4 +81,4 @@ class GlobalDirections(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info.update({"channels_moved": kept, "neutral": neutral})
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=paste_advice(target_text, pack_vocabulary(pack)), info=info)
+                            paste=advise_paste(target_text, pack, clip, inv.image), info=info)

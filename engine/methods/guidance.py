@@ -5,6 +5,7 @@ region-aware in the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,21 @@ from engine.augment import clip_views
 from .base import CancelFlag, MethodInputs, Param, ProgressFn
 from .inversion import Inversion, Refinement, invert
 
-__all__ = ["REFINE", "Inversion", "Keep", "Stages", "clip_loss", "clip_target", "framed_inputs",
-           "invert_region", "pack_vocabulary", "paste_advice", "similarity_info"]
+__all__ = [
+    "REFINE",
+    "Inversion",
+    "Keep",
+    "Stages",
+    "advise_paste",
+    "clip_loss",
+    "clip_read",
+    "clip_target",
+    "framed_inputs",
+    "invert_region",
+    "pack_vocabulary",
+    "paste_advice",
+    "similarity_info",
+]
 
 
 def framed_inputs(inputs: MethodInputs, resolution: int) -> tuple[Tensor, Tensor]:
@@ -123,20 +137,54 @@ def similarity_info(clip: Any, before: Tensor, after: Tensor, target: Tensor) ->
 
 
 #: vocabulary keys whose change moves outlines: the render must be pasted, not the delta
-STRUCTURAL_KEYS = ("shape", "size")
+STRUCTURAL_KEYS = ("size", "shape")
+
+#: read_current(choices) -> the value of each key the image shows now, e.g. by CLIP
+ReadFn = Callable[[dict[str, list[str]]], dict[str, str]]
 
 
-def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None) -> str:
-    """``render`` when the prompt names a shape or size word of the pack, else ``delta``.
+def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
+                 read_current: ReadFn | None = None) -> str:
+    """``render`` when the prompt asks for a new shape or size, else ``delta``.
 
     A recolour keeps the object's outline, so pasting only the change keeps the user's own
     edges and background; a new shape or size moves the outline, and a delta would leave the
-    old one as a ghost. Packs without a vocabulary get ``render``.
+    old one as a ghost. A prompt often names what it keeps ("a purple circle" for a circle
+    made purple), so a named shape or size only counts as a change when ``read_current``
+    (the pack's CLIP on the inversion) reads something else; without it, naming is enough.
+    Packs without a vocabulary get ``render``.
     """
     if not vocabulary:
         return "render"
     words = set(prompt.lower().replace(",", " ").split())
+    named: dict[str, str] = {}
     for key in STRUCTURAL_KEYS:
-        if words & {v.lower() for v in vocabulary.get(key, [])}:
-            return "render"
-    return "delta"
+        hits = [v for v in vocabulary.get(key, []) if v.lower() in words]
+        if hits:
+            named[key] = hits[0]
+    if not named:
+        return "delta"
+    if read_current is None:
+        return "render"
+    current = read_current({key: list(vocabulary[key]) for key in named})
+    return "render" if any(current.get(k) != v for k, v in named.items()) else "delta"
+
+
+@torch.no_grad()
+def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[str, str]:
+    """Zero-shot: the combination of values (one per key, in ``choices`` order) whose text
+    "a <value> <value>" the image is most like, e.g. {"size": "small", "shape": "star"}."""
+    import itertools
+
+    keys = list(choices)
+    combos = list(itertools.product(*(choices[k] for k in keys)))
+    texts = ["a " + " ".join(combo) for combo in combos]
+    emb = clip.encode_image(image, differentiable=False)[0]
+    sims = clip.encode_text(texts).to(emb) @ emb
+    return dict(zip(keys, combos[int(sims.argmax())], strict=True))
+
+
+def advise_paste(prompt: str, pack: Any, clip: Any, inversion: Tensor) -> str:
+    """:func:`paste_advice` for a method's result, reading the inversion with the pack's CLIP."""
+    return paste_advice(prompt, pack_vocabulary(pack),
+                        lambda choices: clip_read(clip, inversion, choices))

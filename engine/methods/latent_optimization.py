@@ -22,12 +22,11 @@ from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, Pro
 from .guidance import (
     REFINE,
     Keep,
+    advise_paste,
     clip_loss,
     clip_target,
     framed_inputs,
     invert_region,
-    pack_vocabulary,
-    paste_advice,
     similarity_info,
 )
 
@@ -96,5 +95,5 @@ class LatentOptimization(EditMethod):
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis(w_final, noise="fixed")
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=paste_advice(inputs.prompt, pack_vocabulary(inputs.pack)),
+                            paste=advise_paste(inputs.prompt, inputs.pack, clip, inv.image),
                             info=similarity_info(clip, inv.image, edited, target))

@@ -32,12 +32,11 @@ from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, Pro
 from .guidance import (
     REFINE,
     Keep,
+    advise_paste,
     clip_loss,
     clip_target,
     framed_inputs,
     invert_region,
-    pack_vocabulary,
-    paste_advice,
     similarity_info,
 )
 
@@ -102,5 +101,5 @@ class PaintByWord(EditMethod):
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis_from_styles(gen.styles(w_final), noise="fixed", style_mix=mix)
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=paste_advice(inputs.prompt, pack_vocabulary(pack)),
+                            paste=advise_paste(inputs.prompt, pack, clip, inv.image),
                             info=similarity_info(clip, inv.image, edited, target))
