@@ -233,6 +233,13 @@ class WordbrushDocker(DockWidget):
         if info is None:
             return
         for spec in info.params:
+            if spec.kind == "bool":
+                check = QCheckBox()
+                check.setChecked(bool(spec.default))
+                check.setToolTip(spec.help)
+                self.params_form.addRow(spec.name, check)
+                self._param_widgets[spec.name] = (check, bool(spec.default))
+                continue
             if spec.name == "strength" or spec.kind not in ("int", "float"):
                 continue
             box = QDoubleSpinBox() if spec.kind == "float" else QSpinBox()
@@ -277,7 +284,7 @@ class WordbrushDocker(DockWidget):
         if info is not None and info.param("strength") is not None:
             params["strength"] = self.strength.value()
         for name, (box, default) in self._param_widgets.items():
-            value = box.value()
+            value = box.isChecked() if isinstance(box, QCheckBox) else box.value()
             if value != default:
                 params[name] = value
         seed = self.seed.value()
