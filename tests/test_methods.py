@@ -150,6 +150,28 @@ def test_strength_zero_is_the_inversion(registry: PackRegistry, method: str) -> 
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_refine_switches_the_packs_inversion_steps(registry: PackRegistry, method: str) -> None:
+    default = next(p.default for p in methods.get(method).params if p.name == "refine")
+    assert default is (method in OPTIMISERS)  # one-pass methods stay instant by default
+    totals = {}
+    inversions = {}
+    for refine in (False, True):
+        seen: list[int] = []
+        inputs = _inputs(registry, method, strength=0.0, refine=refine)
+        torch.manual_seed(0)
+        inputs.image = torch.rand(1, 3, 32, 32) * 2 - 1
+
+        def record(step: int, total: int, message: str, preview: object,
+                   seen: list[int] = seen) -> None:
+            seen.append(total)
+
+        out = methods.get(method)().run(inputs, record, CancelFlag())
+        totals[refine], inversions[refine] = seen[0], out.inversion
+    assert totals[True] == totals[False] + 2  # the tiny pack names 2 refinement steps
+    assert not torch.equal(inversions[True], inversions[False])
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_cancel_between_steps(registry: PackRegistry, method: str) -> None:
     flag = CancelFlag()
 

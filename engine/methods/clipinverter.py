@@ -33,11 +33,11 @@ from engine.models.stylegan2 import SpatialStyleMix
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
-    REFINE,
     advise_paste,
     clip_target,
     framed_inputs,
     invert_region,
+    refine_param,
     similarity_info,
 )
 
@@ -54,7 +54,7 @@ class ClipInverter(EditMethod):
         Param("strength", "float", 1.0, 0.0, 2.0,
               help="how far along the text-conditioned residual (0 = the inversion)"),
         Param("remap", "float", 1.0, 0.0, 2.0, help="how much of the CLIPRemapper to apply"),
-        REFINE,
+        refine_param(False),
     )
     needs = ("generator", "encoder", "clip", "clipinverter")
     accepts_reference = True

@@ -18,11 +18,11 @@ from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
-    REFINE,
     advise_paste,
     clip_target,
     framed_inputs,
     invert_region,
+    refine_param,
     similarity_info,
 )
 
@@ -58,7 +58,7 @@ class Feu(EditMethod):
                    "text (no neutral text needed), applied inside the selection.")
     params: ClassVar[tuple[Param, ...]] = (
         ALPHA, BETA, Param("k", "int", 100, 5, 2000, help="positives and negatives retrieved"),
-        STRENGTH, REFINE,
+        STRENGTH, refine_param(False),
     )
     needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
     accepts_reference = True

@@ -26,10 +26,10 @@ from .base import (
 )
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
-    REFINE,
     advise_paste,
     framed_inputs,
     invert_region,
+    refine_param,
     similarity_info,
 )
 
@@ -54,7 +54,7 @@ class GlobalDirections(EditMethod):
     title = "StyleCLIP global directions"
     description = ('A style-space direction from "neutral -> target" text (or the pack\'s '
                    "neutral text), applied inside the selection in one render.")
-    params: ClassVar[tuple[Param, ...]] = (ALPHA, BETA, STRENGTH, REFINE)
+    params: ClassVar[tuple[Param, ...]] = (ALPHA, BETA, STRENGTH, refine_param(False))
     needs = ("generator", "encoder", "clip", "global_directions")
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:

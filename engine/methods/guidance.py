@@ -19,7 +19,6 @@ from .base import CancelFlag, MethodInputs, Param, ProgressFn
 from .inversion import Inversion, Refinement, invert
 
 __all__ = [
-    "REFINE",
     "Inversion",
     "Keep",
     "Stages",
@@ -31,6 +30,7 @@ __all__ = [
     "invert_region",
     "pack_vocabulary",
     "paste_advice",
+    "refine_param",
     "similarity_info",
 ]
 
@@ -45,10 +45,14 @@ def framed_inputs(inputs: MethodInputs, resolution: int) -> tuple[Tensor, Tensor
     return x, mask
 
 
-#: every method that inverts takes it: the pack's refinement steps after the encoder, or not
-REFINE = Param("refine", "bool", True,
-               help="refine the inversion with the pack's optimisation steps (off: the "
-                    "encoder alone, faster, but rounder shapes)")
+def refine_param(default: bool) -> Param:
+    """Every method that inverts takes ``refine``: the pack's refinement steps after the
+    encoder, or not. Optimisation methods default to on (their edit takes seconds anyway);
+    one-pass methods to off (their point is speed; ``eval edits`` found no gain from it for
+    them on the demo pack, where a recolour's delta paste cancels the inversion's error)."""
+    return Param("refine", "bool", default,
+                 help="refine the inversion with the pack's optimisation steps (seconds on a "
+                      "CPU; off: the encoder alone, instant, but rounder shapes)")
 
 
 @dataclass
@@ -77,7 +81,7 @@ def invert_region(inputs: MethodInputs, image: Tensor, progress: ProgressFn,
     """The pack's inversion of the framed region (encoder, then the refinement steps its
     manifest asks for), reporting progress and honouring cancel."""
     pack = inputs.pack
-    refinement = Refinement.of_pack(pack) if inputs.params.get("refine", True) else Refinement()
+    refinement = Refinement.of_pack(pack) if inputs.params.get("refine") else Refinement()
     stages = Stages(progress, refinement.steps, method_steps)
     stages.inverting(0, refinement.steps)
     inv = invert(pack.get("generator"), pack.get("encoder"), image, refinement,

@@ -20,13 +20,13 @@ import torch
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
-    REFINE,
     Keep,
     advise_paste,
     clip_loss,
     clip_target,
     framed_inputs,
     invert_region,
+    refine_param,
     similarity_info,
 )
 
@@ -58,7 +58,7 @@ class LatentOptimization(EditMethod):
         Param("strength", "float", 1.0, 0.0, 2.0, help="how far along the found change"),
         Param("jitter", "float", 0.05, 0.0, 1.0, help="seeded noise on the start latent"),
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
-        REFINE,
+        refine_param(True),
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True

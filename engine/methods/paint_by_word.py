@@ -30,13 +30,13 @@ from engine.models.stylegan2 import SpatialStyleMix
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
-    REFINE,
     Keep,
     advise_paste,
     clip_loss,
     clip_target,
     framed_inputs,
     invert_region,
+    refine_param,
     similarity_info,
 )
 
@@ -60,7 +60,7 @@ class PaintByWord(EditMethod):
         Param("jitter", "float", 0.05, 0.0, 1.0,
               help="seeded noise on the start latent (makes variations differ)"),
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
-        REFINE,
+        refine_param(True),
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True

@@ -63,9 +63,9 @@ def manifest_for(spec: WorldSpec, encoder_config: dict[str, Any]) -> dict[str, A
         # reaches the asked attribute most often; CLIPInverter needs far more training
         "default_method": "paint-by-word",
         "inversion_warning_psnr": 22.0,
-        # the encoder alone reads back about half of the shapes; 100 Adam steps on W+
-        # recover them (`wordbrush eval pack` reports both; BENCHMARKS.md)
-        "inversion": {"refine_steps": 100, "refine_lr": 0.02},
+        # the encoder alone reads back about half of the shapes; Adam steps on W+ recover
+        # them (100 steps: 94.5%, `wordbrush eval pack` reports both; BENCHMARKS.md)
+        "inversion": {"refine_steps": 150, "refine_lr": 0.02},
         "evaluation": {
             "selection": {"kind": "rect", "tight_margin": spec.tight_margin,
                           "loose_margin": spec.loose_margin,
