@@ -25,9 +25,10 @@ the target values (``all``: a one-object scene edited without a selection).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,16 +136,21 @@ def _prompt(truth: dict[str, str | None], target: dict[str, str],
     return caption(words, usable[int(rng.integers(len(usable)))])
 
 
+def _held_out_seeds(split: str, first_index: int) -> Iterator[tuple[int, np.random.Generator]]:
+    """Consecutive seeds of ``split`` from ``first_index``, each with its own generator."""
+    for k in itertools.count():
+        seed = split_seed(split, first_index + k)
+        yield seed, np.random.default_rng(seed)
+
+
 def make_cases(n_per_kind: int, kinds: Sequence[str] = KINDS, spec: WorldSpec = WORLD_SPEC,
                first_index: int = 50_000) -> list[EditCase]:
     cases: list[EditCase] = []
-    k = 0
+    seeds = _held_out_seeds("test", first_index)
     for kind in kinds:
         made = 0
         while made < n_per_kind:
-            seed = split_seed("test", first_index + k)
-            k += 1
-            rng = np.random.default_rng(seed)
+            seed, rng = next(seeds)
             scene = render_scene(seed, 256, 256, n_objects=int(rng.integers(2, 4)), spec=spec)
             index = int(rng.integers(len(scene.objects)))
             looseness = "tight" if rng.random() < 0.5 else "loose"
@@ -160,12 +166,10 @@ def make_cases(n_per_kind: int, kinds: Sequence[str] = KINDS, spec: WorldSpec = 
 
 
 def independent_cases(n: int = 10, spec: WorldSpec = WORLD_SPEC) -> list[EditCase]:
-    cases = []
-    k = 0
+    cases: list[EditCase] = []
+    seeds = _held_out_seeds("independent", 70_000)
     while len(cases) < n:
-        seed = split_seed("independent", 70_000 + k)
-        k += 1
-        rng = np.random.default_rng(seed)
+        seed, rng = next(seeds)
         scene = render_independent_scene(seed, 256, 256, n_objects=2, spec=spec)
         index = int(rng.integers(len(scene.objects)))
         box, sel = selection_for(scene, index, "tight", rng=rng, spec=spec)
@@ -226,15 +230,15 @@ def cases_from_prompts(prompts: Sequence[PromptLine], n_per_prompt: int,
     """``n_per_prompt`` held-out scenes per prompt line, the named object selected (or none
     for ``all``) and not already holding any target value."""
     cases: list[EditCase] = []
-    k = 0
+    seeds = _held_out_seeds("test", first_index)
+    tries = 0
     for line in prompts:
         made = 0
         while made < n_per_prompt:
-            seed = split_seed("test", first_index + k)
-            k += 1
-            if k > 1000 * n_per_prompt * len(prompts):
+            seed, rng = next(seeds)
+            tries += 1
+            if tries > 1000 * n_per_prompt * len(prompts):
                 raise ValueError(f"no held-out scene fits {line.label} ({line.prompt!r})")
-            rng = np.random.default_rng(seed)
             whole = line.region == "all"
             index = 0 if whole else int(line.region[-1])
             n_objects = 1 if whole else int(rng.integers(max(2, index + 1), 4))

@@ -108,12 +108,10 @@ def invert(pack: Any, images: torch.Tensor, batch: int = 64, progress: bool = Fa
               disable=not progress) as bar:
         for i in range(0, len(images), batch):
             x = images[i : i + batch].to(dev)
-            last = [0]
 
-            def advance(done: int, _total: int, _render: torch.Tensor, n: int = len(x),
-                        last: list[int] = last) -> None:
-                bar.update((done - last[0]) * n)
-                last[0] = done
+            def advance(_done: int, _total: int, _render: torch.Tensor, n: int = len(x)
+                        ) -> None:
+                bar.update(n)  # called once a step
 
             inv = invert_latents(gen, enc, x, refinement, on_step=advance)
             out.append(inv.image.clamp(-1, 1).cpu())
@@ -197,12 +195,11 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
         orig = _rates(_judge_hits(judge, crops.images, crops.labels))
         enc_only = invert(pack, crops.images, progress=progress,
                           desc=f"encode {label}", refinement=Refinement())
-        figures: dict[str, Any] = {"judge_on_originals": orig,
-                                   "encoder_only": {"n": n,
-                                                    "psnr_mean": float(psnr(enc_only,
-                                                                            crops.images).mean()),
-                                                    "judge": _rates(_judge_hits(
-                                                        judge, enc_only, crops.labels))}}
+        enc_rates = _rates(_judge_hits(judge, enc_only, crops.labels))
+        figures: dict[str, Any] = {
+            "judge_on_originals": orig,
+            "encoder_only": {"n": n, "psnr_mean": float(psnr(enc_only, crops.images).mean()),
+                             "judge": enc_rates}}
         if refinement.steps:
             k = min(n, n_refined)
             images, labels = crops.images[:k], crops.labels[:k]
@@ -217,7 +214,6 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
         figures.update({"inversion": how, "psnr_mean": float(p.mean()),
                         "psnr_p10": float(p.quantile(0.1)), "judge_on_inversions": rates})
         report.figures[f"inversion_{label}"] = figures
-        enc_rates = figures["encoder_only"]["judge"]
         if not independent:
             report.gates.append(Gate(f"inversion PSNR, scene crops (mean; {how})",
                                      float(p.mean()), 26.0, unit="dB"))

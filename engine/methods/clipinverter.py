@@ -76,13 +76,14 @@ class ClipInverter(EditMethod):
         gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
         adapter, remapper = self.networks(pack, inputs.device)
         x, mask = framed_inputs(inputs, gen.size)
-        inv, stages = invert_region(inputs, x, progress, cancel, 1)
         target, target_text = clip_target(clip, inputs)
+        with torch.no_grad():
+            # one encoder pass gives both the encoder's w and the residual; the residual is
+            # added to the pack's inversion (that w, refined when the manifest asks for it)
+            w_encoder, delta = adapter_residual(enc, adapter, x, target[None])
+        inv, stages = invert_region(inputs, x, progress, cancel, 1, w0=w_encoder)
         cancel.check()
         with torch.no_grad():
-            # the residual comes from the encoder's features; it is added to the pack's
-            # inversion (the encoder's w, refined when the manifest asks for it)
-            _, delta = adapter_residual(enc, adapter, x, target[None])
             w, fixed, inversion = inv.w, inv.styles, inv.image
             s = float(p["strength"])
             styles = remapped_styles(gen, w + s * delta, remapper, target[None],

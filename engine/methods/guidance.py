@@ -5,6 +5,7 @@ region-aware in the same way."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,15 +78,17 @@ class Stages:
 
 
 def invert_region(inputs: MethodInputs, image: Tensor, progress: ProgressFn,
-                  cancel: CancelFlag, method_steps: int) -> tuple[Inversion, Stages]:
+                  cancel: CancelFlag, method_steps: int, w0: Tensor | None = None
+                  ) -> tuple[Inversion, Stages]:
     """The pack's inversion of the framed region (encoder, then the refinement steps its
-    manifest asks for), reporting progress and honouring cancel."""
+    manifest asks for unless the ``refine`` parameter is off), with progress and cancel.
+    ``w0``: the encoder's W+ when the method already has it (not encoded again)."""
     pack = inputs.pack
     refinement = Refinement.of_pack(pack) if inputs.params.get("refine") else Refinement()
     stages = Stages(progress, refinement.steps, method_steps)
     stages.inverting(0, refinement.steps)
     inv = invert(pack.get("generator"), pack.get("encoder"), image, refinement,
-                 on_step=stages.inverting, check=cancel.check)
+                 on_step=stages.inverting, check=cancel.check, w0=w0)
     return inv, stages
 
 
@@ -178,8 +181,6 @@ def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
 def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[str, str]:
     """Zero-shot: the combination of values (one per key, in ``choices`` order) whose text
     "a <value> <value>" the image is most like, e.g. {"size": "small", "shape": "star"}."""
-    import itertools
-
     keys = list(choices)
     combos = list(itertools.product(*(choices[k] for k in keys)))
     texts = ["a " + " ".join(combo) for combo in combos]

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Inversion", "Refinement", "invert", "reconstruction_loss", "refine_latents"]
+__all__ = ["Inversion", "Refinement", "image_gradients", "invert", "reconstruction_loss",
+           "refine_latents"]
 
 #: on_step(done, total, render): refinement progress, with the render the step started from
 StepFn = Callable[[int, int, Tensor], None]
@@ -59,14 +60,18 @@ class Inversion:
     image: Tensor  # its render [B, 3, R, R]
 
 
+def image_gradients(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Horizontal and vertical differences of neighbouring pixels (what outlines are made of)."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
 def reconstruction_loss(y: Tensor, x: Tensor) -> Tensor:
     """Per image: L1 + L2 on pixels plus L1 between horizontal and vertical image gradients
     (the edge term keeps points and corners; pixels alone settle for a blob). Shape [B]."""
     d = y - x
     pix = (d.abs() + d.square()).flatten(1).mean(1)
-    gx = ((y[..., :, 1:] - y[..., :, :-1]) - (x[..., :, 1:] - x[..., :, :-1])).abs()
-    gy = ((y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs()
-    return pix + gx.flatten(1).mean(1) + gy.flatten(1).mean(1)
+    (hy, vy), (hx, vx) = image_gradients(y), image_gradients(x)
+    return pix + (hy - hx).abs().flatten(1).mean(1) + (vy - vx).abs().flatten(1).mean(1)
 
 
 def refine_latents(generator: torch.nn.Module, images: Tensor, w0: Tensor,
@@ -95,11 +100,13 @@ def refine_latents(generator: torch.nn.Module, images: Tensor, w0: Tensor,
 
 def invert(generator: torch.nn.Module, encoder: torch.nn.Module, image: Tensor,
            refinement: Refinement = Refinement(), on_step: StepFn | None = None,
-           check: Callable[[], None] | None = None) -> Inversion:
-    """The encoder's W+ of ``image``, refined for ``refinement.steps``, and its render."""
-    with torch.no_grad():
-        w = encoder(image) + encoder.latent_avg
-    w = refine_latents(generator, image, w, refinement, on_step, check)
+           check: Callable[[], None] | None = None, w0: Tensor | None = None) -> Inversion:
+    """The encoder's W+ of ``image`` (``w0`` when the caller already encoded it, latent_avg
+    included), refined for ``refinement.steps``, and its render."""
+    if w0 is None:
+        with torch.no_grad():
+            w0 = encoder(image) + encoder.latent_avg
+    w = refine_latents(generator, image, w0, refinement, on_step, check)
     with torch.no_grad():
         styles = [s.detach() for s in generator.styles(w)]
         render = generator.synthesis_from_styles(styles, noise="fixed")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.methods.inversion import image_gradients
 from engine.models.e4e import E4EConfig, Encoder4Editing
 from engine.models.stylegan2 import Generator
 from engine.training.common import Checkpoint, StepLoop, cosine_lr, save_grid, seed_everything
@@ -53,17 +54,13 @@ def build_models() -> tuple[Generator, Encoder4Editing]:
     return Generator(**GENERATOR_ARCH), Encoder4Editing(encoder_config())
 
 
-def _gradients(x: Tensor) -> tuple[Tensor, Tensor]:
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
-
-
 def reconstruction_loss(y: Tensor, x: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, float]]:
     """The pixel, edge and multi-scale terms (see the module docstring)."""
     weight = 1.0 + 4.0 * F.max_pool2d(mask, 5, 1, 2)
     diff = y - x
     pix = (weight * (diff.abs() + diff.square())).mean() / weight.mean()
-    gy, gx = _gradients(y)
-    ty, tx = _gradients(x)
+    gy, gx = image_gradients(y)
+    ty, tx = image_gradients(x)
     edge = (gy - ty).abs().mean() + (gx - tx).abs().mean()
     multi = sum(
         (F.avg_pool2d(y, k) - F.avg_pool2d(x, k)).abs().mean() for k in (2, 4)
