@@ -166,3 +166,5 @@ def test_cli_eval_pack_prints_every_gate(pack_dir: Path, capsys: pytest.CaptureF
         assert any(key in n and "CLIP zero-shot" in n for n in names)
         assert any(key in n and "independent" in n for n in names)
     assert any("PSNR" in n for n in names) and any("samples" in n for n in names)
+    ceiling = report["figures"]["samples_ceiling_encoded_frames_one_w"]
+    assert 0 <= ceiling["confident"] <= 1 and ceiling["rarest_share_ratio"] >= 0
