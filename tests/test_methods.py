@@ -13,7 +13,11 @@ import torch
 from engine import methods
 from engine.imaging import Patch, composite_over, decode_pixels
 from engine.methods.base import CancelFlag, Cancelled, MethodInputs
-from engine.methods.guidance import clip_read, paste_advice
+from engine.methods.guidance import (
+    anchored_prompt,
+    clip_read,
+    paste_advice,
+)
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
 from engine.training.directions import precompute_feu_corpus, precompute_global_directions
@@ -215,6 +219,41 @@ def test_paste_advice() -> None:
     assert paste_advice("a large star", vocab, shows({"shape": "star", "size": "small"})
                         ) == "render"
     assert paste_advice("something red", vocab, shows({})) == "delta"
+
+
+def test_anchored_prompt_names_what_the_prompt_leaves_out() -> None:
+    vocab = {"shape": ["circle", "star"], "size": ["small", "large"],
+             "color": ["red", "green"]}
+    asked: list[dict[str, list[str]]] = []
+
+    def read(choices: dict[str, list[str]]) -> dict[str, str]:
+        asked.append(choices)
+        return {k: {"shape": "circle", "size": "large", "color": "red"}[k] for k in choices}
+
+    assert anchored_prompt("there is a small star here", vocab, read) == "a small red star"
+    assert asked[-1] == {"color": ["red", "green"]}
+    assert anchored_prompt("make it green", vocab, read) == "a large green circle"
+    assert anchored_prompt("a small green star", vocab, read) is None  # nothing missing
+    assert anchored_prompt("a green star", None, read) is None
+    assert anchored_prompt("a green star", {"color": ["green"]}, read) is None
+
+
+def test_keep_unnamed_changes_the_target(registry: PackRegistry) -> None:
+    from engine.methods.guidance import clip_target
+
+    pack = registry.get("tiny")
+    clip = pack.get("clip")
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+
+    def inputs(keep: bool) -> MethodInputs:
+        return MethodInputs(image=image, mask=torch.ones(1, 1, 32, 32), prompt="a star",
+                            params={"keep_unnamed": keep}, seed=0, pack=pack)
+
+    bare, text = clip_target(clip, inputs(False), image)
+    anchored, anchored_text = clip_target(clip, inputs(True), image)
+    assert text == "'a star'" and "(as 'a " in anchored_text
+    assert abs(float(anchored.norm()) - 1) < 1e-5
+    assert not torch.allclose(bare, anchored)
 
 
 def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:

@@ -24,11 +24,14 @@ __all__ = [
     "Keep",
     "Stages",
     "advise_paste",
+    "anchored_prompt",
     "clip_loss",
     "clip_read",
     "clip_target",
     "framed_inputs",
     "invert_region",
+    "keep_unnamed_param",
+    "named_values",
     "pack_vocabulary",
     "paste_advice",
     "refine_param",
@@ -93,12 +96,31 @@ def invert_region(inputs: MethodInputs, image: Tensor, progress: ProgressFn,
 
 
 @torch.no_grad()
-def clip_target(clip: torch.nn.Module, inputs: MethodInputs) -> tuple[Tensor, str]:
-    """The unit CLIP embedding to move towards, and what it is (for messages)."""
+def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
+                inversion: Tensor | None = None) -> tuple[Tensor, str]:
+    """The unit CLIP embedding to move towards, and what it is (for messages).
+
+    With ``inversion`` and the ``keep_unnamed`` parameter on, a prompt that leaves some of
+    the pack's attributes unnamed is averaged with its :func:`anchored_prompt`."""
     if inputs.reference is not None:
         ref = inputs.reference.to(inputs.device)
         return clip.encode_image(ref, differentiable=False)[0], "the reference image"
-    return clip.encode_prompt(inputs.prompt).to(inputs.device), repr(inputs.prompt)
+    target = clip.encode_prompt(inputs.prompt).to(inputs.device)
+    anchor = None
+    if inversion is not None and inputs.params.get("keep_unnamed"):
+        anchor = anchored_prompt(inputs.prompt, pack_vocabulary(inputs.pack),
+                                 lambda choices: clip_read(clip, inversion, choices))
+    if anchor is None:
+        return target, repr(inputs.prompt)
+    both = target + clip.encode_prompt(anchor).to(inputs.device)
+    return both / both.norm(), f"{inputs.prompt!r} (as {anchor!r})"
+
+
+def keep_unnamed_param() -> Param:
+    """``keep_unnamed``: the CLIP-loss methods' switch for :func:`anchored_prompt`."""
+    return Param("keep_unnamed", "bool", True,
+                 help="keep the attributes the prompt does not name (the region's colour, "
+                      "shape and size as the pack's CLIP reads them) in the text target")
 
 
 def clip_loss(clip: torch.nn.Module, image: Tensor, target: Tensor, n_views: int,
@@ -150,6 +172,42 @@ STRUCTURAL_KEYS = ("size", "shape")
 ReadFn = Callable[[dict[str, list[str]]], dict[str, str]]
 
 
+def named_values(prompt: str, vocabulary: dict[str, list[str]],
+                 keys: tuple[str, ...]) -> dict[str, str]:
+    """The vocabulary value the prompt names for each of ``keys`` (the first, if several)."""
+    words = set(prompt.lower().replace(",", " ").split())
+    named: dict[str, str] = {}
+    for key in keys:
+        hits = [v for v in vocabulary.get(key, []) if v.lower() in words]
+        if hits:
+            named[key] = hits[0]
+    return named
+
+
+#: the attributes an edit anchors when the prompt leaves them out, in caption order
+ANCHOR_KEYS = ("size", "color", "shape")
+
+
+def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
+                    read_current: ReadFn) -> str | None:
+    """The prompt completed with what the region shows now, or None when nothing is missing.
+
+    People name what they want changed ("there is a small star here") and expect the rest
+    to stay; a CLIP loss on the bare prompt leaves the unnamed colour free to drift. The
+    completion ("a small red star") names every attribute: the asked values from the
+    prompt, the others as ``read_current`` (the pack's CLIP on the inversion) reads them.
+    """
+    if not vocabulary or not all(vocabulary.get(k) for k in ANCHOR_KEYS):
+        return None
+    named = named_values(prompt, vocabulary, ANCHOR_KEYS)
+    missing = [k for k in ANCHOR_KEYS if k not in named]
+    if not missing:
+        return None
+    current = read_current({k: list(vocabulary[k]) for k in missing})
+    values = {**current, **named}
+    return "a " + " ".join(values[k] for k in ANCHOR_KEYS)
+
+
 def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
                  read_current: ReadFn | None = None) -> str:
     """``render`` when the prompt asks for a new shape or size, else ``delta``.
@@ -163,12 +221,7 @@ def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
     """
     if not vocabulary:
         return "render"
-    words = set(prompt.lower().replace(",", " ").split())
-    named: dict[str, str] = {}
-    for key in STRUCTURAL_KEYS:
-        hits = [v for v in vocabulary.get(key, []) if v.lower() in words]
-        if hits:
-            named[key] = hits[0]
+    named = named_values(prompt, vocabulary, STRUCTURAL_KEYS)
     if not named:
         return "delta"
     if read_current is None:

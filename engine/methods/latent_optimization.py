@@ -26,6 +26,7 @@ from .guidance import (
     clip_target,
     framed_inputs,
     invert_region,
+    keep_unnamed_param,
     refine_param,
     similarity_info,
 )
@@ -59,19 +60,21 @@ class LatentOptimization(EditMethod):
         Param("jitter", "float", 0.05, 0.0, 1.0, help="seeded noise on the start latent"),
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
         refine_param(True),
+        keep_unnamed_param(),
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params
-        gen, enc, clip = (inputs.pack.get(c) for c in ("generator", "encoder", "clip"))
+        pack = inputs.pack
+        gen, clip = pack.get("generator"), pack.get("clip")
         rng = torch.Generator().manual_seed(int(inputs.seed))
         steps = int(p["steps"])
         x, mask = framed_inputs(inputs, gen.size)
         inv, stages = invert_region(inputs, x, progress, cancel, steps)
-        target, target_text = clip_target(clip, inputs)
-        keep = Keep(enc, inv.image, mask)
+        target, target_text = clip_target(clip, inputs, inv.image)
+        keep = Keep(pack.get("encoder"), inv.image, mask)
         jitter = float(p["jitter"]) * torch.randn(inv.w.shape, generator=rng).to(inputs.device)
         w = (inv.w + jitter).clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=float(p["lr"]))
@@ -95,5 +98,5 @@ class LatentOptimization(EditMethod):
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis(w_final, noise="fixed")
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(inputs.prompt, inputs.pack, clip, inv.image),
+                            paste=advise_paste(inputs.prompt, pack, clip, inv.image),
                             info=similarity_info(clip, inv.image, edited, target))

@@ -10,8 +10,10 @@
    views (:func:`engine.augment.clip_views`: a tiny CLIP is easy to fool with one view), a
    preservation loss against the unedited inversion outside the dilated selection (pixels,
    and the encoder's first feature tap: a network of the pack, never its judge), and an L2
-   pull towards ``w0``. The target is the prompt's CLIP text embedding or, with a reference
-   image, its CLIP image embedding.
+   pull towards ``w0``. The target is the prompt's CLIP text embedding (averaged, with
+   ``keep_unnamed``, with the prompt completed by what the region shows for the attributes
+   it does not name: :func:`.guidance.anchored_prompt`) or, with a reference image, its
+   CLIP image embedding.
 4. ``strength`` s renders ``w0 + s (w - w0)``. The seed jitters the start inside the mask, so
    variations differ; a given seed always gives the same result.
 
@@ -36,6 +38,7 @@ from .guidance import (
     clip_target,
     framed_inputs,
     invert_region,
+    keep_unnamed_param,
     refine_param,
     similarity_info,
 )
@@ -61,6 +64,7 @@ class PaintByWord(EditMethod):
               help="seeded noise on the start latent (makes variations differ)"),
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
         refine_param(True),
+        keep_unnamed_param(),
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True
@@ -68,15 +72,15 @@ class PaintByWord(EditMethod):
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params
         pack = inputs.pack
-        gen, enc, clip = pack.get("generator"), pack.get("encoder"), pack.get("clip")
+        gen, clip = pack.get("generator"), pack.get("clip")
         dev = inputs.device
         rng = torch.Generator().manual_seed(int(inputs.seed))
         steps = int(p["steps"])
         x, mask = framed_inputs(inputs, gen.size)
         inv, stages = invert_region(inputs, x, progress, cancel, steps)
-        target, target_text = clip_target(clip, inputs)
+        target, target_text = clip_target(clip, inputs, inv.image)
         mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
-        keep = Keep(enc, inv.image, mask)
+        keep = Keep(pack.get("encoder"), inv.image, mask)
 
         jitter = float(p["jitter"]) * torch.randn(inv.w.shape, generator=rng).to(dev)
         w = (inv.w + jitter).clone().requires_grad_(True)
