@@ -17,6 +17,8 @@ from engine.methods.guidance import (
     anchored_prompt,
     clip_read,
     paste_advice,
+    project_edit,
+    wants_projection,
 )
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
@@ -254,6 +256,25 @@ def test_keep_unnamed_changes_the_target(registry: PackRegistry) -> None:
     assert text == "'a star'" and "(as 'a " in anchored_text
     assert abs(float(anchored.norm()) - 1) < 1e-5
     assert not torch.allclose(bare, anchored)
+
+
+def test_project_edit_goes_through_the_encoder(registry: PackRegistry) -> None:
+    pack = registry.get("tiny")
+    gen, enc = pack.get("generator"), pack.get("encoder")
+    torch.manual_seed(0)
+    inversion, edited = torch.rand(2, 1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        through = gen.synthesis(enc(edited) + enc.latent_avg, noise="fixed")
+    assert torch.allclose(project_edit(gen, enc, edited, inversion, "render"), through)
+    # a recolour keeps the inversion and adds only the projected change
+    assert torch.allclose(project_edit(gen, enc, inversion, inversion, "delta"), inversion,
+                          atol=1e-5)
+    delta = project_edit(gen, enc, edited, inversion, "delta") - inversion
+    with torch.no_grad():
+        base = gen.synthesis(enc(inversion) + enc.latent_avg, noise="fixed")
+    assert torch.allclose(delta, through - base, atol=1e-5)
+    assert wants_projection("auto", "render") and not wants_projection("auto", "delta")
+    assert wants_projection("on", "delta") and not wants_projection("off", "render")
 
 
 def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:

@@ -27,8 +27,11 @@ from .guidance import (
     framed_inputs,
     invert_region,
     keep_unnamed_param,
+    project_edit,
+    project_param,
     refine_param,
     similarity_info,
+    wants_projection,
 )
 
 __all__ = ["LatentOptimization", "styleclip_lr"]
@@ -61,6 +64,7 @@ class LatentOptimization(EditMethod):
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
         refine_param(True),
         keep_unnamed_param(),
+        project_param(),
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True
@@ -97,6 +101,8 @@ class LatentOptimization(EditMethod):
         with torch.no_grad():
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis(w_final, noise="fixed")
-        return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(inputs.prompt, pack, clip, inv.image),
+        paste = advise_paste(inputs.prompt, pack, clip, inv.image)
+        if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste):
+            edited = project_edit(gen, pack.get("encoder"), edited, inv.image, paste)
+        return MethodOutput(image=edited, inversion=inv.image, paste=paste,
                             info=similarity_info(clip, inv.image, edited, target))

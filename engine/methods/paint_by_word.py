@@ -16,6 +16,9 @@
    CLIP image embedding.
 4. ``strength`` s renders ``w0 + s (w - w0)``. The seed jitters the start inside the mask, so
    variations differ; a given seed always gives the same result.
+5. ``project`` (auto: shape and size changes) renders the edit re-encoded by the pack's
+   encoder (:func:`.guidance.project_edit`), so a latent that CLIP guidance led off the
+   generator's images comes back as an object of the world rather than a smear.
 
 The reference implementation optimises one w with CMA-ES; Adam over W+ reaches the target in
 far fewer renders, which is what makes an interactive edit on a CPU possible.
@@ -39,8 +42,11 @@ from .guidance import (
     framed_inputs,
     invert_region,
     keep_unnamed_param,
+    project_edit,
+    project_param,
     refine_param,
     similarity_info,
+    wants_projection,
 )
 
 __all__ = ["PaintByWord"]
@@ -65,6 +71,7 @@ class PaintByWord(EditMethod):
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
         refine_param(True),
         keep_unnamed_param(),
+        project_param(),
     )
     needs = ("generator", "encoder", "clip")
     accepts_reference = True
@@ -104,6 +111,8 @@ class PaintByWord(EditMethod):
         with torch.no_grad():
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis_from_styles(gen.styles(w_final), noise="fixed", style_mix=mix)
-        return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(inputs.prompt, pack, clip, inv.image),
+        paste = advise_paste(inputs.prompt, pack, clip, inv.image)
+        if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste):
+            edited = project_edit(gen, pack.get("encoder"), edited, inv.image, paste)
+        return MethodOutput(image=edited, inversion=inv.image, paste=paste,
                             info=similarity_info(clip, inv.image, edited, target))
