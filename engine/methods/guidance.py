@@ -165,8 +165,8 @@ def project_param() -> Param:
 
 def wants_projection(setting: str, paste: str) -> bool:
     """``project=auto`` projects shape and size changes (paste advice ``render``): on the
-    demo pack that turned smears into objects and raised shape edits that both reach and
-    keep from 40% to 60%, while recolours did better unprojected (BENCHMARKS.md)."""
+    demo pack that turns their smears into objects at about the same judged rates, while
+    recolours did better unprojected (BENCHMARKS.md)."""
     return setting == "on" or (setting == "auto" and paste == "render")
 
 
