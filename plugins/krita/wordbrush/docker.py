@@ -240,6 +240,15 @@ class WordbrushDocker(DockWidget):
                 self.params_form.addRow(spec.name, check)
                 self._param_widgets[spec.name] = (check, bool(spec.default))
                 continue
+            if spec.kind == "choice":
+                combo = QComboBox()
+                for choice in spec.choices:
+                    combo.addItem(choice)
+                combo.setCurrentText(str(spec.default))
+                combo.setToolTip(spec.help)
+                self.params_form.addRow(spec.name, combo)
+                self._param_widgets[spec.name] = (combo, spec.default)
+                continue
             if spec.name == "strength" or spec.kind not in ("int", "float"):
                 continue
             box = QDoubleSpinBox() if spec.kind == "float" else QSpinBox()
@@ -284,7 +293,12 @@ class WordbrushDocker(DockWidget):
         if info is not None and info.param("strength") is not None:
             params["strength"] = self.strength.value()
         for name, (box, default) in self._param_widgets.items():
-            value = box.isChecked() if isinstance(box, QCheckBox) else box.value()
+            if isinstance(box, QCheckBox):
+                value = box.isChecked()
+            elif isinstance(box, QComboBox):
+                value = box.currentText()
+            else:
+                value = box.value()
             if value != default:
                 params[name] = value
         seed = self.seed.value()
