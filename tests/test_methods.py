@@ -234,7 +234,8 @@ def test_anchored_prompt_names_what_the_prompt_leaves_out() -> None:
 
     assert anchored_prompt("there is a small star here", vocab, read) == "a small red star"
     assert asked[-1] == {"color": ["red", "green"]}
-    assert anchored_prompt("make it green", vocab, read) == "a large green circle"
+    assert anchored_prompt("make it larger", vocab, read) == "a large red circle"
+    assert anchored_prompt("make it green", vocab, read) is None  # a recolour: no anchor
     assert anchored_prompt("a small green star", vocab, read) is None  # nothing missing
     assert anchored_prompt("a green star", None, read) is None
     assert anchored_prompt("a green star", {"color": ["green"]}, read) is None
