@@ -16,7 +16,7 @@ from torch import Tensor
 
 from engine.augment import clip_views
 
-from .base import CancelFlag, MethodInputs, Param, ProgressFn
+from .base import CancelFlag, MethodInputs, MethodOutput, Param, ProgressFn
 from .inversion import Inversion, Refinement, invert
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "invert_region",
     "keep_unnamed_param",
     "named_values",
+    "optimised_output",
     "pack_vocabulary",
     "paste_advice",
     "project_edit",
@@ -190,6 +191,21 @@ def project_edit(generator: Any, encoder: Any, edited: Tensor, inversion: Tensor
     if paste == "delta":
         return inversion + projected - project(inversion)
     return projected
+
+
+def optimised_output(inputs: MethodInputs, inversion: Inversion, edited: Tensor,
+                     target: Tensor) -> MethodOutput:
+    """The optimisation methods' result: the paste advice, the edit projected when their
+    ``project`` parameter asks for it (never at strength 0, which is the inversion), and
+    the CLIP similarities."""
+    pack, p = inputs.pack, inputs.params
+    clip = pack.get("clip")
+    paste = advise_paste(inputs.prompt, pack, clip, inversion.image)
+    if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste):
+        edited = project_edit(pack.get("generator"), pack.get("encoder"), edited,
+                              inversion.image, paste)
+    return MethodOutput(image=edited, inversion=inversion.image, paste=paste,
+                        info=similarity_info(clip, inversion.image, edited, target))
 
 
 def pack_vocabulary(pack: Any) -> dict[str, list[str]] | None:

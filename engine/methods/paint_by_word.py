@@ -36,17 +36,14 @@ from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
     Keep,
-    advise_paste,
     clip_loss,
     clip_target,
     framed_inputs,
     invert_region,
     keep_unnamed_param,
-    project_edit,
+    optimised_output,
     project_param,
     refine_param,
-    similarity_info,
-    wants_projection,
 )
 
 __all__ = ["PaintByWord"]
@@ -111,8 +108,4 @@ class PaintByWord(EditMethod):
         with torch.no_grad():
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis_from_styles(gen.styles(w_final), noise="fixed", style_mix=mix)
-        paste = advise_paste(inputs.prompt, pack, clip, inv.image)
-        if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste):
-            edited = project_edit(gen, pack.get("encoder"), edited, inv.image, paste)
-        return MethodOutput(image=edited, inversion=inv.image, paste=paste,
-                            info=similarity_info(clip, inv.image, edited, target))
+        return optimised_output(inputs, inv, edited, target)
