@@ -2,8 +2,9 @@
 
 ``protocol``: a WxW RGBA8 layer sent through the real framing code (encode, zero-copy
 send, size-checked decode) to an echo peer with the engine's socket options, and back,
-over ipc and tcp loopback. Reported as GB/s (2 x bytes / round trip) and as a ratio to a
-numpy memcpy of the same bytes measured in the same run.
+over ipc, over ipc with the shared-memory rings a local engine and client agree on
+(:mod:`protocol.shm`), and over tcp loopback. Reported as GB/s (2 x bytes / round trip)
+and as a ratio to a numpy memcpy of the same bytes measured in the same run.
 
 ``models``: forward times of the full-size models (see :mod:`engine.bench_models`).
 
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from protocol import shm
 from protocol.framing import Buffer, Limits, Message, decode, encode
 
 
@@ -43,7 +45,8 @@ def memcpy_rate(nbytes: int, repeats: int) -> float:
 
 
 def _echo(ctx: zmq.Context, endpoint: str, limits: Limits, ready: threading.Event,
-          stop: threading.Event, bound: list[str]) -> None:
+          stop: threading.Event, bound: list[str], offer: dict[str, Any] | None) -> None:
+    link = shm.SharedLink.accept(offer) if offer is not None else None
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes + 65536)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -56,21 +59,33 @@ def _echo(ctx: zmq.Context, endpoint: str, limits: Limits, ready: threading.Even
             if not sock.poll(100):
                 continue
             frames = sock.recv_multipart(copy=False)
-            request = decode(frames[1:], limits)
+            request = decode(frames[1:], limits, link.reader if link else None)
             reply = Message("result", {"job": request.id}, request.buffers, ref=request.id)
-            sock.send_multipart([frames[0], *encode(reply, limits)], copy=False)
+            out = encode(reply, limits)
+            if link is not None:
+                out = link.writer.place_frames(out)
+            sock.send_multipart([frames[0], *out], copy=False)
+            del request, reply, out
     finally:
         sock.close()
+        if link is not None:
+            link.close()
 
 
-def roundtrip_seconds(endpoint: str, side: int, repeats: int) -> float:
+def roundtrip_seconds(endpoint: str, side: int, repeats: int, shared: bool = False) -> float:
     ctx = zmq.Context()
     limits = Limits(max_frame_bytes=max(side * side * 4, 1 << 20), max_side=max(side, 8192))
     ready, stop, bound = threading.Event(), threading.Event(), []
-    thread = threading.Thread(target=_echo, args=(ctx, endpoint, limits, ready, stop, bound),
+    link, offer = (None, None)
+    if shared:
+        link, offer = shm.SharedLink.offer(max(shm.DEFAULT_CAPACITY, 2 * side * side * 4))
+    thread = threading.Thread(target=_echo,
+                              args=(ctx, endpoint, limits, ready, stop, bound, offer),
                               daemon=True)
     thread.start()
     ready.wait(5)
+    if link is not None:
+        link.unlink()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(bound[0])
@@ -81,18 +96,27 @@ def roundtrip_seconds(endpoint: str, side: int, repeats: int) -> float:
             message = Message("submit", {"prompt": "bench"},
                               [Buffer("layer", side, side, "rgba8", pixels)])
             start = time.perf_counter()
-            dealer.send_multipart(encode(message, limits), copy=False)
-            reply = decode(dealer.recv_multipart(copy=False), limits)
+            frames = encode(message, limits)
+            if link is not None:
+                frames = link.writer.place_frames(frames)
+            dealer.send_multipart(frames, copy=False)
+            reply = decode(dealer.recv_multipart(copy=False), limits,
+                           link.reader if link else None)
             elapsed = time.perf_counter() - start
             if reply.buffers[0].data.nbytes != pixels.nbytes:
                 raise RuntimeError("the echo returned the wrong number of bytes")
-            if i > 0:  # the first trip sets up the connection
+            if shared and len(frames) != 2:
+                raise RuntimeError("the layer did not go through shared memory")
+            del reply, frames
+            if i > 0:  # the first trip sets up the connection (and the rings' memory)
                 times.append(elapsed)
     finally:
         stop.set()
         thread.join(2)
         dealer.close()
         ctx.term()
+        if link is not None:
+            link.close()
     return statistics.median(times)
 
 
@@ -101,13 +125,16 @@ def bench_protocol(side: int, repeats: int) -> list[dict[str, Any]]:
 
     nbytes = side * side * 4
     rows = []
-    with tqdm(total=3, desc="bench protocol", unit="part") as bar:
+    transports = [("ipc", "ipc", False), ("tcp", "tcp", False)]
+    if shm.supported():
+        transports.insert(1, ("ipc+shm", "ipc", True))
+    with tqdm(total=1 + len(transports), desc="bench protocol", unit="part") as bar:
         copy_rate = memcpy_rate(nbytes, repeats * 2)
         bar.update()
         with tempfile.TemporaryDirectory(prefix="wordbrush-bench-") as tmp:
-            for transport, endpoint in (("ipc", f"ipc://{tmp}/bench.sock"),
-                                        ("tcp", "tcp://127.0.0.1:*")):
-                rtt = roundtrip_seconds(endpoint, side, repeats)
+            for transport, kind, shared in transports:
+                endpoint = f"ipc://{tmp}/bench.sock" if kind == "ipc" else "tcp://127.0.0.1:*"
+                rtt = roundtrip_seconds(endpoint, side, repeats, shared)
                 rate = 2 * nbytes / rtt
                 rows.append({"transport": transport, "bytes": nbytes, "rtt_ms": rtt * 1000,
                              "gb_s": rate / 1e9, "memcpy_gb_s": copy_rate / 1e9,

@@ -33,7 +33,7 @@ class JobState(str, Enum):
 class Job:
     id: str
     peer: bytes  # ROUTER identity of the client to report to (updated on re-attach)
-    request: EditRequest
+    request: EditRequest | None  # dropped when the job finishes (see _finish_locked)
     method: str
     pack: str | None
     params: dict[str, Any]
@@ -132,6 +132,9 @@ class JobBook:
                        nbytes: int) -> None:
         job.state = state
         job.finished_at = time.monotonic()
+        # the inputs are views of received frames or of the client's shared-memory ring:
+        # a finished job kept for re-fetch must not hold them (or the ring) for minutes
+        job.request = None
         job.final_frames = frames
         job.final_nbytes = nbytes
         if self.running is job:

@@ -23,7 +23,7 @@ from protocol.messages import PASTE_MODES, EditRequest, ParamSpec, validate_para
 
 from . import imaging, methods
 from .jobs import Job
-from .methods.base import EditMethod, InputRejected, MethodInputs, MethodOutput
+from .methods.base import Cancelled, EditMethod, InputRejected, MethodInputs, MethodOutput
 from .packs import PackRegistry
 from .server import JobOutcome, JobPlan, JobProgress
 
@@ -181,6 +181,8 @@ class EditRunner:
 
     def run(self, job: Job, progress: JobProgress) -> JobOutcome:
         request = job.request
+        if request is None:  # finished (cancelled) before it started: its inputs are gone
+            raise Cancelled()
         pack = self.packs.get(job.pack)
         method = self._method(job.method)
         params = dict(job.params)

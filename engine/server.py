@@ -13,6 +13,12 @@ limit before allocating it; a frame-count cap is checked while receiving; the re
 HWM is low; ROUTER_MANDATORY makes replies to vanished peers fail loudly (and we drop
 them) instead of vanishing; sends never block, so a client that never reads cannot
 grow the engine's memory; ZMTP heartbeats find dead peers.
+
+On an ``ipc://`` endpoint a client may offer shared memory in ``hello``
+(:mod:`protocol.shm`); the I/O thread then reads that client's large buffers from its
+ring and writes large replies into the other one. Clients keep their routing id across
+reconnects (ROUTER_HANDOVER), so the rings stay theirs. At most ``MAX_SHARED_LINKS``
+clients hold rings; the least recently seen one falls back to frames.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +36,7 @@ from typing import Any, ClassVar, Protocol
 
 import zmq
 
-from protocol import endpoints
+from protocol import endpoints, shm
 from protocol.errors import ErrorCode, InvalidRequest, ProtocolError, WordbrushError
 from protocol.framing import (
     DEFAULT_LIMITS,
@@ -49,6 +56,7 @@ from .methods.base import Cancelled
 log = logging.getLogger("wordbrush.engine")
 
 HEARTBEAT_SECONDS = 1.0
+MAX_SHARED_LINKS = 16
 
 #: progress(step, total, message, preview)
 JobProgress = Callable[[int, int, str, Buffer | None], None]
@@ -124,6 +132,9 @@ class EngineServer:
         self.bound_endpoint: str | None = None
         self._startup_error: BaseException | None = None
         self.started_at = time.time()
+        # peer routing id -> its shared-memory rings (I/O thread only)
+        self._links: OrderedDict[bytes, shm.SharedLink] = OrderedDict()
+        self._shared_memory = config.endpoint.startswith("ipc://") and shm.supported()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,6 +145,7 @@ class EngineServer:
         sock.setsockopt(zmq.RCVHWM, 8)
         sock.setsockopt(zmq.SNDHWM, self.config.sndhwm)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its id
         sock.setsockopt(zmq.HANDSHAKE_IVL, 5000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 10000)
@@ -329,11 +341,17 @@ class EngineServer:
             self._send_raw(router, frames[0].bytes, frames[1:])
         inbox.close(linger=0)
         router.close()
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
         if self.config.endpoint.startswith("ipc://"):
             Path(self.config.endpoint[len("ipc://"):]).unlink(missing_ok=True)
         log.info("engine stopped")
 
     def _send_raw(self, router: zmq.Socket, peer: bytes, frames: list[Any]) -> bool:
+        link = self._links.get(peer)
+        if link is not None:
+            frames = link.writer.place_frames(frames)
         try:
             router.send_multipart([peer, *frames], copy=False, flags=zmq.NOBLOCK)
             return True
@@ -383,11 +401,16 @@ class EngineServer:
             self._handle(router, peer, frames[1:])
 
     def _handle(self, router: zmq.Socket, peer: bytes, frames: list[Any]) -> None:
+        link = self._links.get(peer)
+        if link is not None:
+            self._links.move_to_end(peer)
         try:
-            message = decode(frames, self.limits)
+            message = decode(frames, self.limits, link.reader if link is not None else None)
         except ProtocolError as exc:
             log.info("request.bad peer=%s error=%s", peer.hex(), exc)
-            self._send(router, peer, error_message(exc.code, str(exc), ref=None))
+            # name the request (and a submit's job) when its header was readable
+            job = exc.ref if exc.message_type == "submit" else None
+            self._send(router, peer, error_message(exc.code, str(exc), ref=exc.ref, job=job))
             return
         try:
             handler = self._handlers.get(message.type)
@@ -418,7 +441,28 @@ class EngineServer:
                 code=ErrorCode.UNSUPPORTED_VERSION)
         body = {"protocol": PROTOCOL_VERSION, "engine": __version__,
                 "limits": self.limits.to_dict(), **self.runner.describe()}
+        if "shm" in message.body:
+            body.update(self._accept_shared_memory(peer, message.body["shm"]))
         self._send(router, peer, Message("welcome", body, ref=message.id))
+
+    def _accept_shared_memory(self, peer: bytes, offer: Any) -> dict[str, Any]:
+        """Map a client's rings if this endpoint allows it; the welcome fields that say so."""
+        old = self._links.pop(peer, None)
+        if old is not None:
+            old.close()
+        if not self._shared_memory:
+            return {"shm": False, "shm_note": "shared memory is only used over ipc on Linux"}
+        try:
+            link = shm.SharedLink.accept(offer)
+        except shm.SharedMemoryUnavailable as exc:
+            log.info("shm.refused peer=%s reason=%s", peer.hex(), exc)
+            return {"shm": False, "shm_note": str(exc)}
+        self._links[peer] = link
+        while len(self._links) > MAX_SHARED_LINKS:
+            _, evicted = self._links.popitem(last=False)
+            evicted.close()
+        log.info("shm.accepted peer=%s", peer.hex())
+        return {"shm": True}
 
     def _on_ping(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
         self._send(router, peer, Message("pong", {"time": time.time()}, ref=message.id))

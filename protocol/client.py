@@ -13,11 +13,16 @@ notification, after every send, and from a slow timer) and handle the returned e
 
 Timeouts mean "no message from the engine for N seconds", never total job time: the
 engine sends progress or a heartbeat at least every 2 s while a job runs.
+
+With a local ``ipc://`` engine on Linux, :meth:`connect` also offers shared memory
+(:mod:`protocol.shm`): large buffers then go through two mapped rings instead of the
+socket. Everything else is unchanged, and any buffer that does not fit travels as a frame.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +33,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from . import endpoints
+from . import endpoints, shm
 from .errors import (
     AuthFailed,
     EngineRejected,
@@ -80,6 +85,7 @@ class EngineClient:
         progress_timeout: float = 30.0,
         reconnect_grace: float = 10.0,
         client_name: str = "wordbrush",
+        shared_memory: bool = True,
     ) -> None:
         self.endpoint = endpoint or endpoints.default_endpoint()
         endpoints.check_endpoint_syntax(self.endpoint)
@@ -98,6 +104,12 @@ class EngineClient:
         self._events: list[Event] = []
         self._auth_failed = False
         self._disconnected_at: float | None = None
+        self.shared_memory = shared_memory
+        self._link: shm.SharedLink | None = None
+        self._send_shared = False  # cleared on reconnect: a new engine would not know the rings
+        self._sent_shared: dict[str, Message] = {}  # submits sent through the ring, unanswered
+        # a stable routing id: the engine knows this client (and its rings) across reconnects
+        self._routing_id = b"wb" + secrets.token_bytes(14)
 
     # ------------------------------------------------------------------ socket life
 
@@ -109,6 +121,7 @@ class EngineClient:
         if self._sock is not None:
             return self._sock
         sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self._routing_id)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.RCVHWM, 64)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
@@ -140,6 +153,19 @@ class EngineClient:
         self._sock = None
         self._monitor = None
         self.welcome = None
+        self._drop_link()
+
+    def _drop_link(self) -> None:
+        self._send_shared = False
+        self._sent_shared.clear()
+        if self._link is not None:
+            self._link.close()  # views still in use keep their mapping alive
+            self._link = None
+
+    @property
+    def uses_shared_memory(self) -> bool:
+        """True while large buffers go to the engine through shared memory."""
+        return self._send_shared
 
     def __enter__(self) -> EngineClient:
         return self
@@ -155,8 +181,13 @@ class EngineClient:
 
     def _send(self, message: Message) -> None:
         sock = self._open()
+        frames = encode(message, self.limits)
+        if self._send_shared and self._link is not None:
+            frames = self._link.writer.place_frames(frames)
+            if len(frames) < 2 + len(message.buffers):
+                self._sent_shared[message.id] = message  # to resend should the engine not know
         try:
-            sock.send_multipart(encode(message, self.limits), copy=False, flags=zmq.NOBLOCK)
+            sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
             raise EngineUnavailable(
                 f"could not send to the engine at {self.endpoint}: it is not accepting messages"
@@ -176,10 +207,16 @@ class EngineClient:
                 if self._disconnected_at is None:
                     self._disconnected_at = time.monotonic()
             elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if self._disconnected_at is not None:
+                    # the engine may be a new one that never saw our rings: send frames
+                    # (until the next connect); still read what the old one sends
+                    self._send_shared = False
                 if self._disconnected_at is not None and self._jobs:
-                    # the engine came back (or the link did): ask after every job in flight
+                    # the engine came back (or the link did): ask after every job in flight;
+                    # a submit that went through the ring is sent again as frames instead
                     for job in list(self._jobs):
-                        self._send(Message("fetch", {"job": job}))
+                        sent = self._sent_shared.pop(job, None)
+                        self._send(sent if sent is not None else Message("fetch", {"job": job}))
                 self._disconnected_at = None
         if self._auth_failed:
             raise AuthFailed(
@@ -198,7 +235,8 @@ class EngineClient:
             except zmq.Again:
                 break
             try:
-                message = decode(frames, self.limits)
+                message = decode(frames, self.limits,
+                                 self._link.reader if self._link is not None else None)
             except ProtocolError as exc:
                 raise EngineRejected(f"the engine sent a message this client cannot read: {exc}",
                                      code=ErrorCode.BAD_MESSAGE) from None
@@ -206,6 +244,14 @@ class EngineClient:
 
     def _dispatch(self, message: Message) -> None:
         event = parse_event(message)
+        sent = self._sent_shared.pop(message.ref, None) if message.ref is not None else None
+        if isinstance(event, EngineError) and event.code is ErrorCode.SHARED_MEMORY_UNKNOWN:
+            # the engine does not hold our rings (it restarted, or dropped them): send the
+            # same message, same id, as frames; if that was done already, this is moot
+            self._send_shared = False
+            if sent is not None:
+                self._send(sent)
+            return
         if event is None or (isinstance(event, EngineError) and event.job is None):
             if message.ref in self._replies_wanted:
                 self._replies[message.ref] = message
@@ -246,6 +292,7 @@ class EngineClient:
         for job, last in list(self._jobs.items()):
             if now - last > self.progress_timeout:
                 del self._jobs[job]
+                self._sent_shared.pop(job, None)
                 raise Timeout(
                     f"no progress from the engine for {self.progress_timeout:.0f} s "
                     f"(job {job}); it may have stopped"
@@ -279,12 +326,34 @@ class EngineClient:
     # ------------------------------------------------------------------ requests
 
     def connect(self, timeout: float | None = None) -> Welcome:
-        """Say hello; check the protocol version; remember what the engine offers."""
-        reply = self._request(
-            Message("hello", {"client": self.client_name, "version": CLIENT_VERSION,
-                              "protocol": PROTOCOL_VERSION}),
-            self.connect_timeout if timeout is None else timeout,
-        )
+        """Say hello; check the protocol version; remember what the engine offers.
+
+        To a local ipc engine this also offers shared memory; the engine maps it or says
+        why not, and either way the files' names are removed before this returns.
+        """
+        body: dict[str, Any] = {"client": self.client_name, "version": CLIENT_VERSION,
+                                "protocol": PROTOCOL_VERSION}
+        self._drop_link()
+        link = None
+        if self.shared_memory and self.endpoint.startswith("ipc://") and shm.supported():
+            try:
+                link, body["shm"] = shm.SharedLink.offer()
+            except shm.SharedMemoryUnavailable:
+                link = None
+        try:
+            reply = self._request(Message("hello", body),
+                                  self.connect_timeout if timeout is None else timeout)
+        except BaseException:
+            if link is not None:
+                link.unlink()
+                link.close()
+            raise
+        if link is not None:
+            link.unlink()
+            if reply.body.get("shm") is True:
+                self._link, self._send_shared = link, True
+            else:
+                link.close()
         if reply.type != "welcome":
             raise EngineRejected(f"expected 'welcome', the engine sent {reply.type!r}")
         welcome = Welcome.from_message(reply)

@@ -25,6 +25,7 @@ class ErrorCode(str, Enum):
     UNKNOWN_JOB = "unknown_job"
     METHOD_FAILED = "method_failed"  # the edit itself raised
     SHUTTING_DOWN = "shutting_down"
+    SHARED_MEMORY_UNKNOWN = "shm_unknown"  # a buffer names a ring this engine does not hold
     INTERNAL = "internal"
 
     @classmethod
@@ -55,9 +56,22 @@ class WordbrushError(Exception):
 
 
 class ProtocolError(WordbrushError):
-    """A message could not be decoded or failed validation."""
+    """A message could not be decoded or failed validation.
+
+    ``ref`` and ``message_type`` are set when the header itself was readable, so that the
+    error reply can name the request (and a submit's job) it refuses.
+    """
 
     code = ErrorCode.BAD_MESSAGE
+    ref: str | None = None
+    message_type: str | None = None
+
+
+class SharedMemoryUnknown(ProtocolError):
+    """A buffer names shared memory the receiver does not hold; the sender should resend
+    it as a frame (the engine restarted, or dropped an idle client's rings)."""
+
+    code = ErrorCode.SHARED_MEMORY_UNKNOWN
 
 
 class UnsupportedVersion(ProtocolError):

@@ -16,6 +16,11 @@ see :mod:`protocol.messages`) and ``buffers``: for every raw frame its ``name``,
 ``width``, ``height``, ``format``, ``nbytes`` and optional ``transfer`` (``srgb`` or
 ``linear``). ``nbytes`` must equal both the frame's length and width*height*bpp.
 
+Between a client and a local engine that agreed on shared memory (see :mod:`protocol.shm`),
+a buffer entry may instead carry ``shm``: its position in the sender's ring. Such a buffer
+has no frame; :func:`decode` resolves it to a view of the ring, or refuses it when the
+connection has no ring.
+
 Decoding validates everything against :class:`Limits` and raises only subclasses of
 :class:`protocol.errors.ProtocolError`. Unknown header fields are ignored, so a newer
 peer may add fields without breaking an older one.
@@ -26,11 +31,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from .errors import LimitExceeded, ProtocolError, UnsupportedVersion
+from .errors import LimitExceeded, ProtocolError, SharedMemoryUnknown, UnsupportedVersion
+
+if TYPE_CHECKING:
+    from .shm import RingReader
 
 MAGIC = b"WB"
 PROTOCOL_VERSION = 1
@@ -251,10 +259,12 @@ def check_buffer_spec(spec: Any, limits: Limits) -> dict[str, Any]:
             "nbytes": nbytes, "transfer": transfer}
 
 
-def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
+def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS,
+           shared: RingReader | None = None) -> Message:
     """Decode frames (without routing ids) into a :class:`Message`, validating everything.
 
-    Buffer data are zero-copy memoryviews of the received frames.
+    Buffer data are zero-copy memoryviews of the received frames, or of ``shared`` (the
+    connection's shared-memory ring) for entries that name a position in it.
     """
     if len(frames) < 2:
         raise ProtocolError(f"a message needs at least 2 frames, got {len(frames)}")
@@ -282,6 +292,17 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         raise UnsupportedVersion(
             f"protocol version {version!r} is not supported; this side speaks {PROTOCOL_VERSION}"
         )
+    try:
+        body, buffers = _body_and_buffers(header, frames, limits, shared)
+    except ProtocolError as exc:
+        exc.ref, exc.message_type = mid, mtype
+        raise
+    return Message(type=mtype, body=body, buffers=buffers, id=mid, ref=ref, version=version)
+
+
+def _body_and_buffers(header: dict[str, Any], frames: Sequence[Any], limits: Limits,
+                      shared: RingReader | None) -> tuple[dict[str, Any], list[Buffer]]:
+    """The validated body and buffers of a message whose header fields were readable."""
     body = header.get("body", {})
     if body is None:
         body = {}
@@ -294,18 +315,28 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         raise ProtocolError("the header's 'buffers' must be a list")
     if len(specs) > limits.max_buffers:
         raise LimitExceeded(f"at most {limits.max_buffers} buffers are allowed, got {len(specs)}")
-    if len(specs) != len(frames) - 2:
+    in_frames = sum(1 for spec in specs if not (isinstance(spec, dict) and "shm" in spec))
+    if in_frames != len(frames) - 2:
         raise ProtocolError(
-            f"the header describes {len(specs)} buffers but {len(frames) - 2} frames followed"
+            f"the header describes {in_frames} buffers in frames but {len(frames) - 2} "
+            "frames followed"
+        )
+    if in_frames != len(specs) and shared is None:
+        raise SharedMemoryUnknown(
+            "a buffer names shared memory that this side does not hold (say hello again)"
         )
     buffers: list[Buffer] = []
     seen: set[str] = set()
-    for spec, frame in zip(specs, frames[2:], strict=True):
+    following = iter(frames[2:])
+    for spec in specs:
         clean = check_buffer_spec(spec, limits)
         if clean["name"] in seen:
             raise ProtocolError(f"buffer name {clean['name']!r} appears twice")
         seen.add(clean["name"])
-        view = _frame_view(frame)
+        if "shm" in spec and shared is not None:
+            view = shared.view(spec["shm"], clean["nbytes"], clean["name"])
+        else:
+            view = _frame_view(next(following))
         if view.nbytes != clean["nbytes"]:
             raise ProtocolError(
                 f"buffer {clean['name']!r} claims {clean['nbytes']} bytes but its frame "
@@ -315,4 +346,4 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
             Buffer(clean["name"], clean["width"], clean["height"], clean["format"], view,
                    clean["transfer"])
         )
-    return Message(type=mtype, body=body, buffers=buffers, id=mid, ref=ref, version=version)
+    return body, buffers
