@@ -72,7 +72,11 @@ def test_plugin_in_real_krita(krita_home: Path, tmp_path: Path) -> None:
     engine = EngineProcess(tmp_path / "engine")
     try:
         pykrita = krita_home / ".local/share/krita/pykrita"
-        env = dict(os.environ, HOME=str(krita_home), QT_QPA_PLATFORM="offscreen",
+        # Krita's embedded Python finds its prefix through PATH: with this project's venv
+        # activated it would pick the venv (which has no PyQt5) instead of the system's
+        path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                               if not (sys.prefix != sys.base_prefix and p.startswith(sys.prefix)))
+        env = dict(os.environ, PATH=path, HOME=str(krita_home), QT_QPA_PLATFORM="offscreen",
                    XDG_DATA_HOME=str(krita_home / ".local/share"),
                    XDG_CONFIG_HOME=str(krita_home / ".config"),
                    PYTHONPATH=os.pathsep.join([str(pykrita), str(REPO / "tests" / "support")]))
