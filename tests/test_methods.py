@@ -236,6 +236,10 @@ def test_anchored_prompt_names_what_the_prompt_leaves_out() -> None:
     assert asked[-1] == {"color": ["red", "green"]}
     assert anchored_prompt("make it larger", vocab, read) == "a large red circle"
     assert anchored_prompt("make it green", vocab, read) is None  # a recolour: no anchor
+    assert asked[-1] == {"shape": ["circle", "star"], "size": ["small", "large"],
+                         "color": ["red", "green"]}
+    # the colour it already has: a shape edit, completed with the size
+    assert anchored_prompt("a star coloured red", vocab, read) == "a large red star"
     assert anchored_prompt("a small green star", vocab, read) is None  # nothing missing
     assert anchored_prompt("a green star", None, read) is None
     assert anchored_prompt("a green star", {"color": ["green"]}, read) is None

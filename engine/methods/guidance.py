@@ -123,9 +123,9 @@ def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
 def keep_unnamed_param() -> Param:
     """``keep_unnamed``: the CLIP-loss methods' switch for :func:`anchored_prompt`."""
     return Param("keep_unnamed", "bool", True,
-                 help="for a prompt that names no colour, keep the region's colour (and the "
-                      "shape and size it does not name) in the text target, as the pack's "
-                      "CLIP reads them")
+                 help="unless the prompt asks for a new colour, keep what it does not name "
+                      "(colour, shape, size) in the text target, as the pack's CLIP reads "
+                      "them on the region")
 
 
 def clip_loss(clip: torch.nn.Module, image: Tensor, target: Tensor, n_views: int,
@@ -253,16 +253,21 @@ def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
     to stay; a CLIP loss on the bare prompt leaves the unnamed colour free to drift. The
     completion ("a small red star") names every attribute: the asked values from the
     prompt, the others as ``read_current`` (the pack's CLIP on the inversion) reads them.
-    A prompt that names a colour gets no completion: anchoring its size or shape cost
-    recolours of hand-drawn shapes their colour (BENCHMARKS.md, session 5).
+    A recolour (a prompt naming a colour other than the one read) gets no completion:
+    anchoring its size or shape cost recolours of hand-drawn shapes their colour; a prompt
+    that names the colour the region already has ("a circle coloured blue" on a blue
+    square) is a shape edit and is completed (BENCHMARKS.md, sessions 5 and 6).
     """
     if not vocabulary or not all(vocabulary.get(k) for k in ANCHOR_KEYS):
         return None
     named = named_values(prompt, vocabulary, ANCHOR_KEYS)
     missing = [k for k in ANCHOR_KEYS if k not in named]
-    if not missing or "color" in named:
+    if not missing:
         return None
-    current = read_current({k: list(vocabulary[k]) for k in missing})
+    read_keys = missing + (["color"] if "color" in named else [])
+    current = read_current({k: list(vocabulary[k]) for k in read_keys})
+    if "color" in named and current.get("color") != named["color"]:
+        return None
     values = {**current, **named}
     return "a " + " ".join(values[k] for k in ANCHOR_KEYS)
 
