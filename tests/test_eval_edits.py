@@ -43,6 +43,16 @@ def test_cases_ask_for_a_real_change() -> None:
             assert c.target[key] in c.prompt
 
 
+def test_a_kinds_scenes_do_not_depend_on_the_other_kinds() -> None:
+    def key(case) -> tuple:
+        return (case.prompt, case.box, case.truth["shape"], case.truth["color"])
+
+    alone = [key(c) for c in make_cases(3, ("shape",))]
+    among = [key(c) for c in make_cases(3, ("two", "color", "shape")) if c.kind == "shape"]
+    assert alone == among
+    assert [key(c) for c in make_cases(2, ("shape",))] == alone[:2]
+
+
 def test_built_in_prompts_use_held_out_templates() -> None:
     def texts(templates: tuple[str, ...], case) -> set[str]:  # type: ignore[no-untyped-def]
         words = {**{k: v for k, v in case.truth.items() if v}, **case.target}
