@@ -454,7 +454,7 @@ class EngineServer:
             return {"shm": False, "shm_note": "shared memory is only used over ipc on Linux"}
         try:
             link = shm.SharedLink.accept(offer)
-        except shm.SharedMemoryUnavailable as exc:
+        except (shm.SharedMemoryUnavailable, OSError, ValueError) as exc:  # hello still works
             log.info("shm.refused peer=%s reason=%s", peer.hex(), exc)
             return {"shm": False, "shm_note": str(exc)}
         self._links[peer] = link

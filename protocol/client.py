@@ -338,8 +338,8 @@ class EngineClient:
         if self.shared_memory and self.endpoint.startswith("ipc://") and shm.supported():
             try:
                 link, body["shm"] = shm.SharedLink.offer()
-            except shm.SharedMemoryUnavailable:
-                link = None
+            except (shm.SharedMemoryUnavailable, OSError, ValueError):
+                link = None  # frames, as with any engine
         try:
             reply = self._request(Message("hello", body),
                                   self.connect_timeout if timeout is None else timeout)

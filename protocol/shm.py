@@ -186,7 +186,9 @@ class RingWriter:
 
     def place(self, data: Any) -> int | None:
         """Copy ``data`` into the ring; its position, or None if it must travel as a frame."""
-        source = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
+        source = memoryview(data)
+        if not source.c_contiguous:
+            return None  # let the socket path deal with (or refuse) it
         if source.ndim != 1 or source.format != "B":
             source = source.cast("B")
         size = source.nbytes
