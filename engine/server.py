@@ -17,8 +17,10 @@ grow the engine's memory; ZMTP heartbeats find dead peers.
 On an ``ipc://`` endpoint a client may offer shared memory in ``hello``
 (:mod:`protocol.shm`); the I/O thread then reads that client's large buffers from its
 ring and writes large replies into the other one. Clients keep their routing id across
-reconnects (ROUTER_HANDOVER), so the rings stay theirs. At most ``MAX_SHARED_LINKS``
-clients hold rings; the least recently seen one falls back to frames.
+reconnects (ROUTER_HANDOVER), so the rings stay theirs. The engine lets go of a client's
+rings on its ``bye``, on its next ``hello``, when it is gone, or after ``keep_seconds`` of
+silence; at most ``MAX_SHARED_LINKS`` clients hold rings at once. A client whose rings
+were let go gets ``shm_unknown`` for a buffer in them and sends it again as a frame.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class EngineServer:
         self.started_at = time.time()
         # peer routing id -> its shared-memory rings (I/O thread only)
         self._links: OrderedDict[bytes, shm.SharedLink] = OrderedDict()
+        self._link_seen: dict[bytes, float] = {}  # peer -> when it last sent anything
         self._shared_memory = config.endpoint.startswith("ipc://") and shm.supported()
 
     # ------------------------------------------------------------------ lifecycle
@@ -320,6 +323,7 @@ class EngineServer:
                 self._heartbeat(router)
                 if time.monotonic() - last_housekeeping > 5:
                     self.jobs.evict_expired()
+                    self._expire_links()
                     last_housekeeping = time.monotonic()
         finally:
             self._shutdown(router, inbox)
@@ -341,9 +345,8 @@ class EngineServer:
             self._send_raw(router, frames[0].bytes, frames[1:])
         inbox.close(linger=0)
         router.close()
-        for link in self._links.values():
-            link.close()
-        self._links.clear()
+        for peer in list(self._links):
+            self._drop_link(peer)
         if self.config.endpoint.startswith("ipc://"):
             Path(self.config.endpoint[len("ipc://"):]).unlink(missing_ok=True)
         log.info("engine stopped")
@@ -357,10 +360,13 @@ class EngineServer:
             return True
         except zmq.Again:
             log.warning("send.dropped peer=%s reason=slow-client", peer.hex())
+            if link is not None:
+                link.writer.unplace_last()  # never sent: the client will not free it
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             log.info("send.dropped peer=%s reason=gone", peer.hex())
+            self._drop_link(peer)
         return False
 
     def _send(self, router: zmq.Socket, peer: bytes, message: Message) -> bool:
@@ -404,6 +410,7 @@ class EngineServer:
         link = self._links.get(peer)
         if link is not None:
             self._links.move_to_end(peer)
+            self._link_seen[peer] = time.monotonic()
         try:
             message = decode(frames, self.limits, link.reader if link is not None else None)
         except ProtocolError as exc:
@@ -441,15 +448,29 @@ class EngineServer:
                 code=ErrorCode.UNSUPPORTED_VERSION)
         body = {"protocol": PROTOCOL_VERSION, "engine": __version__,
                 "limits": self.limits.to_dict(), **self.runner.describe()}
+        self._drop_link(peer)  # a hello starts afresh: the client has let go of old rings
         if "shm" in message.body:
             body.update(self._accept_shared_memory(peer, message.body["shm"]))
         self._send(router, peer, Message("welcome", body, ref=message.id))
 
+    def _on_bye(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+        self._drop_link(peer)
+
+    def _drop_link(self, peer: bytes) -> None:
+        link = self._links.pop(peer, None)
+        self._link_seen.pop(peer, None)
+        if link is not None:
+            link.close()  # views held by queued jobs keep their mapping until they finish
+            log.info("shm.released peer=%s", peer.hex())
+
+    def _expire_links(self) -> None:
+        """Let go of the rings of clients silent for longer than results are kept."""
+        cutoff = time.monotonic() - self.config.keep_seconds
+        for peer in [p for p, seen in self._link_seen.items() if seen < cutoff]:
+            self._drop_link(peer)
+
     def _accept_shared_memory(self, peer: bytes, offer: Any) -> dict[str, Any]:
         """Map a client's rings if this endpoint allows it; the welcome fields that say so."""
-        old = self._links.pop(peer, None)
-        if old is not None:
-            old.close()
         if not self._shared_memory:
             return {"shm": False, "shm_note": "shared memory is only used over ipc on Linux"}
         try:
@@ -458,9 +479,9 @@ class EngineServer:
             log.info("shm.refused peer=%s reason=%s", peer.hex(), exc)
             return {"shm": False, "shm_note": str(exc)}
         self._links[peer] = link
+        self._link_seen[peer] = time.monotonic()
         while len(self._links) > MAX_SHARED_LINKS:
-            _, evicted = self._links.popitem(last=False)
-            evicted.close()
+            self._drop_link(next(iter(self._links)))
         log.info("shm.accepted peer=%s", peer.hex())
         return {"shm": True}
 
@@ -533,5 +554,6 @@ class EngineServer:
         "submit": _on_submit,
         "fetch": _on_fetch,
         "cancel": _on_cancel,
+        "bye": _on_bye,
     }
 

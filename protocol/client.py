@@ -144,6 +144,10 @@ class EngineClient:
         return sock
 
     def close(self) -> None:
+        if self._sock is not None and self._link is not None:
+            # let the engine unmap our rings now rather than when it finds them idle
+            with contextlib.suppress(zmq.ZMQError, EngineUnavailable):
+                self._send(Message("bye"))
         if self._sock is not None:
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.disable_monitor()
@@ -189,6 +193,8 @@ class EngineClient:
         try:
             sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
+            if self._sent_shared.pop(message.id, None) is not None and self._link is not None:
+                self._link.writer.unplace_last()
             raise EngineUnavailable(
                 f"could not send to the engine at {self.endpoint}: it is not accepting messages"
             ) from None
@@ -285,6 +291,7 @@ class EngineClient:
         gone = self._disconnected_at
         if gone is not None and self._jobs and now - gone > self.reconnect_grace:
             jobs, self._jobs = self._jobs, {}
+            self._sent_shared.clear()
             raise EngineUnavailable(
                 f"lost the connection to the engine at {self.endpoint} during the job "
                 f"({', '.join(jobs)}); nothing was changed"
@@ -333,7 +340,9 @@ class EngineClient:
         """
         body: dict[str, Any] = {"client": self.client_name, "version": CLIENT_VERSION,
                                 "protocol": PROTOCOL_VERSION}
-        self._drop_link()
+        # stop writing to the old rings, but keep reading them until the welcome: what the
+        # engine placed there before it read this hello still arrives first
+        self._send_shared = False
         link = None
         if self.shared_memory and self.endpoint.startswith("ipc://") and shm.supported():
             try:
@@ -348,6 +357,9 @@ class EngineClient:
                 link.unlink()
                 link.close()
             raise
+        if self._link is not None:  # the engine has dropped it on this hello
+            self._link.close()
+            self._link = None
         if link is not None:
             link.unlink()
             if reply.body.get("shm") is True:

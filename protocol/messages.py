@@ -1,8 +1,9 @@
 """Message types, their bodies, and the validation both ends apply to them.
 
 Requests (client -> engine): ``hello``, ``submit``, ``cancel``, ``fetch``, ``ping``,
-``status``. Replies and events (engine -> client): ``welcome``, ``accepted``,
-``progress``, ``result``, ``cancelled``, ``error``, ``pong``, ``status``.
+``status``, ``bye`` (no reply: the client is closing; the engine lets go of its rings).
+Replies and events (engine -> client): ``welcome``, ``accepted``, ``progress``,
+``result``, ``cancelled``, ``error``, ``pong``, ``status``.
 
 Every reply carries ``ref`` = the id of the request it answers; job events (``accepted``,
 ``progress``, ``result``, ``cancelled`` and job errors) also carry ``body["job"]``, the
@@ -19,7 +20,7 @@ from typing import Any
 from .errors import ErrorCode, InvalidRequest, LimitExceeded
 from .framing import FORMATS, Buffer, Limits, Message, check_buffer_spec
 
-REQUEST_TYPES = frozenset({"hello", "submit", "cancel", "fetch", "ping", "status"})
+REQUEST_TYPES = frozenset({"hello", "submit", "cancel", "fetch", "ping", "status", "bye"})
 REPLY_TYPES = frozenset(
     {"welcome", "accepted", "progress", "result", "cancelled", "error", "pong", "status"}
 )

@@ -24,13 +24,17 @@ Positions are byte counts since the start (they never wrap); ``pos % capacity`` 
 offset in the ring. A buffer never straddles the end of the ring: the writer skips to the
 next lap instead.
 
-Safety: the engine accepts an offer only on an ``ipc://`` endpoint (its socket lives in a
-0700 folder) and only for files in ``/dev/shm`` that are regular, not links, owned by
-its own user with no group or other permissions, of the stated size and magic. Every
-position a reader is given is bounds-checked against the ring. The writer reserves
-memory with ``posix_fallocate`` before its first write to a range, so a full tmpfs
-makes the buffer travel as a frame instead of raising SIGBUS. Shared memory is used on
-Linux only; elsewhere every buffer travels as a frame.
+Safety: the engine accepts an offer only on an ``ipc://`` endpoint (the default one lives
+in a 0700 folder, and the socket file is 0600) and only for files in ``/dev/shm`` that
+are regular, not links, owned by its own user with no group or other permissions, of the
+stated size and magic. Every position a reader is given is bounds-checked against the
+ring. The writer reserves memory with ``posix_fallocate`` before its first write to a
+range, so a full tmpfs makes the buffer travel as a frame instead of raising SIGBUS.
+What this cannot stop is a process of the same user truncating a ring it holds open
+(the engine would then die of SIGBUS); such a process can kill the engine anyway. Arena
+names carry their creator's pid, so files left by a client that died before unlinking
+them are removed by the next client's offer. Shared memory is used on Linux only;
+elsewhere every buffer travels as a frame.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ ALIGN = 64
 MIN_SHARED_BYTES = 256 * 1024
 #: ring size of each direction; tmpfs pages are only committed as they are first written
 DEFAULT_CAPACITY = 256 * 1024 * 1024
-_NAME = re.compile(r"^wordbrush-\d+-[0-9a-f]{32}-(up|down)$")
+_NAME = re.compile(r"wordbrush-(\d+)-(\d+)-[0-9a-f]{32}-(up|down)")  # uid, creator pid
 
 
 def supported() -> bool:
@@ -82,6 +86,26 @@ class SharedMemoryUnavailable(ProtocolError):
 
 def _align(value: int) -> int:
     return (value + ALIGN - 1) // ALIGN * ALIGN
+
+
+def remove_stale_arenas() -> int:
+    """Remove this user's arena files whose creator has died before unlinking them."""
+    removed = 0
+    uid = os.getuid()
+    for path in SHM_DIR.glob(f"wordbrush-{uid}-*"):
+        match = _NAME.fullmatch(path.name)
+        if match is None or int(match.group(1)) != uid:
+            continue
+        try:
+            os.kill(int(match.group(2)), 0)
+            continue  # its creator is alive (it unlinks the name itself)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # alive but not ours to signal, or unknown: leave it
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 class Arena:
@@ -101,8 +125,10 @@ class Arena:
         """A fresh arena file in /dev/shm (mode 0600, exclusive) for one direction."""
         if not supported():
             raise SharedMemoryUnavailable("shared memory needs Linux with a writable /dev/shm")
+        if capacity <= 0 or capacity % ALIGN:
+            raise SharedMemoryUnavailable(f"a ring's size must be a multiple of {ALIGN} bytes")
         uid = os.getuid()
-        path = SHM_DIR / f"wordbrush-{uid}-{secrets.token_hex(16)}-{direction}"
+        path = SHM_DIR / f"wordbrush-{uid}-{os.getpid()}-{secrets.token_hex(16)}-{direction}"
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(path, flags, 0o600)
@@ -120,12 +146,14 @@ class Arena:
     @classmethod
     def open_offered(cls, path: Any, capacity: Any) -> Arena:
         """Map an arena a peer offered, after checking it is a safe file of ours."""
-        if not isinstance(path, str) or not isinstance(capacity, int) or capacity <= 0:
-            raise SharedMemoryUnavailable("the shared-memory offer needs a path and a size")
+        if (not isinstance(path, str) or isinstance(capacity, bool)
+                or not isinstance(capacity, int) or capacity <= 0 or capacity % ALIGN):
+            raise SharedMemoryUnavailable(
+                f"the shared-memory offer needs a path and a size (a multiple of {ALIGN})")
         if not supported():
             raise SharedMemoryUnavailable("shared memory needs Linux with a writable /dev/shm")
         where = Path(path)
-        if where.parent != SHM_DIR or not _NAME.match(where.name):
+        if where.parent != SHM_DIR or not _NAME.fullmatch(where.name):
             raise SharedMemoryUnavailable(f"{path} is not a wordbrush arena in {SHM_DIR}")
         try:
             fd = os.open(where, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
@@ -170,6 +198,7 @@ class RingWriter:
         self.min_bytes = min_bytes
         self._head = 0
         self._placed: deque[tuple[int, int]] = deque()  # (start, end) not yet known freed
+        self._batch: list[tuple[int, int]] = []  # what the last place_frames placed
         self._reserved = 0  # ring bytes already backed by posix_fallocate
         self._view = memoryview(arena._map)
 
@@ -222,6 +251,7 @@ class RingWriter:
         The header is re-packed with ``"shm": pos`` on every moved buffer; the rest stay
         frames. Frames that are not a well-formed wordbrush message pass through unchanged.
         """
+        self._batch = []
         if len(frames) <= 2:
             return list(frames)
         try:
@@ -237,10 +267,23 @@ class RingWriter:
                 kept.append(frame)
             else:
                 spec["shm"] = pos
+                self._batch.append(self._placed[-1])
                 moved = True
         if not moved:
             return list(frames)
         return [frames[0], msgpack.packb(header, use_bin_type=True), *kept]
+
+    def unplace_last(self) -> None:
+        """Take back what the last :meth:`place_frames` placed: its message was not sent.
+
+        Otherwise the reader, never seeing those positions, would hold the ring's space
+        until some later buffer is read.
+        """
+        for placed in reversed(self._batch):
+            if self._placed and self._placed[-1] == placed:
+                self._placed.pop()
+                self._head = placed[0]
+        self._batch = []
 
     def close(self) -> None:
         self._view.release()
@@ -248,12 +291,20 @@ class RingWriter:
 
 
 class RingReader:
-    """The consuming side of an arena: hands out views and frees space as they die."""
+    """The consuming side of an arena: hands out views and frees space as they die.
+
+    A view's space is given back from a ``weakref.finalize`` callback, which the garbage
+    collector may run in any thread, also in the middle of this class's own bookkeeping.
+    So the callback only appends to a queue (never blocks), and whoever gets the lock
+    without waiting folds the queue in; a nested call just leaves its entry for the
+    outer one.
+    """
 
     def __init__(self, arena: Arena) -> None:
         self.arena = arena
         self._lock = threading.Lock()
-        self._live: dict[int, int] = {}  # start position -> end position of views in use
+        self._freed: deque[int] = deque()  # positions whose last view died, not yet folded in
+        self._live: dict[int, list[int]] = {}  # start position -> [end position, views]
         self._seen = 0  # the furthest end position handed out
 
     def view(self, pos: Any, nbytes: int, name: str) -> memoryview:
@@ -267,18 +318,37 @@ class RingReader:
         start = HEADER_BYTES + pos % cap
         owner = (ctypes.c_char * nbytes).from_buffer(self.arena._map, start)
         with self._lock:
-            self._live[pos] = max(self._live.get(pos, 0), pos + nbytes)
+            entry = self._live.setdefault(pos, [pos + nbytes, 0])
+            entry[0] = max(entry[0], pos + nbytes)
+            entry[1] += 1
             self._seen = max(self._seen, pos + nbytes)
         weakref.finalize(owner, self._release, pos)
+        self._fold()  # what was freed while we held the lock
         return memoryview(owner).cast("B").toreadonly()
 
     def _release(self, pos: int) -> None:
-        with self._lock:
-            self._live.pop(pos, None)
-            # the writer may reuse everything before the oldest view still alive
-            tail = min(self._live) if self._live else self._seen
-            if tail > self.arena._tail.value:
-                self.arena._tail.value = tail
+        self._freed.append(pos)  # deque.append is atomic and never blocks
+        self._fold()
+
+    def _fold(self) -> None:
+        """Apply queued releases and advance ``tail``, unless another call is doing it."""
+        while self._freed:
+            if not self._lock.acquire(blocking=False):
+                return  # the holder (maybe this very thread, nested) folds it in after
+            try:
+                while self._freed:
+                    pos = self._freed.popleft()
+                    entry = self._live.get(pos)
+                    if entry is not None:
+                        entry[1] -= 1
+                        if entry[1] <= 0:
+                            del self._live[pos]
+                # the writer may reuse everything before the oldest view still alive
+                tail = min(self._live) if self._live else self._seen
+                if tail > self.arena._tail.value:
+                    self.arena._tail.value = tail
+            finally:
+                self._lock.release()
 
     def close(self) -> None:
         self.arena.close()
@@ -299,6 +369,7 @@ class SharedLink:
     @classmethod
     def offer(cls, capacity: int = DEFAULT_CAPACITY) -> tuple[SharedLink, dict[str, Any]]:
         """Client side: create both arenas; return the link and the ``hello`` offer."""
+        remove_stale_arenas()
         up = Arena.create("up", capacity)
         try:
             down = Arena.create("down", capacity)

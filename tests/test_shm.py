@@ -73,6 +73,83 @@ def test_the_ring_wraps_without_splitting_a_buffer(link_pair) -> None:
         gc.collect()
 
 
+def test_a_release_inside_the_readers_own_bookkeeping_never_blocks(link_pair) -> None:
+    """The collector may free a view (and run its finalizer) while the reader holds its
+    lock, in the same thread; that must queue the release, not deadlock."""
+    import threading
+
+    client, engine = link_pair
+    data = _pixels(1024 * 1024)
+    pos = client.writer.place(data)
+    tails: list[int] = []
+
+    def nested_release() -> None:
+        view = engine.reader.view(pos, data.nbytes, "layer")
+        with engine.reader._lock:
+            del view  # the finalizer runs here, with the lock held by this thread
+            tails.append(client.writer.arena.tail)
+        engine.reader._fold()
+        tails.append(client.writer.arena.tail)
+
+    worker = threading.Thread(target=nested_release, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "releasing a view inside the reader's bookkeeping deadlocked"
+    assert tails == [0, pos + data.nbytes]
+
+
+def test_two_views_of_one_position_hold_it_until_both_die(link_pair) -> None:
+    client, engine = link_pair
+    data = _pixels(1024 * 1024)
+    pos = client.writer.place(data)
+    first = engine.reader.view(pos, data.nbytes, "a")
+    second = engine.reader.view(pos, data.nbytes, "b")
+    del first
+    gc.collect()
+    assert client.writer.arena.tail == 0
+    del second
+    gc.collect()
+    assert client.writer.arena.tail == pos + data.nbytes
+
+
+def test_an_unsent_placement_is_taken_back(link_pair) -> None:
+    client, _ = link_pair
+    message = Message("result", {}, [Buffer("patch0", 512, 512, "rgba8", _pixels(512 * 512 * 4))])
+    frames = client.writer.place_frames(encode(message))
+    assert len(frames) == 2
+    head = client.writer._head
+    client.writer.unplace_last()
+    assert client.writer._head < head and not client.writer._placed
+    again = client.writer.place_frames(encode(message))
+    assert msgpack.unpackb(again[1])["buffers"][0]["shm"] == \
+        msgpack.unpackb(frames[1])["buffers"][0]["shm"]
+
+
+def test_ring_sizes_must_keep_positions_aligned() -> None:
+    with pytest.raises(shm.SharedMemoryUnavailable):
+        shm.SharedLink.offer(1_000_003)
+
+
+def test_files_left_by_a_dead_client_are_removed() -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    stale = shm.SHM_DIR / f"wordbrush-{os.getuid()}-{pid}-{'ef' * 16}-up"
+    stale.write_bytes(b"x")
+    ours = shm.SHM_DIR / f"wordbrush-{os.getuid()}-{os.getpid()}-{'ab' * 16}-up"
+    ours.write_bytes(b"x")
+    try:
+        shm.remove_stale_arenas()
+        assert not stale.exists()
+        assert ours.exists()  # its creator (this process) is alive
+    finally:
+        stale.unlink(missing_ok=True)
+        ours.unlink(missing_ok=True)
+
+
 def test_small_and_oversized_buffers_travel_as_frames(link_pair) -> None:
     client, _ = link_pair
     assert client.writer.place(_pixels(1000)) is None
@@ -107,7 +184,7 @@ def _offer_file(*, mode: int = 0o600, size: int = CAP,
                 magic: bytes = shm.MAGIC) -> str:
     import secrets
 
-    path = shm.SHM_DIR / f"wordbrush-{os.getuid()}-{secrets.token_hex(16)}-up"
+    path = shm.SHM_DIR / f"wordbrush-{os.getuid()}-{os.getpid()}-{secrets.token_hex(16)}-up"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
     os.fchmod(fd, mode)
     os.ftruncate(fd, shm.HEADER_BYTES + size)
@@ -133,10 +210,10 @@ def test_the_engine_refuses_unsafe_offers(problem: str, tmp_path: Path) -> None:
     elif problem == "link":
         target = _offer_file()
         made.append(target)
-        path = str(shm.SHM_DIR / f"wordbrush-{os.getuid()}-{'ab' * 16}-up")
+        path = str(shm.SHM_DIR / f"wordbrush-{os.getuid()}-{os.getpid()}-{'ab' * 16}-up")
         os.symlink(target, path)
     else:
-        path = str(tmp_path / f"wordbrush-{os.getuid()}-{'cd' * 16}-up")
+        path = str(tmp_path / f"wordbrush-{os.getuid()}-{os.getpid()}-{'cd' * 16}-up")
         Path(path).write_bytes(shm.MAGIC + bytes(shm.HEADER_BYTES + CAP - len(shm.MAGIC)))
     made.append(path)
     try:
@@ -187,6 +264,35 @@ def test_a_local_engine_edits_through_shared_memory(engine: EngineProcess) -> No
         del result
         for _ in range(4):  # the ring's space is reused edit after edit
             assert np.array_equal(_patch(client.edit(request)), expected)
+
+
+def test_a_second_hello_without_an_offer_gets_frames(engine: EngineProcess) -> None:
+    """The engine lets go of a client's rings on every hello, so a client that stops
+    offering never gets buffers in rings it has dropped."""
+    request = _big_request()
+    with engine.client() as client:
+        assert client.uses_shared_memory
+        expected = _patch(client.edit(request))
+        client.shared_memory = False
+        client.connect()
+        assert not client.uses_shared_memory
+        assert np.array_equal(_patch(client.edit(request)), expected)
+        client.shared_memory = True
+        client.connect()
+        assert client.uses_shared_memory
+        assert np.array_equal(_patch(client.edit(request)), expected)
+
+
+def test_the_engine_lets_go_of_a_closed_clients_rings(engine: EngineProcess) -> None:
+    import time
+
+    released = engine.log.read_text().count("shm.released")
+    with engine.client() as client:
+        assert client.uses_shared_memory
+    deadline = time.monotonic() + 5
+    while engine.log.read_text().count("shm.released") == released:
+        assert time.monotonic() < deadline, "the engine kept the rings of a closed client"
+        time.sleep(0.05)
 
 
 def test_a_restarted_engine_gets_the_buffers_as_frames(tmp_path: Path) -> None:
