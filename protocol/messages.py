@@ -14,6 +14,7 @@ the existing job instead of starting a second one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,49 @@ def validate_params(specs: list[ParamSpec], values: dict[str, Any]) -> dict[str,
     for name, value in values.items():
         clean[name] = by_name[name].validate(value)
     return clean
+
+
+def parse_assignments(text: str, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """``"steps=60 keep_unnamed=false"`` as validated values for ``specs``.
+
+    For editors whose only free-form input is one text field (GIMP's procedure
+    arguments). Pairs are separated by spaces, commas or semicolons; every value is read
+    by its parameter's kind, so ``1`` is a float for a float and ``yes`` a bool for a
+    bool. Raises :class:`InvalidRequest` naming the pair that is wrong.
+    """
+    by_name = {spec.name: spec for spec in specs}
+    values: dict[str, Any] = {}
+    for pair in text.replace(",", " ").replace(";", " ").split():
+        name, sep, raw = pair.partition("=")
+        if not sep or not name or not raw:
+            raise InvalidRequest(f"{pair!r} is not NAME=VALUE")
+        spec = by_name.get(name)
+        if spec is None:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise InvalidRequest(f"unknown parameter {name!r}; this method takes: {known}")
+        values[name] = spec.validate(_read_value(spec, raw))
+    return values
+
+
+def _read_value(spec: ParamSpec, raw: str) -> Any:
+    """A text value read as ``spec``'s kind (validation comes after)."""
+    word = raw.strip().lower()
+    try:
+        if spec.kind == "bool":
+            if word in ("true", "yes", "on", "1"):
+                return True
+            if word in ("false", "no", "off", "0"):
+                return False
+            raise ValueError(raw)
+        if spec.kind == "int":
+            return int(word)
+        if spec.kind == "float":
+            return float(word)
+    except ValueError:
+        expected = {"bool": "true or false", "int": "an integer", "float": "a number"}
+        raise InvalidRequest(
+            f"parameter {spec.name!r} must be {expected[spec.kind]}, not {raw!r}") from None
+    return raw
 
 
 # --------------------------------------------------------------------------- edit requests

@@ -261,3 +261,19 @@ def test_fuzz_headers_only_raise_protocol_errors(header: dict, buffers: list[byt
             parse_submit(message, LIMITS)
     except ProtocolError:
         pass
+
+
+def test_parse_assignments_reads_each_value_by_its_kind() -> None:
+    from protocol.messages import parse_assignments
+
+    specs = [ParamSpec("steps", "int", 4, 1, 100), ParamSpec("lr", "float", 0.1, 0.0, 1.0),
+             ParamSpec("keep", "bool", True), ParamSpec("project", "choice", "auto",
+                                                        choices=("auto", "on", "off"))]
+    assert parse_assignments("steps=7, lr=1; keep=off project=on", specs) == {
+        "steps": 7, "lr": 1.0, "keep": False, "project": "on"}
+    assert parse_assignments("  ", specs) == {}
+    for text, message in (("keep=maybe", "true or false"), ("lr=x", "a number"),
+                          ("project=sideways", "one of auto, on, off"),
+                          ("=3", "not NAME=VALUE"), ("nope=1", "unknown parameter")):
+        with pytest.raises(InvalidRequest, match=message):
+            parse_assignments(text, specs)

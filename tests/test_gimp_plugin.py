@@ -131,6 +131,22 @@ def test_failures_are_sentences(engine: EngineProcess, change: dict, message: st
     assert image.added == []
 
 
+def test_method_options_typed_as_text(engine: EngineProcess) -> None:
+    image = FakeImage()
+    edit_selection(image, _options(engine, variations=2,
+                                   params_text="jitter=0.5, steps=2; fail=no"))
+    _, patches, _, _ = image.added[0]
+    assert patches[0][0] != patches[1][0]  # jitter reached the method: the seeds differ
+    assert [t for _, t in image.progress_calls if t.endswith("step 2")]  # steps=2 reached it
+    assert not [t for _, t in image.progress_calls if t.endswith("step 3")]
+    for text, message in (("steps=abc", "'steps' must be an integer"),
+                          ("bogus=1", "unknown parameter 'bogus'.*steps"),
+                          ("steps", "not NAME=VALUE"),
+                          ("steps=5000", "largest allowed is 1000")):
+        with pytest.raises(PluginError, match=message):
+            edit_selection(FakeImage(), _options(engine, params_text=text))
+
+
 def test_not_rgb_and_unreachable(engine: EngineProcess, tmp_path: Path) -> None:
     with pytest.raises(PluginError, match="RGB"):
         edit_selection(FakeImage(rgb=False), _options(engine))

@@ -17,7 +17,7 @@ from gi.repository import Gegl, Gimp, Gio  # noqa: E402
 OUT = "/wb"
 
 
-def _run(image, layer, prompt, endpoint, variations=1):
+def _run(image, layer, prompt, endpoint, variations=1, params=""):
     proc = Gimp.get_pdb().lookup_procedure("plug-in-wordbrush-edit-selection")
     if proc is None:
         return {"registered": False}
@@ -31,6 +31,7 @@ def _run(image, layer, prompt, endpoint, variations=1):
     cfg.set_property("endpoint", endpoint)
     cfg.set_property("pack", "demo")
     cfg.set_property("variations", variations)
+    cfg.set_property("params", params)
     res = proc.run(cfg)
     status = res.index(0)
     message = ""
@@ -87,7 +88,8 @@ def main():
         deep_layer = next(item for item in deep.get_layers() if item.get_name() == "Background")
         deep_before = bytes(deep_layer.get_buffer().get(rect, 1.0, "R'G'B'A u16",
                                                         Gegl.AbyssPolicy.NONE))
-        result["deep"] = _run(deep, deep_layer, args["prompt"], args["endpoint"], variations=2)
+        result["deep"] = _run(deep, deep_layer, args["prompt"], args["endpoint"], variations=2,
+                              params="preview_every=10, keep_unnamed=true")
         top = deep.get_layers()[0]
         result["deep_group"] = {
             "name": top.get_name(), "type": type(top).__name__,

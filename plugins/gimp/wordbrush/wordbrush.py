@@ -139,6 +139,10 @@ class Wordbrush(Gimp.PlugIn):
                                  "engine)", "", GObjectParam.READWRITE)
         proc.add_string_argument("pack", "Model p_ack", "model pack (empty: the engine's "
                                  "default)", "", GObjectParam.READWRITE)
+        proc.add_string_argument("params", "Method _options", "NAME=VALUE pairs for the "
+                                 "method, e.g. steps=60 keep_unnamed=false (empty: its "
+                                 "defaults; `wordbrush info` lists them)", "",
+                                 GObjectParam.READWRITE)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, data):
@@ -164,7 +168,8 @@ class Wordbrush(Gimp.PlugIn):
             variations=config.get_property("variations"),
             seed=config.get_property("seed"),
             endpoint=config.get_property("endpoint") or "",
-            pack=config.get_property("pack") or "").with_settings(load_settings(HERE))
+            pack=config.get_property("pack") or "",
+            params_text=config.get_property("params") or "").with_settings(load_settings(HERE))
         Gimp.progress_init("Wordbrush: editing the selection")
         try:
             text = edit_selection(GimpImage(image, drawables[0]), options)

@@ -20,6 +20,7 @@ from protocol.errors import (
     AuthFailed,
     EngineRejected,
     EngineUnavailable,
+    InvalidRequest,
     JobCancelled,
     Timeout,
     VersionMismatch,
@@ -27,7 +28,7 @@ from protocol.errors import (
 )
 from protocol.events import Progress
 from protocol.framing import Buffer
-from protocol.messages import EditRequest
+from protocol.messages import EditRequest, parse_assignments
 from protocol.regions import Box, Framing, context_box
 
 __all__ = ["EditOptions", "GimpHost", "PluginError", "babl_format", "edit_selection",
@@ -60,6 +61,7 @@ class EditOptions:
     endpoint: str = ""
     pack: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    params_text: str = ""  # "steps=60 keep_unnamed=false": the procedure's free-form field
     timeout_s: float = 60.0
     server_key: str = ""  # remote engine: its public key file (CURVE)
     client_key: str = ""  # remote engine: this machine's secret key file
@@ -148,6 +150,14 @@ def edit_selection(host: GimpHost, options: EditOptions,
         params = dict(options.params)
         method = options.method or welcome.default_method or ""
         info = welcome.method(method)
+        if options.params_text.strip():
+            if info is None:
+                raise PluginError(f"the engine has no method {method!r}; it offers: "
+                                  + ", ".join(m.id for m in welcome.methods))
+            try:
+                params.update(parse_assignments(options.params_text, info.params))
+            except InvalidRequest as exc:
+                raise PluginError(f"method options: {exc}") from None
         if info is not None and info.param("strength") is not None:
             params.setdefault("strength", options.strength)
         request = EditRequest(
