@@ -177,6 +177,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"engine {welcome.engine_version} (protocol {welcome.protocol}) at {client.endpoint}")
     print(f"device: {welcome.device}; queue: {status['jobs']['queued']} waiting, "
           f"running: {status['jobs']['running'] or 'nothing'}")
+    if welcome.shared_memory:
+        transport = "large buffers through shared memory"
+    else:
+        transport = "every buffer as a frame" + (
+            f" (shared memory refused: {welcome.shared_memory_note})"
+            if welcome.shared_memory_note else "")
+    print(f"transport: {transport}")
     print("packs:")
     for pack in welcome.packs:
         if pack.error:

@@ -490,7 +490,8 @@ class EngineServer:
 
     def _on_status(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
         body = {"jobs": self.jobs.snapshot(), "uptime_s": round(time.time() - self.started_at, 1),
-                "pid": os.getpid(), **self.runner.status()}
+                "pid": os.getpid(), "shared_memory_clients": len(self._links),
+                **self.runner.status()}
         self._send(router, peer, Message("status", body, ref=message.id))
 
     def _on_submit(self, router: zmq.Socket, peer: bytes, message: Message) -> None:

@@ -83,6 +83,8 @@ class Welcome:
     default_method: str | None
     default_pack: str | None
     device: str
+    shared_memory: bool = False  # the engine mapped this client's rings (protocol.shm)
+    shared_memory_note: str = ""  # why not, when it was offered and refused
 
     @classmethod
     def from_message(cls, message: Message) -> Welcome:
@@ -96,6 +98,8 @@ class Welcome:
             default_method=body.get("default_method"),
             default_pack=body.get("default_pack"),
             device=str(body.get("device", "?")),
+            shared_memory=body.get("shm") is True,
+            shared_memory_note=str(body.get("shm_note", "")),
         )
 
     def method(self, method_id: str) -> MethodInfo | None:

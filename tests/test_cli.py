@@ -95,9 +95,14 @@ def test_empty_mask(engine: EngineProcess, tmp_path: Path,
 
 
 def test_info(engine: EngineProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    from protocol import shm
+
     assert main(["info", "--endpoint", engine.endpoint]) == 0
     out = capsys.readouterr().out
     assert "test-invert" in out and "test-pack" in out
+    expected = ("large buffers through shared memory" if shm.supported()
+                else "every buffer as a frame")
+    assert f"transport: {expected}" in out
 
 
 def test_info_without_engine_fails_clearly(tmp_path: Path,

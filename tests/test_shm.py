@@ -288,7 +288,8 @@ def test_the_engine_lets_go_of_a_closed_clients_rings(engine: EngineProcess) -> 
 
     released = engine.log.read_text().count("shm.released")
     with engine.client() as client:
-        assert client.uses_shared_memory
+        assert client.uses_shared_memory and client.welcome.shared_memory
+        assert client.status()["shared_memory_clients"] >= 1
     deadline = time.monotonic() + 5
     while engine.log.read_text().count("shm.released") == released:
         assert time.monotonic() < deadline, "the engine kept the rings of a closed client"
