@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.methods.inversion import Refinement
+from engine.methods.inversion import Refinement, encode_w
 from engine.methods.inversion import invert as invert_latents
 from engine.training.data import Batch, framed_crops, labels_of, to_tensor, vocab
 from engine.world import (
@@ -243,7 +243,7 @@ def evaluate_pack(pack: Any, n: int = 600, n_samples: int = 1000, spec: WorldSpe
     one_w = []
     with torch.no_grad():
         for chunk in frames[:n_samples].split(250):
-            w_plus = enc(chunk.to(dev)) + enc.latent_avg
+            w_plus = encode_w(enc, chunk.to(dev))
             one_w.append(gen.synthesis(w_plus[:, :1].expand_as(w_plus), noise="fixed")
                          .clamp(-1, 1).cpu())
     ceiling, ceiling_worst, _ = _sample_quality(judge, torch.cat(one_w), v)

@@ -17,7 +17,7 @@ from torch import Tensor
 from engine.augment import clip_views
 
 from .base import CancelFlag, MethodInputs, MethodOutput, Param, ProgressFn
-from .inversion import Inversion, Refinement, invert
+from .inversion import Inversion, Refinement, encode_w, invert
 
 __all__ = [
     "Inversion",
@@ -184,8 +184,7 @@ def project_edit(generator: Any, encoder: Any, edited: Tensor, inversion: Tensor
     result is the inversion plus the projected change, ``G(E(edit)) - G(E(inversion))``.
     """
     def project(image: Tensor) -> Tensor:
-        return generator.synthesis(encoder(image.clamp(-1, 1)) + encoder.latent_avg,
-                                   noise="fixed")
+        return generator.synthesis(encode_w(encoder, image.clamp(-1, 1)), noise="fixed")
 
     projected = project(edited)
     if paste == "delta":

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Inversion", "Refinement", "image_gradients", "invert", "reconstruction_loss",
-           "refine_latents"]
+__all__ = ["Inversion", "Refinement", "encode_w", "image_gradients", "invert",
+           "reconstruction_loss", "refine_latents"]
 
 #: on_step(done, total, render): refinement progress, with the render the step started from
 StepFn = Callable[[int, int, Tensor], None]
@@ -98,14 +98,20 @@ def refine_latents(generator: torch.nn.Module, images: Tensor, w0: Tensor,
     return w.detach()
 
 
+@torch.no_grad()
+def encode_w(encoder: torch.nn.Module, image: Tensor) -> Tensor:
+    """The encoder's W+ of ``image``, ``latent_avg`` included (official e4e outputs the
+    offset from it)."""
+    return encoder(image) + encoder.latent_avg
+
+
 def invert(generator: torch.nn.Module, encoder: torch.nn.Module, image: Tensor,
            refinement: Refinement = Refinement(), on_step: StepFn | None = None,
            check: Callable[[], None] | None = None, w0: Tensor | None = None) -> Inversion:
     """The encoder's W+ of ``image`` (``w0`` when the caller already encoded it, latent_avg
     included), refined for ``refinement.steps``, and its render."""
     if w0 is None:
-        with torch.no_grad():
-            w0 = encoder(image) + encoder.latent_avg
+        w0 = encode_w(encoder, image)
     w = refine_latents(generator, image, w0, refinement, on_step, check)
     with torch.no_grad():
         styles = [s.detach() for s in generator.styles(w)]
