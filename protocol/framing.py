@@ -184,10 +184,15 @@ def encode(message: Message, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
     return [MAGIC_FRAME, packed, *(buf.data for buf in message.buffers)]
 
 
-def _frame_view(frame: Any) -> memoryview:
-    """A memoryview of a frame, whatever pyzmq gave us (bytes, Frame, memoryview)."""
+def frame_buffer(frame: Any) -> memoryview:
+    """A memoryview of a frame, whatever pyzmq gave us (bytes, Frame, memoryview, array)."""
     buffer = getattr(frame, "buffer", None)
-    view = buffer if buffer is not None else memoryview(frame)
+    return buffer if buffer is not None else memoryview(frame)
+
+
+def _frame_view(frame: Any) -> memoryview:
+    """:func:`frame_buffer` as flat bytes."""
+    view = frame_buffer(frame)
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 

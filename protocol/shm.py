@@ -54,6 +54,7 @@ from typing import Any
 import msgpack
 
 from .errors import ProtocolError
+from .framing import frame_buffer
 
 try:  # an editor's embedded Python may lack either; then everything travels as frames
     import ctypes
@@ -255,14 +256,14 @@ class RingWriter:
         if len(frames) <= 2:
             return list(frames)
         try:
-            header = msgpack.unpackb(_raw(frames[1]), raw=False)
+            header = msgpack.unpackb(frame_buffer(frames[1]), raw=False)
             specs = header["buffers"]
         except Exception:  # not a message of ours to judge: send it as it is
             return list(frames)
         kept: list[Any] = []
         moved = False
         for spec, frame in zip(specs, frames[2:], strict=True):
-            pos = self.place(_raw(frame))
+            pos = self.place(frame_buffer(frame))
             if pos is None:
                 kept.append(frame)
             else:
@@ -352,11 +353,6 @@ class RingReader:
 
     def close(self) -> None:
         self.arena.close()
-
-
-def _raw(frame: Any) -> memoryview:
-    buffer = getattr(frame, "buffer", None)
-    return buffer if buffer is not None else memoryview(frame)
 
 
 class SharedLink:
