@@ -49,13 +49,47 @@ def torch_requirements() -> list[str]:
     return ["torch", "torchvision"]
 
 
+#: what a first engine install writes: torch's CUDA build (about 5.6 GB in the venv on
+#: x86_64 Linux) plus the wheels pip unpacks on the way
+ENGINE_INSTALL_BYTES = 7 * 1024**3
+
+
+class NotEnoughDisk(RuntimeError):
+    """Raised before pip starts, so a full disk is a sentence and not a half-made venv."""
+
+
+def torch_installed() -> bool:
+    py = venv_python()
+    if not py.exists():
+        return False
+    probe = subprocess.run([str(py), "-c", "import torch"], capture_output=True)
+    return probe.returncode == 0
+
+
+def check_disk_space(needed: int = ENGINE_INSTALL_BYTES) -> None:
+    """Refuse a first install where torch cannot fit: pip would fail half way with
+    ``No space left on device`` after minutes of downloading."""
+    if torch_installed():
+        return
+    free = shutil.disk_usage(VENV.parent).free
+    if free < needed:
+        raise NotEnoughDisk(
+            f"installing the engine needs about {needed / 1024**3:.0f} GB free on the disk "
+            f"of {VENV.parent} (torch alone is about 5.6 GB); only {free / 1024**3:.1f} GB "
+            f"is free. Free some space, or install only the plugins (--plugins-only) and "
+            f"use an engine on another machine."
+        )
+
+
 def install_engine(dev: bool) -> None:
+    check_disk_space()
     if not venv_python().exists():
         print(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
     py = str(venv_python())
     run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    run([py, "-m", "pip", "install", "--quiet", *torch_requirements()])
+    # no wheel cache: it would hold a second copy of torch's gigabytes
+    run([py, "-m", "pip", "install", "--quiet", "--no-cache-dir", *torch_requirements()])
     target = ".[test]" if dev else "."
     run([py, "-m", "pip", "install", "--quiet", "-e", target])
     print(f"engine installed: {VENV / 'bin' / 'wordbrush'}")
@@ -376,6 +410,9 @@ def main() -> int:
             venv.EnvBuilder(with_pip=True).create(VENV)
         if not args.engine_only:
             install_plugins(args, settings)
+    except NotEnoughDisk as exc:
+        print(f"install stopped: {exc}", file=sys.stderr)
+        return 1
     except subprocess.CalledProcessError as exc:
         print(f"install failed: {' '.join(exc.cmd)} exited {exc.returncode}", file=sys.stderr)
         return 1

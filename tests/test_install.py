@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -97,3 +98,24 @@ def test_remote_settings_and_uninstall(home: Path, tmp_path: Path, monkeypatch) 
     assert (target.pykrita / "other_plugin.desktop").read_text() == "keep me"
     assert "enable_wordbrush" not in target.kritarc.read_text()
     assert not (home / ".config/GIMP/3.0/plug-ins/wordbrush").exists()
+
+
+def test_a_first_install_on_a_full_disk_stops_with_a_sentence(monkeypatch, capsys) -> None:
+    """pip would die half way with ENOSPC after minutes of downloading torch."""
+    monkeypatch.setattr(install, "torch_installed", lambda: False)
+    free = 2 * 1024**3
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda _p: SimpleNamespace(free=free))
+    ran: list[list[str]] = []
+    monkeypatch.setattr(install, "run", ran.append)
+    with pytest.raises(install.NotEnoughDisk, match=r"about 7 GB free .* only 2\.0 GB"):
+        install.install_engine(dev=False)
+    assert ran == []  # nothing was started
+    monkeypatch.setattr(sys, "argv", ["install.py", "--engine-only"])
+    assert install.main() == 1
+    assert "install stopped: installing the engine needs" in capsys.readouterr().err
+
+
+def test_the_disk_check_passes_once_torch_is_there(monkeypatch) -> None:
+    monkeypatch.setattr(install, "torch_installed", lambda: True)
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda _p: SimpleNamespace(free=0))
+    install.check_disk_space()  # an update needs no room for torch
