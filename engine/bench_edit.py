@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 
-def _scene_request(framing: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Any]:
+def _scene_request(framing: dict[str, Any], args: argparse.Namespace,
+                   params: dict[str, Any]) -> tuple[Any, Any]:
     from engine.world import render_scene, selection_for
     from protocol.framing import Buffer
     from protocol.messages import request_for_selection
@@ -31,7 +32,7 @@ def _scene_request(framing: dict[str, Any], args: argparse.Namespace) -> tuple[A
     prompt = f"a {color} {scene.objects[0].attrs['shape']}"
     request = request_for_selection(
         Buffer("layer", w, h, "rgba8", rgba.tobytes()), sel.tobytes(), framing,
-        prompt=prompt, method=args.method, pack=args.pack, params=dict(args.param), seed=1)
+        prompt=prompt, method=args.method, pack=args.pack, params=params, seed=1)
     return request, prompt
 
 
@@ -39,7 +40,7 @@ def bench_edit(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from engine.cli import private_engine
+    from engine.cli import private_engine, read_params
     from engine.packs import PackRegistry
     from engine.runner import EditRunner, resolve_device
 
@@ -52,7 +53,9 @@ def bench_edit(args: argparse.Namespace) -> int:
             pack_info = welcome.pack(pack_name or "")
             if pack_info is None:
                 raise SystemExit(f"the engine has no pack {pack_name!r}")
-            request, prompt = _scene_request(pack_info.framing, args)
+            method = args.method or welcome.default_method or ""
+            params = read_params(args.param, welcome.param_specs(method), method)
+            request, prompt = _scene_request(pack_info.framing, args, params)
             t0 = time.perf_counter()
             client.edit(request)
             first_edit_s = time.perf_counter() - t0

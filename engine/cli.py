@@ -34,22 +34,29 @@ class CliError(Exception):
 # ---------------------------------------------------------------------------- helpers
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
-    """``name=value`` with JSON-ish values: numbers, true/false, else a string."""
-    if "=" not in text:
+def _param_pair(text: str) -> str:
+    """``NAME=VALUE`` as typed; the value is read by the parameter's kind later
+    (:func:`read_params`), against the specs of the method it goes to."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip() or len(text.split()) != 1:
         raise argparse.ArgumentTypeError(f"--param takes NAME=VALUE, not {text!r}")
-    name, raw = text.split("=", 1)
-    value: Any = raw
-    if raw.lower() in ("true", "false"):
-        value = raw.lower() == "true"
-    else:
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-    return name.strip(), value
+    return text
+
+
+def read_params(pairs: Sequence[str], specs: Sequence[Any] | None, method: str) -> dict:
+    """``--param`` pairs as validated values, by ``protocol.messages.parse_assignments``:
+    the one reader of typed parameters, shared with the GIMP plug-in's options field."""
+    from protocol.errors import InvalidRequest
+    from protocol.messages import parse_assignments
+
+    if not pairs:
+        return {}
+    if specs is None:
+        raise CliError(f"no method {method!r} to take --param")
+    try:
+        return parse_assignments(" ".join(pairs), specs)
+    except InvalidRequest as exc:
+        raise CliError(f"--param for {method}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -296,7 +303,8 @@ def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
     if args.reference:
         ref_img, rw, rh = _load_rgba8(Path(args.reference))
         reference = Buffer("reference", rw, rh, "rgba8", ref_img.tobytes())
-    params = dict(args.param)
+    method = args.method or welcome.default_method or ""
+    params = read_params(args.param, welcome.param_specs(method), method)
     if args.strength is not None:
         params["strength"] = args.strength
     try:
@@ -405,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variations", type=int, default=1)
     p.add_argument("--seed", type=int)
     p.add_argument("--pack")
-    p.add_argument("--param", action="append", type=_parse_param, default=[],
+    p.add_argument("--param", action="append", type=_param_pair, default=[],
                    metavar="NAME=VALUE", help="a method or pipeline parameter")
     p.add_argument("-o", "--output", help="the edited image, composited, same size as IMAGE")
     p.add_argument("--patch-out", help="the RGBA patch, its offset in the PNG's metadata")
@@ -481,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "inversion gates); the encoder alone is reported on all --n")
     p.add_argument("--independent", type=int, default=10,
                    help="independently drawn scenes to recolour (edits)")
-    p.add_argument("--param", action="append", type=_parse_param, default=[],
+    p.add_argument("--param", action="append", type=_param_pair, default=[],
                    metavar="NAME=VALUE", help="a method parameter for every edit")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", nargs="?", const="-", metavar="OUT",
@@ -524,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="paint-by-word", help="edit, load: the method")
     p.add_argument("--clients", type=int, default=4, help="load: concurrent clients")
     p.add_argument("--edits", type=int, default=5, help="load: edits per client")
-    p.add_argument("--param", action="append", type=_parse_param, default=[],
+    p.add_argument("--param", action="append", type=_param_pair, default=[],
                    metavar="NAME=VALUE", help="edit: a method parameter")
     p.set_defaults(func=cmd_bench)
     return parser
@@ -622,6 +630,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     unknown = [m for m in chosen if m not in available]
     if unknown:
         raise CliError(f"unknown methods {unknown}; available: {', '.join(sorted(available))}")
+    from engine.runner import PIPELINE_PARAMS, method_param_specs
+
+    specs = {spec.name: spec for m in chosen for spec in method_param_specs(available[m])}
+    specs.update({spec.name: spec for spec in PIPELINE_PARAMS})
+    params = read_params(args.param, list(specs.values()), ", ".join(chosen))
     kinds, prompts = list(KINDS), None
     if args.prompts and Path(args.prompts).is_file():
         try:
@@ -636,7 +649,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            f"{', '.join(KINDS)}; {args.prompts!r} is neither (no such file; "
                            f"not kinds: {bad})")
     report = evaluate_edits(runner, name, chosen, kinds, n_per_kind=args.n or 20,
-                            n_independent=args.independent, params=dict(args.param),
+                            n_independent=args.independent, params=params,
                             seed=args.seed, prompts=prompts)
     _print_report(args.json, report, format_report(report))
     return 0

@@ -85,6 +85,7 @@ class Welcome:
     device: str
     shared_memory: bool = False  # the engine mapped this client's rings (protocol.shm)
     shared_memory_note: str = ""  # why not, when it was offered and refused
+    pipeline_params: tuple[ParamSpec, ...] = ()  # the region pipeline's, taken by every method
 
     @classmethod
     def from_message(cls, message: Message) -> Welcome:
@@ -100,6 +101,8 @@ class Welcome:
             device=str(body.get("device", "?")),
             shared_memory=body.get("shm") is True,
             shared_memory_note=str(body.get("shm_note", "")),
+            pipeline_params=tuple(ParamSpec.from_dict(p)
+                                  for p in body.get("pipeline_params", ())),
         )
 
     def method(self, method_id: str) -> MethodInfo | None:
@@ -107,6 +110,12 @@ class Welcome:
 
     def pack(self, name: str) -> PackInfo | None:
         return next((p for p in self.packs if p.name == name), None)
+
+    def param_specs(self, method_id: str) -> tuple[ParamSpec, ...] | None:
+        """Every parameter a request for ``method_id`` may set: the method's own, then the
+        region pipeline's. None when the engine has no such method."""
+        info = self.method(method_id)
+        return None if info is None else info.params + self.pipeline_params
 
 
 @dataclass(frozen=True)

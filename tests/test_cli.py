@@ -54,10 +54,25 @@ def test_edit_variations_write_numbered_files(engine: EngineProcess, tmp_path: P
     assert out.exists() and (tmp_path / "v-2.png").exists()
 
 
+def test_edit_params_are_read_by_their_kind_pipeline_ones_included(
+        engine: EngineProcess, tmp_path: Path) -> None:
+    """``--param`` goes through the one typed reader (``parse_assignments``) against the
+    welcome's specs: the method's own and the region pipeline's (paste, feather)."""
+    image, mask_path, _, _ = _scene(tmp_path)
+    out = tmp_path / "p.png"
+    assert main(["edit", str(image), "--mask", str(mask_path), "--prompt", "x", "--method",
+                 "test-invert", "--param", "paste=delta", "--param", "feather=1",
+                 "--param", "steps=2", "--endpoint", engine.endpoint, "-o", str(out)]) == 0
+    assert out.exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "text"),
     [
         (["--param", "steps=0"], "smallest allowed"),
+        (["--param", "steps=many"], "must be an integer"),
+        (["--param", "nosuch=1"], "unknown parameter 'nosuch'"),
+        (["--method", "missing", "--param", "steps=3"], "no method 'missing'"),
         (["--method", "missing"], "unknown method"),
         (["--strength", "7"], "largest allowed"),
     ],

@@ -178,3 +178,12 @@ def test_cli_eval_pack_prints_every_gate(pack_dir: Path, capsys: pytest.CaptureF
     assert any("PSNR" in n for n in names) and any("samples" in n for n in names)
     ceiling = report["figures"]["samples_ceiling_encoded_frames_one_w"]
     assert 0 <= ceiling["confident"] <= 1 and ceiling["rarest_share_ratio"] >= 0
+
+
+def test_cli_eval_rejects_a_param_no_chosen_method_takes(
+        pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "--pack", "tiny", "--pack-dir", str(pack_dir), "--methods",
+                 "paint-by-word", "--prompts", "shape", "--n", "1", "--param", "views=lots",
+                 "--device", "cpu"])
+    assert code != 0
+    assert "'views' must be an integer" in capsys.readouterr().err

@@ -155,7 +155,8 @@ def edit_selection(host: GimpHost, options: EditOptions,
                 raise PluginError(f"the engine has no method {method!r}; it offers: "
                                   + ", ".join(m.id for m in welcome.methods))
             try:
-                params.update(parse_assignments(options.params_text, info.params))
+                specs = welcome.param_specs(method) or ()
+                params.update(parse_assignments(options.params_text, specs))
             except InvalidRequest as exc:
                 raise PluginError(f"method options: {exc}") from None
         if info is not None and info.param("strength") is not None:
