@@ -160,6 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         endpoint=endpoint,
         max_queue=args.max_queue,
+        orphan_seconds=args.orphan_seconds,
         curve_secret_file=Path(server_key) if server_key else None,
         curve_allow_dir=Path(allow_dir) if allow_dir else None,
     )
@@ -204,6 +205,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         default = " (default)" if method.id == welcome.default_method else ""
         params = ", ".join(f"{p.name}={p.default}" for p in method.params)
         print(f"  {method.id}{default}: {method.title} [{params}]")
+    if welcome.pipeline_params:
+        print("every method also takes: " + ", ".join(
+            f"{p.name}={p.default}" for p in welcome.pipeline_params))
     limits = welcome.limits
     print(f"limits: side <= {limits.max_side}, frame <= {limits.max_frame_bytes} bytes, "
           f"prompt <= {limits.max_prompt_chars} chars, variations <= {limits.max_variations}")
@@ -396,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--pack-dir", action="append", default=[], help="extra folder of packs")
     p.add_argument("--max-queue", type=int, default=8)
+    p.add_argument("--orphan-seconds", type=float, default=60.0,
+                   help="cancel a running job once its client has been unreachable this long "
+                        "(0: never; default 60)")
     p.add_argument("--server-key", help="the server's .key_secret file (CURVE; remote use)")
     p.add_argument("--allow-dir", help="folder of allowed client public keys (CURVE)")
     p.add_argument("--extra-methods", action="append", default=[], metavar="MODULE",

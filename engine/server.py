@@ -107,6 +107,9 @@ class ServerConfig:
     curve_secret_file: Path | None = None  # server key pair (.key_secret) for remote use
     curve_allow_dir: Path | None = None  # folder of allowed client public keys
     sndhwm: int = 16
+    #: cancel the running job once its client has been unreachable this long (an editor
+    #: killed mid-edit: GIMP's cancel does that); 0 keeps such jobs running to the end
+    orphan_seconds: float = 60.0
 
 
 class EngineServer:
@@ -137,6 +140,7 @@ class EngineServer:
         # peer routing id -> its shared-memory rings (I/O thread only)
         self._links: OrderedDict[bytes, shm.SharedLink] = OrderedDict()
         self._link_seen: dict[bytes, float] = {}  # peer -> when it last sent anything
+        self._gone_since: dict[bytes, float] = {}  # peer -> first failed send since it spoke
         self._shared_memory = config.endpoint.startswith("ipc://") and shm.supported()
 
     # ------------------------------------------------------------------ lifecycle
@@ -324,6 +328,7 @@ class EngineServer:
                 if time.monotonic() - last_housekeeping > 5:
                     self.jobs.evict_expired()
                     self._expire_links()
+                    self._cancel_orphans()
                     last_housekeeping = time.monotonic()
         finally:
             self._shutdown(router, inbox)
@@ -357,6 +362,7 @@ class EngineServer:
             frames = link.writer.place_frames(frames)
         try:
             router.send_multipart([peer, *frames], copy=False, flags=zmq.NOBLOCK)
+            self._gone_since.pop(peer, None)
             return True
         except zmq.Again:
             log.warning("send.dropped peer=%s reason=slow-client", peer.hex())
@@ -366,6 +372,7 @@ class EngineServer:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             log.info("send.dropped peer=%s reason=gone", peer.hex())
+            self._gone_since.setdefault(peer, time.monotonic())
             self._drop_link(peer)
         return False
 
@@ -407,6 +414,7 @@ class EngineServer:
             self._handle(router, peer, frames[1:])
 
     def _handle(self, router: zmq.Socket, peer: bytes, frames: list[Any]) -> None:
+        self._gone_since.pop(peer, None)
         link = self._links.get(peer)
         if link is not None:
             self._links.move_to_end(peer)
@@ -462,6 +470,25 @@ class EngineServer:
         if link is not None:
             link.close()  # views held by queued jobs keep their mapping until they finish
             log.info("shm.released peer=%s", peer.hex())
+
+    def _cancel_orphans(self) -> None:
+        """Stop the running job when its client has been unreachable for ``orphan_seconds``:
+        its progress and result can go nowhere, and it holds the worker. A client that
+        comes back sooner (same routing id after a reconnect, or any request such as a
+        ``fetch``) finds its job going on; a cancelled one is kept for re-fetch as usual."""
+        now = time.monotonic()
+        for peer, since in list(self._gone_since.items()):
+            if now - since > self.config.keep_seconds:
+                del self._gone_since[peer]  # bounded: a long-gone client is forgotten
+        grace = self.config.orphan_seconds
+        job = self.jobs.running
+        if grace <= 0 or job is None or job.cancel.is_set():
+            return
+        since = self._gone_since.get(job.peer)
+        if since is not None and now - since >= grace:
+            job.cancel.set()
+            log.info("job.orphaned job=%s peer=%s unreachable_s=%.0f", job.id,
+                     job.peer.hex(), now - since)
 
     def _expire_links(self) -> None:
         """Let go of the rings of clients silent for longer than results are kept."""

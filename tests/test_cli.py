@@ -115,6 +115,7 @@ def test_info(engine: EngineProcess, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["info", "--endpoint", engine.endpoint]) == 0
     out = capsys.readouterr().out
     assert "test-invert" in out and "test-pack" in out
+    assert "every method also takes: paste=auto, feather=0.0" in out
     expected = ("large buffers through shared memory" if shm.supported()
                 else "every buffer as a frame")
     assert f"transport: {expected}" in out

@@ -277,3 +277,29 @@ def test_accepted_event_reports_position(engine: EngineProcess) -> None:
         accepted: list[Accepted] = []
         client.wait(job, on_accepted=accepted.append)
         assert accepted and accepted[0].position >= 0
+
+
+def test_a_job_whose_client_is_gone_is_cancelled_after_the_grace(tmp_path: Path) -> None:
+    """An editor killed mid-edit (GIMP's cancel kills the plug-in) does not hold the worker
+    for the rest of its job: after ``--orphan-seconds`` unreachable, the job is cancelled."""
+    eng = EngineProcess(tmp_path, "--orphan-seconds", "1")
+    try:
+        client = eng.client()
+        orphan = client.submit(_request(params={"steps": 400, "delay": 0.05}))  # 20 s
+        deadline = time.monotonic() + 30
+        while not any(isinstance(e, Progress) for e in client.poll(0.1)):
+            assert time.monotonic() < deadline, "the job never started"
+        client.close()  # gone without a cancel, as a killed plug-in is
+        with eng.client() as other:
+            # queued behind the orphan; it runs once the orphan has been stopped
+            assert other.edit(_request(params={"steps": 1})).patches
+            other.fetch(orphan)
+            events: list = []
+            deadline = time.monotonic() + 5
+            while not any(isinstance(e, Cancelled | Result) for e in events):
+                assert time.monotonic() < deadline
+                events += other.poll(0.1)
+            assert any(isinstance(e, Cancelled) for e in events)
+        assert "job.orphaned" in eng.log.read_text()
+    finally:
+        eng.stop()
