@@ -19,6 +19,8 @@ Manifest fields (``format`` 1)::
     clip       {file, model: "ViT-B-32"} or {file, config: {...}}
     components {name: {file, ...}}      optional method artefacts (clipinverter, ...)
     vocabulary {shape: [...], ...}      words the pack's world knows (advertised to editors)
+    synonyms   {shape: {circle: [disc, ...]}, ...}  other words people type for a value
+                                        (optional; methods read prompts with them)
     examples   [prompt, ...]
     neutral_prompt                      the domain's neutral text (global directions)
     default_method                      the method to use when a request names none (the

@@ -4,6 +4,7 @@ the real pack)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from engine.methods.base import CancelFlag, Cancelled, MethodInputs
 from engine.methods.guidance import (
     anchored_prompt,
     clip_read,
+    named_values,
     paste_advice,
     project_edit,
     wants_projection,
@@ -243,6 +245,36 @@ def test_anchored_prompt_names_what_the_prompt_leaves_out() -> None:
     assert anchored_prompt("a small green star", vocab, read) is None  # nothing missing
     assert anchored_prompt("a green star", None, read) is None
     assert anchored_prompt("a green star", {"color": ["green"]}, read) is None
+
+
+def test_synonyms_name_their_value() -> None:
+    """"a big disc" names size and shape: completing it with the size the region has now
+    ("a small ...") would aim against what the user typed."""
+    vocab = {"shape": ["circle", "star"], "size": ["small", "large"],
+             "color": ["red", "purple"]}
+    synonyms = {"shape": {"circle": ["disc"]}, "size": {"large": ["big"]},
+                "color": {"purple": ["violet"]}}
+
+    def read(choices: dict[str, list[str]]) -> dict[str, str]:
+        return {k: {"shape": "star", "size": "small", "color": "red"}[k] for k in choices}
+
+    assert named_values("A big disc.", vocab, ("size", "shape"), synonyms) == {
+        "size": "large", "shape": "circle"}
+    assert named_values("a big disc", vocab, ("size", "shape")) == {}  # without them
+    assert anchored_prompt("a big disc", vocab, read, synonyms) == "a large red circle"
+    assert anchored_prompt("a violet star", vocab, read, synonyms) is None  # a recolour
+    assert paste_advice("a disc", vocab, read, synonyms) == "render"
+    assert paste_advice("a violet star", vocab, read, synonyms) == "delta"
+
+
+def test_the_demo_manifest_carries_the_worlds_synonyms() -> None:
+    from engine.packs import REPO_PACKS
+    from engine.training.export import manifest_for
+    from engine.world import WORLD_SPEC
+
+    shipped = json.loads((REPO_PACKS / "demo" / "pack.json").read_text())
+    assert shipped["synonyms"] == manifest_for(WORLD_SPEC, {})["synonyms"]
+    assert "disc" in shipped["synonyms"]["shape"]["circle"]
 
 
 def test_keep_unnamed_changes_the_target(registry: PackRegistry) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "keep_unnamed_param",
     "named_values",
     "optimised_output",
+    "pack_synonyms",
     "pack_vocabulary",
     "paste_advice",
     "project_edit",
@@ -113,7 +114,8 @@ def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
     anchor = None
     if inversion is not None and inputs.params.get("keep_unnamed"):
         anchor = anchored_prompt(inputs.prompt, pack_vocabulary(inputs.pack),
-                                 lambda choices: clip_read(clip, inversion, choices))
+                                 lambda choices: clip_read(clip, inversion, choices),
+                                 pack_synonyms(inputs.pack))
     if anchor is None:
         return target, repr(inputs.prompt)
     both = target + clip.encode_prompt(anchor).to(inputs.device)
@@ -212,6 +214,12 @@ def pack_vocabulary(pack: Any) -> dict[str, list[str]] | None:
     return manifest.data.get("vocabulary") if manifest is not None else None
 
 
+def pack_synonyms(pack: Any) -> Synonyms | None:
+    """The manifest's ``synonyms``: other words a person types for a vocabulary value."""
+    manifest = getattr(pack, "manifest", None)
+    return manifest.data.get("synonyms") if manifest is not None else None
+
+
 @torch.no_grad()
 def similarity_info(clip: Any, before: Tensor, after: Tensor, target: Tensor) -> dict[str, Any]:
     """CLIP similarity to the target before and after the edit (reported with the result)."""
@@ -227,14 +235,20 @@ STRUCTURAL_KEYS = ("size", "shape")
 #: read_current(choices) -> the value of each key the image shows now, e.g. by CLIP
 ReadFn = Callable[[dict[str, list[str]]], dict[str, str]]
 
+#: {key: {value: [words a person may type for it]}}, e.g. {"shape": {"circle": ["disc"]}}
+Synonyms = dict[str, dict[str, list[str]]]
+
 
 def named_values(prompt: str, vocabulary: dict[str, list[str]],
-                 keys: tuple[str, ...]) -> dict[str, str]:
-    """The vocabulary value the prompt names for each of ``keys`` (the first, if several)."""
-    words = set(prompt.lower().replace(",", " ").split())
+                 keys: tuple[str, ...], synonyms: Synonyms | None = None) -> dict[str, str]:
+    """The vocabulary value the prompt names for each of ``keys`` (the first, if several),
+    by the value itself or one of its ``synonyms`` ("a disc" names the circle)."""
+    words = set(prompt.lower().replace(",", " ").replace(".", " ").split())
     named: dict[str, str] = {}
     for key in keys:
-        hits = [v for v in vocabulary.get(key, []) if v.lower() in words]
+        others = (synonyms or {}).get(key, {})
+        hits = [v for v in vocabulary.get(key, [])
+                if words & {v.lower(), *(w.lower() for w in others.get(v, ()))}]
         if hits:
             named[key] = hits[0]
     return named
@@ -245,7 +259,7 @@ ANCHOR_KEYS = ("size", "color", "shape")
 
 
 def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
-                    read_current: ReadFn) -> str | None:
+                    read_current: ReadFn, synonyms: Synonyms | None = None) -> str | None:
     """The prompt completed with what the region shows now, or None when nothing is missing.
 
     People name what they want changed ("there is a small star here") and expect the rest
@@ -259,7 +273,7 @@ def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
     """
     if not vocabulary or not all(vocabulary.get(k) for k in ANCHOR_KEYS):
         return None
-    named = named_values(prompt, vocabulary, ANCHOR_KEYS)
+    named = named_values(prompt, vocabulary, ANCHOR_KEYS, synonyms)
     missing = [k for k in ANCHOR_KEYS if k not in named]
     if not missing:
         return None
@@ -272,7 +286,7 @@ def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
 
 
 def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
-                 read_current: ReadFn | None = None) -> str:
+                 read_current: ReadFn | None = None, synonyms: Synonyms | None = None) -> str:
     """``render`` when the prompt asks for a new shape or size, else ``delta``.
 
     A recolour keeps the object's outline, so pasting only the change keeps the user's own
@@ -284,7 +298,7 @@ def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
     """
     if not vocabulary:
         return "render"
-    named = named_values(prompt, vocabulary, STRUCTURAL_KEYS)
+    named = named_values(prompt, vocabulary, STRUCTURAL_KEYS, synonyms)
     if not named:
         return "delta"
     if read_current is None:
@@ -308,4 +322,4 @@ def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[s
 def advise_paste(prompt: str, pack: Any, clip: Any, inversion: Tensor) -> str:
     """:func:`paste_advice` for a method's result, reading the inversion with the pack's CLIP."""
     return paste_advice(prompt, pack_vocabulary(pack),
-                        lambda choices: clip_read(clip, inversion, choices))
+                        lambda choices: clip_read(clip, inversion, choices), pack_synonyms(pack))

@@ -25,6 +25,7 @@ from engine.models.stylegan2 import save_rosinality
 from engine.packs import MANIFEST_NAME, REPO_PACKS
 from engine.training.autoencoder import GENERATOR_ARCH, build_models
 from engine.world import WORLD_SPEC, WorldSpec, prompt_for
+from engine.world.captions import SYNONYMS
 from engine.world.spec import ATTR_KEYS
 
 __all__ = ["DEMO_PACK_NAME", "export_pack", "manifest_for"]
@@ -57,6 +58,9 @@ def manifest_for(spec: WorldSpec, encoder_config: dict[str, Any]) -> dict[str, A
                                  "use": "evaluation only"}},
         "attribute_keys": list(ATTR_KEYS),
         "vocabulary": vocab,
+        "synonyms": {key: {value: [w for w in words if w != value]
+                           for value, words in SYNONYMS[key].items() if len(words) > 1}
+                     for key in ATTR_KEYS},
         "examples": examples,
         "neutral_prompt": "a shape",
         # chosen by `wordbrush eval edits` on this pack (BENCHMARKS.md): the optimisation
