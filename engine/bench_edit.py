@@ -40,7 +40,7 @@ def bench_edit(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from engine.cli import private_engine, read_params
+    from engine.cli import private_engine, read_request_params
     from engine.packs import PackRegistry
     from engine.runner import EditRunner, resolve_device
 
@@ -53,8 +53,7 @@ def bench_edit(args: argparse.Namespace) -> int:
             pack_info = welcome.pack(pack_name or "")
             if pack_info is None:
                 raise SystemExit(f"the engine has no pack {pack_name!r}")
-            method = args.method or welcome.default_method or ""
-            params = read_params(args.param, welcome.param_specs(method), method)
+            params = read_request_params(args.param, welcome, args.method)
             request, prompt = _scene_request(pack_info.framing, args, params)
             t0 = time.perf_counter()
             client.edit(request)

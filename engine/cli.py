@@ -34,6 +34,11 @@ class CliError(Exception):
 # ---------------------------------------------------------------------------- helpers
 
 
+def _listed(specs: Sequence[Any]) -> str:
+    """Parameters with their defaults, as ``wordbrush info`` lists them."""
+    return ", ".join(f"{p.name}={p.default}" for p in specs)
+
+
 def _param_pair(text: str) -> str:
     """``NAME=VALUE`` as typed; the value is read by the parameter's kind later
     (:func:`read_params`), against the specs of the method it goes to."""
@@ -57,6 +62,13 @@ def read_params(pairs: Sequence[str], specs: Sequence[Any] | None, method: str) 
         return parse_assignments(" ".join(pairs), specs)
     except InvalidRequest as exc:
         raise CliError(f"--param for {method}: {exc}") from None
+
+
+def read_request_params(pairs: Sequence[str], welcome: Any, method: str | None) -> dict:
+    """:func:`read_params` for a request to a running engine: against what its ``welcome``
+    advertises for ``method`` (or the engine's default method)."""
+    method = method or welcome.default_method or ""
+    return read_params(pairs, welcome.param_specs(method), method)
 
 
 @contextlib.contextmanager
@@ -203,11 +215,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("methods:")
     for method in welcome.methods:
         default = " (default)" if method.id == welcome.default_method else ""
-        params = ", ".join(f"{p.name}={p.default}" for p in method.params)
-        print(f"  {method.id}{default}: {method.title} [{params}]")
+        print(f"  {method.id}{default}: {method.title} [{_listed(method.params)}]")
     if welcome.pipeline_params:
-        print("every method also takes: " + ", ".join(
-            f"{p.name}={p.default}" for p in welcome.pipeline_params))
+        print(f"every method also takes: {_listed(welcome.pipeline_params)}")
     limits = welcome.limits
     print(f"limits: side <= {limits.max_side}, frame <= {limits.max_frame_bytes} bytes, "
           f"prompt <= {limits.max_prompt_chars} chars, variations <= {limits.max_variations}")
@@ -307,8 +317,7 @@ def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
     if args.reference:
         ref_img, rw, rh = _load_rgba8(Path(args.reference))
         reference = Buffer("reference", rw, rh, "rgba8", ref_img.tobytes())
-    method = args.method or welcome.default_method or ""
-    params = read_params(args.param, welcome.param_specs(method), method)
+    params = read_request_params(args.param, welcome, args.method)
     if args.strength is not None:
         params["strength"] = args.strength
     try:
@@ -637,10 +646,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     unknown = [m for m in chosen if m not in available]
     if unknown:
         raise CliError(f"unknown methods {unknown}; available: {', '.join(sorted(available))}")
-    from engine.runner import PIPELINE_PARAMS, method_param_specs
+    from engine.runner import request_param_specs
 
-    specs = {spec.name: spec for m in chosen for spec in method_param_specs(available[m])}
-    specs.update({spec.name: spec for spec in PIPELINE_PARAMS})
+    specs = {spec.name: spec for m in chosen for spec in request_param_specs(available[m])}
     params = read_params(args.param, list(specs.values()), ", ".join(chosen))
     kinds, prompts = list(KINDS), None
     if args.prompts and Path(args.prompts).is_file():

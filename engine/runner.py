@@ -52,6 +52,11 @@ def method_param_specs(cls: type[EditMethod]) -> list[ParamSpec]:
             for p in cls.params]
 
 
+def request_param_specs(cls: type[EditMethod]) -> list[ParamSpec]:
+    """Every parameter a request for ``cls`` may set: the method's, then the pipeline's."""
+    return method_param_specs(cls) + list(PIPELINE_PARAMS)
+
+
 def method_info(cls: type[EditMethod]) -> MethodInfo:
     """How a method is advertised in ``welcome``."""
     return MethodInfo(id=cls.id, title=cls.title, description=cls.description,
@@ -149,7 +154,7 @@ class EditRunner:
                 f"{pack.name!r} does not have", code=ErrorCode.INVALID_REQUEST)
         if request.reference is not None and not cls.accepts_reference:
             raise InvalidRequest(f"method {cls.id!r} does not take a reference image")
-        specs = method_param_specs(cls) + list(PIPELINE_PARAMS)
+        specs = request_param_specs(cls)
         try:
             params = validate_params(specs, request.params)
         except InvalidRequest as exc:

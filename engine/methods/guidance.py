@@ -209,15 +209,18 @@ def optimised_output(inputs: MethodInputs, inversion: Inversion, edited: Tensor,
                         info=similarity_info(clip, inversion.image, edited, target))
 
 
-def pack_vocabulary(pack: Any) -> dict[str, list[str]] | None:
+def _manifest_field(pack: Any, key: str) -> Any:
     manifest = getattr(pack, "manifest", None)
-    return manifest.data.get("vocabulary") if manifest is not None else None
+    return manifest.data.get(key) if manifest is not None else None
+
+
+def pack_vocabulary(pack: Any) -> dict[str, list[str]] | None:
+    return _manifest_field(pack, "vocabulary")
 
 
 def pack_synonyms(pack: Any) -> Synonyms | None:
     """The manifest's ``synonyms``: other words a person types for a vocabulary value."""
-    manifest = getattr(pack, "manifest", None)
-    return manifest.data.get("synonyms") if manifest is not None else None
+    return _manifest_field(pack, "synonyms")
 
 
 @torch.no_grad()
