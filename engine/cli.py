@@ -537,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-minutes", type=float, help="time budget for each stage")
     p.add_argument("--steps", type=int, help="override the stage's number of steps")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--paired-weight", type=float,
+                   help="clipinverter: weight of the ground-truth edit term (default 1.0; "
+                        "0 = the paper's losses only)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
@@ -732,6 +735,10 @@ def _train_for_pack(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.steps is not None:
         options["stage1_steps"] = args.steps
+    if args.paired_weight is not None:
+        if args.paired_weight < 0:
+            raise CliError("--paired-weight must be 0 or more")
+        options["paired"] = args.paired_weight
     budget = args.minutes * 60 if args.minutes else None
     try:
         summary = train_clipinverter(packs.get(name), work, device, budget_s=budget, **options)

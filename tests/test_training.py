@@ -73,3 +73,43 @@ def test_a_stopped_stage_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert (tmp_path / "judge.pt").is_file()
     # done stages are skipped
     assert run_stages(["judge"], tmp_path, CPU, stage_options=opts, log=lambda s: None)
+
+
+def test_clipinverter_edit_pairs_show_what_their_captions_ask() -> None:
+    """CLIPInverter's paired term: each caption names the target's values for the keys it
+    mentions, changes nothing it does not mention, and the target frame has them."""
+    import numpy as np
+
+    from engine.training.data import FrameSource, sample_edit
+    from engine.world import parse_prompt
+
+    rng = np.random.default_rng(0)
+    attrs = {"shape": "circle", "color": "red", "size": "small", "background": "beige"}
+    n_changed = []
+    for _ in range(400):
+        text, source_text, changes = sample_edit(attrs, rng)
+        named = parse_prompt(text)
+        assert set(changes) <= set(named)
+        assert all(changes[k] != attrs[k] for k in changes)
+        assert named == {k: {**attrs, **changes}[k] for k in named}
+        assert parse_prompt(source_text) == {k: attrs[k] for k in named}
+        n_changed.append(len(changes))
+    assert 0.18 < np.mean(np.array(n_changed) == 0) < 0.32  # match_fraction 0.25
+    assert max(n_changed) >= 3
+
+    source = FrameSource(size=32, hard_fraction=0.25, crop_fraction=0.0)
+    pairs = source.pairs(3, 8)
+    assert pairs.source.images.shape == pairs.target.images.shape == (8, 3, 32, 32)
+    keys = ("shape", "color", "size", "background")
+    vocab = {"shape": ("circle", "square", "triangle", "star")}
+    for i in range(8):
+        asked = parse_prompt(pairs.captions[i])
+        moved = {keys[k] for k in range(4)
+                 if pairs.source.labels[i, k] != pairs.target.labels[i, k]}
+        assert moved <= set(asked)
+        assert bool(moved) == bool(pairs.changed[i])
+        if "shape" in asked:
+            assert vocab["shape"][int(pairs.target.labels[i, 0])] == asked["shape"]
+    again = source.pairs(3, 8)
+    assert torch.equal(again.target.images, pairs.target.images)
+    assert again.captions == pairs.captions

@@ -30,6 +30,7 @@ from engine.world.render import (
     coverage,
     object_geometry,
     render_batch,
+    render_edited,
     render_frame,
     sample_attrs,
 )
@@ -301,6 +302,46 @@ def test_rendered_colour_classifies_back(batch):
         idx = classify_rgb_array(images[i][masks[i] >= 0.99])
         frac.append(np.mean(idx == S.colors.index(attrs[i]["color"])))
     assert np.mean(frac) > 0.97
+
+
+def test_edited_frames_change_only_what_was_asked():
+    n = 40
+    images, masks, attrs, params = render_batch(n, 77, size=64, return_params=True)
+    other = {"color": {"red": "blue"}, "background": {"beige": "grey"},
+             "size": {"small": "large"}, "shape": {"circle": "star"}}
+
+    def flip(key, value):
+        return other[key].get(value) or next(iter(other[key]))
+
+    keys = ("color", "background", "size", "shape")
+    changes = [{keys[i % 4]: flip(keys[i % 4], attrs[i][keys[i % 4]])} if i % 5 else {}
+               for i in range(n)]
+    changes = [c if any(attrs[i][k] != v for k, v in c.items()) else {}
+               for i, c in enumerate(changes)]
+    e_images, e_masks, e_attrs = render_edited(params, attrs, changes, 5, size=64)
+    for i in range(n):
+        assert e_attrs[i] == {**attrs[i], **changes[i]}
+        key = next(iter(changes[i]), None)
+        if key in (None, "color", "background"):
+            # same object in the same place: identical coverage
+            assert np.array_equal(e_masks[i], masks[i])
+        else:
+            assert not np.array_equal(e_masks[i], masks[i])
+            # it stays where it was: the box's centre moves by about a pixel at most
+            before, after = (np.add(*np.split(np.array(_mask_bbox(m)), 2)) / 2
+                             for m in (masks[i], e_masks[i]))
+            assert np.abs(before - after).max() <= 1.5
+        if key == "color":
+            assert classify_rgb(median_rgb(e_images[i], e_masks[i])) == changes[i]["color"]
+        elif key is None:
+            # only the noise is new
+            assert np.abs(e_images[i].astype(int) - images[i]).mean() < 6
+    a, b = (render_edited(params, attrs, changes, 5, size=64)[0] for _ in range(2))
+    assert np.array_equal(a, b)
+    with pytest.raises(KeyError, match="unknown attribute"):
+        render_edited(params, attrs, [{"colour": "red"}] * n, 5, size=64)
+    with pytest.raises(ValueError, match="one entry per frame"):
+        render_edited(params, attrs, [], 5, size=64)
 
 
 # ----------------------------------------------------------------------------------------

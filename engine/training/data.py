@@ -19,20 +19,24 @@ from tqdm import tqdm
 
 from engine.world import (
     ATTR_KEYS,
+    TRAIN_TEMPLATES,
     WORLD_SPEC,
     WorldSpec,
+    caption,
     frame_of,
     random_caption,
     render_batch,
+    render_edited,
     render_independent_scene,
     render_scene,
     split_seed,
 )
+from engine.world.captions import template_fields
 
 HARD_INDEX_OFFSET = 50_000_000
 
-__all__ = ["Batch", "FrameSource", "captions_for", "framed_crops", "labels_of",
-           "scene_crop_pool", "to_tensor", "vocab"]
+__all__ = ["Batch", "EditPairs", "FrameSource", "captions_for", "framed_crops", "labels_of",
+           "sample_edit", "scene_crop_pool", "to_tensor", "vocab"]
 
 
 def vocab(spec: WorldSpec = WORLD_SPEC) -> dict[str, tuple[str, ...]]:
@@ -60,6 +64,28 @@ def captions_for(labels: torch.Tensor, rng: np.random.Generator,
     v = vocab(spec)
     return [random_caption({k: v[k][i] for k, i in zip(ATTR_KEYS, row, strict=True) if i >= 0},
                            rng) for row in labels.tolist()]
+
+
+def sample_edit(
+    attrs: Mapping[str, str], rng: np.random.Generator, spec: WorldSpec = WORLD_SPEC,
+    match_fraction: float = 0.25, templates: Sequence[str] = TRAIN_TEMPLATES,
+) -> tuple[str, str, dict[str, str]]:
+    """A caption-driven edit of a frame with attributes ``attrs``.
+
+    A template is drawn; with probability ``match_fraction`` the caption describes the frame
+    as it is, otherwise 1 to all of the attributes the template names get new values.
+    Returns ``(edit caption, the same template filled with attrs, changes)``; attributes the
+    caption does not name are never changed (an edit keeps what it was not asked about).
+    """
+    template = templates[int(rng.integers(len(templates)))]
+    fields = template_fields(template)
+    changes: dict[str, str] = {}
+    if rng.random() >= match_fraction:
+        count = int(rng.integers(1, len(fields) + 1))
+        for key in rng.choice(fields, size=count, replace=False):
+            others = [v for v in vocab(spec)[str(key)] if v != attrs[str(key)]]
+            changes[str(key)] = others[int(rng.integers(len(others)))]
+    return caption({**attrs, **changes}, template), caption(attrs, template), changes
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -136,6 +162,22 @@ def scene_crop_pool(
 
 
 @dataclass
+class EditPairs:
+    """Frames, their ground-truth edits and the captions that ask for them."""
+
+    source: Batch
+    target: Batch  # each source frame with the caption's attributes set (same place, shades)
+    captions: list[str]  # what the edit asks for
+    source_captions: list[str]  # the same template filled with the source's attributes
+    changed: torch.Tensor  # [N] bool: the caption asks for a change
+
+    def to(self, device: torch.device) -> EditPairs:
+        return dataclasses.replace(self, source=self.source.to(device),
+                                   target=self.target.to(device),
+                                   changed=self.changed.to(device))
+
+
+@dataclass
 class FrameSource:
     """Endless batches: renderer frames, hard-edged renderer frames (no supersampling: what
     a user's flat fill looks like) and framed canvas crops from a fixed pool.
@@ -154,24 +196,58 @@ class FrameSource:
     def __post_init__(self) -> None:
         self._hard_spec = dataclasses.replace(self.spec, supersample=1)
 
+    def _render_seeds(self, step: int, n: int, n_crop: int) -> list[tuple[int, WorldSpec, int]]:
+        """(count, spec, seed) of the soft and the hard-edged renderer frames of a batch;
+        hard-edged frames come from other train indices, so no two parts share a seed."""
+        n_hard = round(n * self.hard_fraction)
+        seed = split_seed("train", self.seed_offset + step)
+        hard_seed = split_seed("train", HARD_INDEX_OFFSET + self.seed_offset + step)
+        parts = ((n - n_crop - n_hard, self.spec, seed), (n_hard, self._hard_spec, hard_seed))
+        return [part for part in parts if part[0]]
+
+    def pairs(self, step: int, n: int, match_fraction: float = 0.25) -> EditPairs:
+        """``n`` renderer frames (soft and hard-edged, no crops), each with a caption from
+        :func:`sample_edit` and the frame as that caption would make it (``render_edited``).
+        Deterministic in ``step``."""
+        rng = np.random.default_rng(split_seed("train", self.seed_offset + step) + 17)
+        sources, targets = [], []
+        captions: list[str] = []
+        source_captions: list[str] = []
+        changed: list[bool] = []
+        for count, spec, seed in self._render_seeds(step, n, 0):
+            imgs, masks, attrs, params = render_batch(count, seed, size=self.size, spec=spec,
+                                                      return_params=True)
+            edits = [sample_edit(a, rng, self.spec, match_fraction) for a in attrs]
+            e_imgs, e_masks, e_attrs = render_edited(
+                params, attrs, [c for _, _, c in edits], int(rng.integers(2**62)),
+                size=self.size, spec=spec)
+            sources.append(Batch(to_tensor(imgs), torch.from_numpy(masks)[:, None],
+                                 torch.from_numpy(labels_of(attrs, self.spec))))
+            targets.append(Batch(to_tensor(e_imgs), torch.from_numpy(e_masks)[:, None],
+                                 torch.from_numpy(labels_of(e_attrs, self.spec))))
+            captions += [c for c, _, _ in edits]
+            source_captions += [c for _, c, _ in edits]
+            changed += [bool(c) for _, _, c in edits]
+        return EditPairs(_concat(sources), _concat(targets), captions, source_captions,
+                         torch.tensor(changed))
+
     def batch(self, step: int, n: int) -> Batch:
         seed = split_seed("train", self.seed_offset + step)
         rng = np.random.default_rng(seed)
         n_crop = round(n * self.crop_fraction) if self.crops is not None else 0
-        n_hard = round(n * self.hard_fraction)
-        n_soft = n - n_crop - n_hard
         parts: list[Batch] = []
-        # hard-edged frames come from other train indices, so no two parts share a seed
-        hard_seed = split_seed("train", HARD_INDEX_OFFSET + self.seed_offset + step)
-        for count, spec, s in ((n_soft, self.spec, seed), (n_hard, self._hard_spec, hard_seed)):
-            if count:
-                imgs, masks, attrs = render_batch(count, s, size=self.size, spec=spec)
-                parts.append(Batch(to_tensor(imgs), torch.from_numpy(masks)[:, None],
-                                   torch.from_numpy(labels_of(attrs, self.spec))))
+        for count, spec, s in self._render_seeds(step, n, n_crop):
+            imgs, masks, attrs = render_batch(count, s, size=self.size, spec=spec)
+            parts.append(Batch(to_tensor(imgs), torch.from_numpy(masks)[:, None],
+                               torch.from_numpy(labels_of(attrs, self.spec))))
         if n_crop:
             assert self.crops is not None
             idx = torch.from_numpy(rng.integers(len(self.crops.images), size=n_crop))
             parts.append(Batch(self.crops.images[idx], self.crops.masks[idx],
                                self.crops.labels[idx]))
-        return Batch(torch.cat([p.images for p in parts]), torch.cat([p.masks for p in parts]),
-                     torch.cat([p.labels for p in parts]))
+        return _concat(parts)
+
+
+def _concat(parts: Sequence[Batch]) -> Batch:
+    return Batch(torch.cat([p.images for p in parts]), torch.cat([p.masks for p in parts]),
+                 torch.cat([p.labels for p in parts]))

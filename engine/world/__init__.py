@@ -19,7 +19,7 @@ from engine.world.captions import (
 from engine.world.color import classify_background, classify_rgb, median_rgb, nearest_color
 from engine.world.framing import BoxFraming, crop_frame
 from engine.world.independent import render_independent_frame, render_independent_scene
-from engine.world.render import render_batch, render_frame, sample_attrs
+from engine.world.render import render_batch, render_edited, render_frame, sample_attrs
 from engine.world.scenes import (
     Framed,
     Scene,
@@ -72,6 +72,7 @@ __all__ = [
     "prompt_for",
     "random_caption",
     "render_batch",
+    "render_edited",
     "render_frame",
     "render_independent_frame",
     "render_independent_scene",

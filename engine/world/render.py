@@ -29,6 +29,7 @@ __all__ = [
     "coverage",
     "object_geometry",
     "render_batch",
+    "render_edited",
     "render_frame",
     "sample_attrs",
     "sample_hsv",
@@ -415,6 +416,19 @@ def render_frame(
     return img[0], mask[0]
 
 
+def _render_chunked(
+    params: Mapping[str, Any], n: int, size: int, rng: np.random.Generator, spec: WorldSpec,
+    chunk: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render all ``n`` frames of ``params``, ``chunk`` at a time (bounded memory)."""
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    masks = np.empty((n, size, size), dtype=np.float32)
+    for s in range(0, n, chunk):
+        sl = slice(s, min(n, s + chunk))
+        images[sl], masks[sl] = _render_params(params, sl, size, rng, spec)
+    return images, masks
+
+
 def render_batch(
     n: int,
     seed: int,
@@ -450,11 +464,52 @@ def render_batch(
         for full, given in zip(attr_list, attrs, strict=True):
             full.update(given)
     params = _sample_params(attr_list, rng, spec)
-    images = np.empty((n, size, size, 3), dtype=np.uint8)
-    masks = np.empty((n, size, size), dtype=np.float32)
-    for s in range(0, n, chunk):
-        sl = slice(s, min(n, s + chunk))
-        images[sl], masks[sl] = _render_params(params, sl, size, rng, spec)
+    images, masks = _render_chunked(params, n, size, rng, spec, chunk)
     if return_params:
         return images, masks, attr_list, params
     return images, masks, attr_list
+
+
+# Which continuous parameters belong to which attribute: changing the attribute redraws
+# these and keeps every other one (centre, gradient directions, noise levels, other shades).
+_ATTRIBUTE_PARAMS: dict[str, tuple[str, ...]] = {
+    "shape": ("rotation",),
+    "color": ("obj_hsv", "obj_rgb", "obj_grad"),
+    "size": ("radius",),
+    "background": ("bg_hsv", "bg_rgb", "bg_grad"),
+}
+
+
+def render_edited(
+    params: Mapping[str, Any],
+    attrs: Sequence[Mapping[str, str]],
+    changes: Sequence[Mapping[str, str]],
+    seed: int,
+    size: int = WORLD_SPEC.frame_size,
+    spec: WorldSpec = WORLD_SPEC,
+    chunk: int = 128,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """The frames of ``render_batch(..., return_params=True)`` with some attributes changed:
+    ground-truth edits ("the same object, but green").
+
+    ``changes[i]`` is a partial attribute dict for frame i (empty: the frame again, with new
+    noise). Only the parameters of a changed attribute are redrawn (from ``seed``); the
+    object keeps its place, its gradient directions and, unless the shape changes, its
+    rotation. Returns ``(images, masks, attrs)`` like :func:`render_batch`.
+    """
+    if len(changes) != len(attrs):
+        raise ValueError("changes must have one entry per frame")
+    unknown = {k for c in changes for k in c} - set(_ATTRIBUTE_PARAMS)
+    if unknown:
+        raise KeyError(f"unknown attribute keys {sorted(unknown)}")
+    rng = np.random.default_rng(seed)
+    edited = [{**a, **c} for a, c in zip(attrs, changes, strict=True)]
+    fresh = _sample_params(edited, rng, spec)
+    out = {k: np.array(v, copy=True) for k, v in params.items()}
+    out["shape"] = fresh["shape"]
+    for key, fields in _ATTRIBUTE_PARAMS.items():
+        changed = np.array([e[key] != a[key] for e, a in zip(edited, attrs, strict=True)])
+        for field in fields:
+            out[field][changed] = fresh[field][changed]
+    images, masks = _render_chunked(out, len(attrs), size, rng, spec, chunk)
+    return images, masks, edited
