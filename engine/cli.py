@@ -747,7 +747,8 @@ def _train_for_pack(args: argparse.Namespace) -> int:
     if not summary.get("finished"):
         print(f"not finished: run the same command again to resume (work folder {work})")
         return 3
-    print(f"done: {summary['file']} (work folder {work})")
+    print(f"done: {summary['file']} (residual gain {summary['residual_gain']:g}, "
+          f"work folder {work})")
     return 0
 
 

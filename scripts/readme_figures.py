@@ -1,15 +1,17 @@
 """Regenerate the README's pictures from the committed demo pack.
 
-    .venv/bin/python scripts/readme_figures.py            # writes docs/*.png
+    .venv/bin/python scripts/readme_figures.py              # writes docs/*.png
+    .venv/bin/python scripts/readme_figures.py --only edit  # docs/demo_edit.png only
 
 * ``docs/demo_pack.png``: canvas scenes, the framed crops of their objects (the manifest's
   framing), and the pack's inversions of those crops.
-* ``docs/demo_edit.png``: a scene, the selection, and paint-by-word results through the
-  engine's pipeline (colour, shape and size prompts).
+* ``docs/demo_edit.png``: a scene, the selection, and CLIPInverter's and paint-by-word's
+  results through the engine's pipeline (colour, shape and size prompts).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from protocol.framing import Buffer  # noqa: E402
 from protocol.messages import request_for_selection  # noqa: E402
 
 OUT = ROOT / "docs"
+EDIT_METHODS = ("clipinverter", "paint-by-word")
 
 
 def _u8(t: torch.Tensor) -> np.ndarray:
@@ -94,7 +97,9 @@ def pack_figure(runner: EditRunner) -> Path:
     return path
 
 
-def edit_figure(runner: EditRunner) -> Path:
+def edit_figure(runner: EditRunner, methods: tuple[str, ...] = EDIT_METHODS) -> Path:
+    """A scene and its selection, then one row per method: the selected object recoloured,
+    reshaped and resized through the engine's whole pipeline (same prompts, seed 1)."""
     scene = render_scene(3, 384, 256, n_objects=3)
     obj = scene.objects[0].attrs
     _, sel = selection_for(scene, 0, "tight")
@@ -106,28 +111,37 @@ def edit_figure(runner: EditRunner) -> Path:
     prompts = [prompt_for({"color": other_color, "shape": obj["shape"]}),
                prompt_for({"color": obj["color"], "shape": other_shape}),
                prompt_for({"size": "small", "color": obj["color"], "shape": obj["shape"]})]
-    panels = [_label(Image.fromarray(scene.image), "before"),
-              _label(Image.fromarray(sel).convert("RGB"), "selection")]
-    for prompt in prompts:
-        request = request_for_selection(Buffer("layer", w, h, "rgba8", rgba.tobytes()),
-                                        sel.tobytes(), framing, prompt=prompt,
-                                        method="paint-by-word", pack="demo", seed=1)
-        outcome = runner.run_local(request)
-        patch = outcome.patches[0]
-        pixels = decode_pixels(patch.data, patch.width, patch.height, patch.format)
-        out = composite_over(rgba, Patch(pixels, outcome.offset, patch.format))
-        panels.append(_label(Image.fromarray(out[..., :3]), f'"{prompt}"'))
-    fig = _column([_row(panels[:3]), _row(panels[3:])])
+    rows = [_row([_label(Image.fromarray(scene.image), "before"),
+                  _label(Image.fromarray(sel).convert("RGB"), "selection")])]
+    for method in methods:
+        panels = []
+        for prompt in prompts:
+            request = request_for_selection(Buffer("layer", w, h, "rgba8", rgba.tobytes()),
+                                            sel.tobytes(), framing, prompt=prompt,
+                                            method=method, pack="demo", seed=1)
+            outcome = runner.run_local(request)
+            patch = outcome.patches[0]
+            pixels = decode_pixels(patch.data, patch.width, patch.height, patch.format)
+            out = composite_over(rgba, Patch(pixels, outcome.offset, patch.format))
+            panels.append(_label(Image.fromarray(out[..., :3]), f'{method}: "{prompt}"'))
+        rows.append(_row(panels))
+    fig = _column(rows)
     path = OUT / "demo_edit.png"
     fig.save(path)
     return path
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("pack", "edit"),
+                        help="regenerate one picture (default: both)")
+    args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     runner = EditRunner(PackRegistry.standard(), "cpu")
-    print(pack_figure(runner))
-    print(edit_figure(runner))
+    if args.only in (None, "pack"):
+        print(pack_figure(runner))
+    if args.only in (None, "edit"):
+        print(edit_figure(runner))
 
 
 if __name__ == "__main__":

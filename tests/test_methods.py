@@ -22,8 +22,10 @@ from engine.methods.guidance import (
     project_edit,
     wants_projection,
 )
+from engine.models.clipinverter import GAIN_KEY
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
+from engine.training.clipinverter import GAIN_GRID
 from engine.training.directions import precompute_feu_corpus, precompute_global_directions
 from protocol.errors import WordbrushError
 from protocol.framing import Buffer
@@ -372,10 +374,14 @@ def test_clipinverter_loads_the_official_layout(tmp_path: Path) -> None:
     sd.update({f"decoder.{k}": v for k, v in gen.state_dict().items()})
     sd.update({f"decoder.{k}": v for k, v in remapper.state_dict().items()})
     torch.save({"state_dict": sd, "opts": {"stylegan_size": 1024}}, tmp_path / "official.pt")
-    a2, r2 = load_clipinverter(tmp_path / "official.pt", gen, 512, (128, 256, 512))
-    assert torch.equal(a2.coarse_mapping.modulation_module_list[0].conv.weight,
+    nets = load_clipinverter(tmp_path / "official.pt", gen, 512, (128, 256, 512))
+    assert torch.equal(nets.adapter.coarse_mapping.modulation_module_list[0].conv.weight,
                        adapter.coarse_mapping.modulation_module_list[0].conv.weight)
-    assert float(r2.lambdas[3]) == pytest.approx(0.05)
+    assert float(nets.remapper.lambdas[3]) == pytest.approx(0.05)
+    assert nets.residual_gain == 1.0  # official files carry no calibration
+    torch.save({"state_dict": sd, "opts": {GAIN_KEY: "big"}}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=GAIN_KEY):
+        load_clipinverter(tmp_path / "bad.pt", gen, 512, (128, 256, 512))
     with pytest.raises(ValueError, match="does not fit"):
         load_clipinverter(tmp_path / "official.pt", Generator(256, channel_multiplier=1), 512,
                           (128, 256, 512))
@@ -388,6 +394,9 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     summary = train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=2,
                                  stage2_steps=2, batch=4, progress=False)
     assert summary["finished"] and Path(summary["file"]).is_file()
+    saved = torch.load(summary["file"], weights_only=True)["opts"]
+    errors = saved["gain_calibration"]["val_l1"]
+    assert summary["residual_gain"] == saved[GAIN_KEY] == GAIN_GRID[int(np.argmin(errors))]
     fresh = PackRegistry([Path(pack.manifest.root).parent])
     runner = EditRunner(fresh, "cpu")
     rgba, sel = _canvas(3)
@@ -400,6 +409,17 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     inputs = _inputs(fresh, "clipinverter", strength=0.0)
     result = methods.get("clipinverter")().run(inputs, lambda *a: None, CancelFlag())
     assert torch.allclose(result.image, result.inversion, atol=1e-5)
+    # strength 1 is the file's gain: with the gain set to 1, strength g gives the same edit
+    method = methods.get("clipinverter")()
+    torch.manual_seed(0)
+    at_one = method.run(_inputs(fresh, "clipinverter", strength=1.0), lambda *a: None,
+                        CancelFlag()).image
+    nets = method.networks(fresh.get("tiny"), torch.device("cpu"))
+    gain, nets.residual_gain = nets.residual_gain, 1.0
+    torch.manual_seed(0)
+    at_gain = method.run(_inputs(fresh, "clipinverter", strength=gain), lambda *a: None,
+                         CancelFlag()).image
+    assert torch.allclose(at_one, at_gain, atol=1e-5)
 
 
 def test_pack_names_its_default_method(tmp_path: Path) -> None:

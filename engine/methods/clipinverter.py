@@ -5,9 +5,11 @@ with the prompt's CLIP embedding (or a reference image's: paper fig. 8), mapped 
 residual (``0.1 * map2style``) and added to the unconditional inversion (the pack's: the
 encoder's W+, refined when the manifest asks for it, see :mod:`.inversion`); the CLIPRemapper
 then pulls each upsampling conv's w towards the text. ``strength`` walks along the residual
-and the remapper blend together (paper fig. 7: 0 = the inversion). The render is applied
-inside the selection only (style mixing with the inversion's styles), so like the other
-methods it is region-aware before the paste-back.
+and the remapper blend together (paper fig. 7: 0 = the inversion); strength 1 is the file's
+``residual_gain`` (calibrated by training against ground-truth edits, 1.0 for official
+files), because a residual trained under latent regularisation stops short of the edit.
+The render is applied inside the selection only (style mixing with the inversion's styles),
+so like the other methods it is region-aware before the paste-back.
 
 The remapper follows the official code (``w (1 - 0.9 lambda) + 0.9 lambda mlp(t)``), not the
 paper's eq. 6 (a residual blend rescaled to ||dw||): official checkpoints hold the code's
@@ -21,8 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from engine.models.clipinverter import (
-    CLIPAdapter,
-    CLIPRemapper,
+    CLIPInverterNets,
     adapter_residual,
     level_channels,
     load_clipinverter,
@@ -60,9 +61,9 @@ class ClipInverter(EditMethod):
     accepts_reference = True
 
     def __init__(self) -> None:
-        self._nets: dict[int, tuple[CLIPAdapter, CLIPRemapper]] = {}
+        self._nets: dict[int, CLIPInverterNets] = {}
 
-    def networks(self, pack: Any, device: torch.device) -> tuple[CLIPAdapter, CLIPRemapper]:
+    def networks(self, pack: Any, device: torch.device) -> CLIPInverterNets:
         gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
         key = id(pack.get("clipinverter"))
         if key not in self._nets:
@@ -74,19 +75,19 @@ class ClipInverter(EditMethod):
         p = inputs.params
         pack = inputs.pack
         gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
-        adapter, remapper = self.networks(pack, inputs.device)
+        nets = self.networks(pack, inputs.device)
         x, mask = framed_inputs(inputs, gen.size)
         target, target_text = clip_target(clip, inputs)
         with torch.no_grad():
             # one encoder pass gives both the encoder's w and the residual; the residual is
             # added to the pack's inversion (that w, refined when the manifest asks for it)
-            w_encoder, delta = adapter_residual(enc, adapter, x, target[None])
+            w_encoder, delta = adapter_residual(enc, nets.adapter, x, target[None])
         inv, stages = invert_region(inputs, x, progress, cancel, 1, w0=w_encoder)
         cancel.check()
         with torch.no_grad():
             w, fixed, inversion = inv.w, inv.styles, inv.image
-            s = float(p["strength"])
-            styles = remapped_styles(gen, w + s * delta, remapper, target[None],
+            s = float(p["strength"]) * nets.residual_gain
+            styles = remapped_styles(gen, w + s * delta, nets.remapper, target[None],
                                      s * float(p["remap"]))
             mix = SpatialStyleMix.from_mask(fixed, mask, gen.size)
             edited = gen.synthesis_from_styles(styles, noise="fixed", style_mix=mix)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ from torch import Tensor, nn
 
 from .layout import layout_differences, summarise_differences
 
-__all__ = ["CLIPAdapter", "CLIPRemapper", "adapter_residual", "level_channels",
-           "load_clipinverter", "remapped_styles", "save_clipinverter"]
+__all__ = ["GAIN_KEY", "CLIPAdapter", "CLIPInverterNets", "CLIPRemapper", "adapter_residual",
+           "level_channels", "load_clipinverter", "remapped_styles", "save_clipinverter"]
 
 OFFICIAL_LEVEL_CHANNELS = (128, 256, 512)  # c1, c2, c3 of the official e4e at 256 px
 
@@ -154,9 +155,27 @@ def _sub(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
+#: ``opts`` key of the residual gain a wordbrush training run calibrated (absent: 1.0)
+GAIN_KEY = "wordbrush_residual_gain"
+
+
+@dataclass
+class CLIPInverterNets:
+    """Both trained networks and the residual gain their file records.
+
+    ``residual_gain`` scales the residual and the remapper blend at strength 1. Training
+    calibrates it against the world's ground-truth edits on validation frames
+    (:func:`engine.training.clipinverter.calibrate_gain`); official files lack it: 1.0.
+    """
+
+    adapter: CLIPAdapter
+    remapper: CLIPRemapper
+    residual_gain: float = 1.0
+
+
 def load_clipinverter(src: str | Path | Mapping[str, Any], generator: nn.Module,
                       embed_dim: int, level_channels: Sequence[int], device: Any = "cpu"
-                      ) -> tuple[CLIPAdapter, CLIPRemapper]:
+                      ) -> CLIPInverterNets:
     """Read a CLIPInverter checkpoint (a path, read weights-only, or its loaded dict) and
     load both networks strictly.
 
@@ -188,9 +207,13 @@ def load_clipinverter(src: str | Path | Mapping[str, Any], generator: nn.Module,
             detail = "; ".join(summarise_differences(missing, unexpected, shapes))
             raise ValueError(f"{Path(path).name}: the {name} does not fit this pack ({detail})")
         module.load_state_dict({k: v.float() for k, v in have.items()}, strict=True)
+    gain = opts.get(GAIN_KEY, 1.0)
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 < gain < 10:
+        raise ValueError(f"{Path(path).name}: {GAIN_KEY} must be a number in (0, 10), "
+                         f"not {gain!r}")
     adapter.eval().requires_grad_(False).to(device)
     remapper.eval().requires_grad_(False).to(device)
-    return adapter, remapper
+    return CLIPInverterNets(adapter, remapper, float(gain))
 
 
 def level_channels(encoder: nn.Module) -> tuple[int, int, int]:

@@ -24,18 +24,26 @@ image embeddings. Neither is the pack's judge.
 
 Stage 2 trains the CLIPRemapper alone with the directional loss, the reconstruction terms
 for matching captions and an L2 pull of the remapped w to the unmapped one.
+
+Last, :func:`calibrate_gain` picks the residual gain (what strength 1 means) that brings the
+edits closest to the world's ground-truth edits on frames of the ``val`` split; the latent
+regularisation leaves the trained residual short of the edit (BENCHMARKS.md, session 10).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from engine.models.clipinverter import (
+    GAIN_KEY,
     CLIPAdapter,
     CLIPRemapper,
     level_channels,
@@ -47,10 +55,13 @@ from engine.training.data import FrameSource
 from engine.training.directions import register_component
 from engine.world import WORLD_SPEC, WorldSpec
 
-__all__ = ["train_clipinverter"]
+__all__ = ["GAIN_GRID", "calibrate_gain", "train_clipinverter"]
 
 WEIGHTS = {"l2": 1.0, "perceptual": 0.6, "identity": 0.1, "reg": 0.005, "direction": 1.0,
            "cycle": 1.0, "paired": 1.0}
+
+#: residual gains :func:`calibrate_gain` tries
+GAIN_GRID = tuple(float(g) for g in np.arange(0.5, 2.51, 0.125))
 
 
 class _Losses:
@@ -173,11 +184,46 @@ def train_clipinverter(
             return {**summary, "finished": False}
         ckpt.save({"model": module.state_dict(), "step": steps})
         ckpt.mark_done({"stage": f"clipinverter{stage}", "steps": steps})
+    gain, errors = calibrate_gain(gen, enc, clip, adapter, remapper, device, spec=spec,
+                                  progress=progress)
     out = Path(pack.manifest.root) / "clipinverter.pt"
     save_clipinverter(adapter, remapper, out,
-                      {"trained_on": pack.name, "weights": weights,
+                      {"trained_on": pack.name, "weights": weights, GAIN_KEY: gain,
+                       "gain_calibration": {"grid": list(GAIN_GRID), "val_l1": errors},
                        "substitutes": {"lpips": "pack encoder feature taps c1, c2",
                                        "id": "pack CLIP image embedding"}}, half=True)
     register_component(Path(pack.manifest.root), "clipinverter", out.name,
                        format="clipinverter")
-    return {**summary, "finished": True, "file": str(out)}
+    return {**summary, "finished": True, "file": str(out), "residual_gain": gain}
+
+
+@torch.no_grad()
+def calibrate_gain(gen: Any, enc: Any, clip: Any, adapter: CLIPAdapter, remapper: CLIPRemapper,
+                   device: torch.device, n_batches: int = 6, batch: int = 32,
+                   grid: Sequence[float] = GAIN_GRID, spec: WorldSpec = WORLD_SPEC,
+                   progress: bool = True) -> tuple[float, list[float]]:
+    """``(gain, errors)``: the gain in ``grid`` whose edits come closest to the world's
+    ground-truth edits, and each gain's error.
+
+    The error is the mean absolute pixel difference over the source's and the goal's
+    object coverage, on ``n_batches * batch`` frames of the ``val`` split whose captions
+    all ask for a change. Used as strength 1, the gain scales the residual and the remapper
+    blend together, as ``strength`` does.
+    """
+    source = FrameSource(spec, size=gen.size, hard_fraction=0.2, crop_fraction=0.0,
+                         split="val")
+    totals = torch.zeros(len(grid), dtype=torch.float64)
+    for step in tqdm(range(n_batches), desc="clipinverter gain", disable=not progress):
+        pairs = source.pairs(step, batch, match_fraction=0.0).to(device)
+        t_tgt = clip.encode_text(pairs.captions)
+        c1, c2, c3 = enc.features(pairs.source.images)
+        w = enc.map2style(c1, c2, c3) + enc.latent_avg
+        delta = 0.1 * enc.map2style(*adapter((c1, c2, c3), t_tgt))
+        region = ((pairs.source.masks + pairs.target.masks) > 0).float()
+        for i, g in enumerate(grid):
+            styles = remapped_styles(gen, w + g * delta, remapper, t_tgt, g)
+            edited = gen.synthesis_from_styles(styles, noise="fixed")
+            diff = (edited - pairs.target.images).abs() * region
+            totals[i] += float(diff.sum() / (region.sum() * diff.shape[1]))
+    errors = [round(float(e) / n_batches, 5) for e in totals]
+    return float(grid[int(np.argmin(errors))]), errors

@@ -2,8 +2,9 @@
 
 Images are ``[N, 3, S, S]`` floats in [-1, 1]; ``labels`` are ``[N, 4]`` integer indices in
 ``ATTR_KEYS`` order (shape, color, size, background); ``masks`` are the object's coverage.
-Batches are drawn from seeds of the ``train`` split only (``split_seed("train", i)``), so
-val / test / independent seeds stay unseen by every model.
+Training batches are drawn from seeds of the ``train`` split only (``split_seed("train",
+i)``), so val / test / independent seeds stay unseen by every model; a ``FrameSource`` on
+``val`` serves calibration after training (CLIPInverter's residual gain).
 """
 
 from __future__ import annotations
@@ -192,6 +193,7 @@ class FrameSource:
     crop_fraction: float = 0.2
     crops: Batch | None = None
     seed_offset: int = 0
+    split: str = "train"
 
     def __post_init__(self) -> None:
         self._hard_spec = dataclasses.replace(self.spec, supersample=1)
@@ -200,8 +202,8 @@ class FrameSource:
         """(count, spec, seed) of the soft and the hard-edged renderer frames of a batch;
         hard-edged frames come from other train indices, so no two parts share a seed."""
         n_hard = round(n * self.hard_fraction)
-        seed = split_seed("train", self.seed_offset + step)
-        hard_seed = split_seed("train", HARD_INDEX_OFFSET + self.seed_offset + step)
+        seed = split_seed(self.split, self.seed_offset + step)
+        hard_seed = split_seed(self.split, HARD_INDEX_OFFSET + self.seed_offset + step)
         parts = ((n - n_crop - n_hard, self.spec, seed), (n_hard, self._hard_spec, hard_seed))
         return [part for part in parts if part[0]]
 
@@ -209,7 +211,7 @@ class FrameSource:
         """``n`` renderer frames (soft and hard-edged, no crops), each with a caption from
         :func:`sample_edit` and the frame as that caption would make it (``render_edited``).
         Deterministic in ``step``."""
-        rng = np.random.default_rng(split_seed("train", self.seed_offset + step) + 17)
+        rng = np.random.default_rng(split_seed(self.split, self.seed_offset + step) + 17)
         sources, targets = [], []
         captions: list[str] = []
         source_captions: list[str] = []
@@ -232,7 +234,7 @@ class FrameSource:
                          torch.tensor(changed))
 
     def batch(self, step: int, n: int) -> Batch:
-        seed = split_seed("train", self.seed_offset + step)
+        seed = split_seed(self.split, self.seed_offset + step)
         rng = np.random.default_rng(seed)
         n_crop = round(n * self.crop_fraction) if self.crops is not None else 0
         parts: list[Batch] = []

@@ -63,9 +63,12 @@ def manifest_for(spec: WorldSpec, encoder_config: dict[str, Any]) -> dict[str, A
                      for key in ATTR_KEYS},
         "examples": examples,
         "neutral_prompt": "a shape",
-        # chosen by `wordbrush eval edits` on this pack (BENCHMARKS.md): the optimisation
-        # reaches the asked attribute most often; CLIPInverter needs far more training
-        "default_method": "paint-by-word",
+        # chosen by `wordbrush eval edits` on this pack (BENCHMARKS.md, session 10): trained
+        # with the paired term and its gain calibrated, CLIPInverter reaches the asked
+        # attribute as often as the optimisers, in one pass; where the pack has no
+        # CLIPInverter files yet (`wordbrush train clipinverter`), the engine falls back to
+        # paint-by-word
+        "default_method": "clipinverter",
         "inversion_warning_psnr": 22.0,
         # the encoder alone reads back about half of the shapes; Adam steps on W+ recover
         # them (100 steps: 94.5%, `wordbrush eval pack` reports both; BENCHMARKS.md)
