@@ -422,6 +422,32 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     assert torch.allclose(at_one, at_gain, atol=1e-5)
 
 
+def test_clipinverter_training_goes_on_when_asked_for_more_steps(registry: PackRegistry,
+                                                                 tmp_path: Path) -> None:
+    """More adapter steps than a finished run made continue stage 1 from its checkpoint and
+    refit the remapper; the same count again only recalibrates."""
+    from engine.training.clipinverter import train_clipinverter
+    from engine.training.common import Checkpoint
+
+    pack = registry.get("tiny")
+    options = {"stage2_steps": 2, "batch": 4, "progress": False}
+    train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=2, **options)
+    stage1, stage2 = Checkpoint(tmp_path, "clipinverter1"), Checkpoint(tmp_path, "clipinverter2")
+    first = stage1.load()
+    assert first is not None and "opt" in first and stage1.done_steps() == 2
+    remapper_before = stage2.path.stat().st_mtime_ns
+    train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=2, **options)
+    assert stage2.path.stat().st_mtime_ns == remapper_before  # nothing retrained
+    summary = train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=4,
+                                 **options)
+    assert summary["finished"] and stage1.done_steps() == 4 and stage2.done_steps() == 2
+    assert stage2.path.stat().st_mtime_ns != remapper_before
+    later = stage1.load()
+    assert later is not None and later["step"] == 4
+    moved = [not torch.equal(later["model"][k], first["model"][k]) for k in first["model"]]
+    assert any(moved)
+
+
 def test_pack_names_its_default_method(tmp_path: Path) -> None:
     """A request without a method gets the pack's ``default_method`` where the pack can run
     it; otherwise the engine's order (CLIPInverter first) among the methods it can run."""

@@ -55,7 +55,7 @@ from engine.training.data import FrameSource
 from engine.training.directions import register_component
 from engine.world import WORLD_SPEC, WorldSpec
 
-__all__ = ["GAIN_GRID", "calibrate_gain", "train_clipinverter"]
+__all__ = ["GAIN_GRID", "calibrate_gain", "extend_adapter", "train_clipinverter"]
 
 WEIGHTS = {"l2": 1.0, "perceptual": 0.6, "identity": 0.1, "reg": 0.005, "direction": 1.0,
            "cycle": 1.0, "paired": 1.0}
@@ -107,6 +107,9 @@ def train_clipinverter(
 ) -> dict[str, Any]:
     """Train (or resume) both stages; writes ``clipinverter.pt`` into the pack folder.
 
+    On a finished work folder, more ``stage1_steps`` than it made continue stage 1 and
+    retrain stage 2 (:func:`extend_adapter`); the same or fewer only recalibrate the gain.
+
     ``paired`` weighs the ground-truth edit term (0 = the paper's losses only)."""
     weights = {**WEIGHTS, "paired": paired}
     gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
@@ -117,6 +120,8 @@ def train_clipinverter(
     source = FrameSource(spec, size=gen.size, hard_fraction=0.2, crop_fraction=0.0,
                          seed_offset=70_000_000)
     summary: dict[str, Any] = {"stage": "clipinverter"}
+    extend_adapter(Checkpoint(work, "clipinverter1"), Checkpoint(work, "clipinverter2"),
+                   stage1_steps)
     for stage, steps, module in ((1, stage1_steps, adapter), (2, stage2_steps, remapper)):
         ckpt = Checkpoint(work, f"clipinverter{stage}")
         if ckpt.is_done():
@@ -126,7 +131,12 @@ def train_clipinverter(
             continue
         opt = torch.optim.Adam(module.parameters(), lr=lr)
         parts = {"model": module, "opt": opt}
-        start = ckpt.resume(parts)
+        state = ckpt.load()
+        if state is not None and "opt" not in state:  # finished before optimiser states were kept
+            module.load_state_dict(state["model"])
+            start = int(state["step"])
+        else:
+            start = ckpt.resume(parts)
         if stage == 2:
             adapter.requires_grad_(False)
         loop = StepLoop(steps, start, desc=f"clipinverter stage {stage}", budget_s=budget_s,
@@ -182,7 +192,7 @@ def train_clipinverter(
                           work / "samples" / f"clipinverter{stage}_{step + 1:06d}.png")
         if loop.stopped_early:
             return {**summary, "finished": False}
-        ckpt.save({"model": module.state_dict(), "step": steps})
+        ckpt.snapshot(parts, steps)  # the optimiser too, so more steps can follow later
         ckpt.mark_done({"stage": f"clipinverter{stage}", "steps": steps})
     gain, errors = calibrate_gain(gen, enc, clip, adapter, remapper, device, spec=spec,
                                   progress=progress)
@@ -195,6 +205,19 @@ def train_clipinverter(
     register_component(Path(pack.manifest.root), "clipinverter", out.name,
                        format="clipinverter")
     return {**summary, "finished": True, "file": str(out), "residual_gain": gain}
+
+
+def extend_adapter(adapter_ckpt: Checkpoint, remapper_ckpt: Checkpoint, steps: int) -> bool:
+    """Asked for more adapter steps than a finished run made: reopen stage 1 so that it goes
+    on from its checkpoint (the cosine schedule picks up at its point of the longer run: a
+    warm restart), and start the remapper over, since it was fitted to the old adapter.
+    True when it did."""
+    done = adapter_ckpt.done_steps()
+    if done is None or steps <= done:
+        return False
+    adapter_ckpt.reopen()
+    remapper_ckpt.discard()
+    return True
 
 
 @torch.no_grad()

@@ -112,6 +112,22 @@ class Checkpoint:
     def mark_done(self, summary: Mapping[str, Any]) -> None:
         self.done_marker().write_text(json.dumps(dict(summary), indent=2) + "\n")
 
+    def done_steps(self) -> int | None:
+        """The step count the finished stage recorded (None: not finished)."""
+        if not self.is_done():
+            return None
+        return int(json.loads(self.done_marker().read_text()).get("steps", 0))
+
+    def reopen(self) -> None:
+        """Mark a finished stage unfinished, so that it resumes from its checkpoint (to run
+        more steps) or, with the checkpoint removed, starts over."""
+        self.done_marker().unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Forget the stage: checkpoint and done marker."""
+        self.reopen()
+        self.path.unlink(missing_ok=True)
+
 
 @dataclass
 class StepLoop:
