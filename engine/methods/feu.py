@@ -87,4 +87,4 @@ class Feu(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info["channels_moved"] = kept
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(inputs.prompt, pack, clip, inv.image), info=info)
+                            paste=advise_paste(inputs.prompt, pack, clip, x), info=info)

@@ -81,4 +81,4 @@ class GlobalDirections(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info.update({"channels_moved": kept, "neutral": neutral})
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(target_text, pack, clip, inv.image), info=info)
+                            paste=advise_paste(target_text, pack, clip, x), info=info)

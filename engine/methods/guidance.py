@@ -102,19 +102,20 @@ def invert_region(inputs: MethodInputs, image: Tensor, progress: ProgressFn,
 
 @torch.no_grad()
 def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
-                inversion: Tensor | None = None) -> tuple[Tensor, str]:
+                region: Tensor | None = None) -> tuple[Tensor, str]:
     """The unit CLIP embedding to move towards, and what it is (for messages).
 
-    With ``inversion`` and the ``keep_unnamed`` parameter on, a prompt that leaves some of
-    the pack's attributes unnamed is averaged with its :func:`anchored_prompt`."""
+    With the framed ``region`` and the ``keep_unnamed`` parameter on, a prompt that leaves
+    some of the pack's attributes unnamed is averaged with its :func:`anchored_prompt`, the
+    unnamed values read off the region as the user drew it."""
     if inputs.reference is not None:
         ref = inputs.reference.to(inputs.device)
         return clip.encode_image(ref, differentiable=False)[0], "the reference image"
     target = clip.encode_prompt(inputs.prompt).to(inputs.device)
     anchor = None
-    if inversion is not None and inputs.params.get("keep_unnamed"):
+    if region is not None and inputs.params.get("keep_unnamed"):
         anchor = anchored_prompt(inputs.prompt, pack_vocabulary(inputs.pack),
-                                 lambda choices: clip_read(clip, inversion, choices),
+                                 lambda choices: clip_read(clip, region, choices),
                                  pack_synonyms(inputs.pack))
     if anchor is None:
         return target, repr(inputs.prompt)
@@ -194,14 +195,14 @@ def project_edit(generator: Any, encoder: Any, edited: Tensor, inversion: Tensor
     return projected
 
 
-def optimised_output(inputs: MethodInputs, inversion: Inversion, edited: Tensor,
-                     target: Tensor) -> MethodOutput:
-    """The optimisation methods' result: the paste advice, the edit projected when their
-    ``project`` parameter asks for it (never at strength 0, which is the inversion), and
-    the CLIP similarities."""
+def optimised_output(inputs: MethodInputs, region: Tensor, inversion: Inversion,
+                     edited: Tensor, target: Tensor) -> MethodOutput:
+    """The optimisation methods' result: the paste advice (from the framed ``region``), the
+    edit projected when their ``project`` parameter asks for it (never at strength 0, which
+    is the inversion), and the CLIP similarities."""
     pack, p = inputs.pack, inputs.params
     clip = pack.get("clip")
-    paste = advise_paste(inputs.prompt, pack, clip, inversion.image)
+    paste = advise_paste(inputs.prompt, pack, clip, region)
     if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste):
         edited = project_edit(pack.get("generator"), pack.get("encoder"), edited,
                               inversion.image, paste)
@@ -322,7 +323,10 @@ def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[s
     return dict(zip(keys, combos[int(sims.argmax())], strict=True))
 
 
-def advise_paste(prompt: str, pack: Any, clip: Any, inversion: Tensor) -> str:
-    """:func:`paste_advice` for a method's result, reading the inversion with the pack's CLIP."""
+def advise_paste(prompt: str, pack: Any, clip: Any, region: Tensor) -> str:
+    """:func:`paste_advice` for a method's result, reading the framed region (the user's own
+    pixels, not the inversion) with the pack's CLIP: what is there is what the user sees,
+    and an inversion that rounds a star into a blob would turn "a blue star" into a reshape
+    (BENCHMARKS.md, session 10)."""
     return paste_advice(prompt, pack_vocabulary(pack),
-                        lambda choices: clip_read(clip, inversion, choices), pack_synonyms(pack))
+                        lambda choices: clip_read(clip, region, choices), pack_synonyms(pack))
