@@ -15,8 +15,10 @@ from engine import methods
 from engine.imaging import Patch, composite_over, decode_pixels
 from engine.methods.base import CancelFlag, Cancelled, MethodInputs
 from engine.methods.guidance import (
+    anchor_caption,
     anchored_prompt,
     clip_read,
+    described_change,
     named_values,
     paste_advice,
     project_edit,
@@ -26,6 +28,7 @@ from engine.models.clipinverter import GAIN_KEY
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
 from engine.training.clipinverter import GAIN_GRID
+from engine.training.data import vocab as world_vocab
 from engine.training.directions import precompute_feu_corpus, precompute_global_directions
 from protocol.errors import WordbrushError
 from protocol.framing import Buffer
@@ -340,6 +343,24 @@ def test_request_for_selection_crops_to_the_model_square(tmp_path: Path) -> None
         _request(rgba, np.zeros_like(sel))
 
 
+def test_svm_direction_contrasts_the_region_when_asked() -> None:
+    """The paper's negatives (least like the prompt) differ from it along the prompt's own
+    axis; negatives like the region's description make the normal leave that axis too."""
+    from engine.methods.feu import svm_direction
+
+    rng = np.random.default_rng(0)
+    e = np.eye(4)
+    groups = [e[0], e[1], -e[0]]  # asked for, the region now, unrelated
+    corpus = np.concatenate([g + 0.1 * rng.standard_normal((30, 4)) for g in groups])
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    paper = svm_direction(corpus, e[0], k=30, seed=1)
+    contrast = svm_direction(corpus, e[0], k=30, seed=1, negative_text=e[1])
+    assert paper[0] > 0.8 and abs(paper[1]) < 0.3
+    assert contrast[0] > 0.4 and contrast[1] < -0.4
+    assert np.allclose(contrast, svm_direction(corpus, e[0], k=30, seed=1,
+                                               negative_text=e[1]))
+
+
 def test_global_directions_reads_neutral_and_target() -> None:
     from engine.methods.global_directions import split_prompt
 
@@ -347,6 +368,40 @@ def test_global_directions_reads_neutral_and_target() -> None:
     assert split_prompt("a blue star", "a shape") == ("a shape", "a blue star")
     with pytest.raises(ValueError, match="neutral -> target"):
         split_prompt(" -> a blue star", "a shape")
+
+
+def test_described_change_writes_neutral_and_target_from_the_region() -> None:
+    vocab = {"shape": ["circle", "star"], "size": ["small", "large"],
+             "color": ["red", "green"]}
+
+    def read(choices: dict[str, list[str]]) -> dict[str, str]:
+        return {k: {"shape": "circle", "size": "large", "color": "red"}[k] for k in choices}
+
+    current, named = described_change("make it a green star", vocab, read)
+    assert (anchor_caption(current), anchor_caption({**current, **named})) == (
+        "a large red circle", "a large green star")
+    assert described_change("something nice", vocab, read) is None  # names nothing
+    assert described_change("a green star", {"color": ["green"]}, read) is None
+
+
+def test_global_directions_neutral_is_the_region_as_read(runner: EditRunner) -> None:
+    """Without "->", the neutral text describes the selection and the target is the same
+    description with the prompt's words; the switch off gives the pack's neutral text."""
+    rgba, sel = _canvas()
+    info = runner.run_local(_request(rgba, sel, method="global-directions",
+                                     prompt="a green star")).info
+    vocab = world_vocab()
+    article, size, color, shape = info["neutral"].split()
+    assert article == "a" and size in vocab["size"] and color in vocab["color"] \
+        and shape in vocab["shape"]
+    assert info["target"] == f"a {size} green star"
+    params = {**_fast("global-directions"), "neutral_from_region": False}
+    info = runner.run_local(_request(rgba, sel, method="global-directions",
+                                     prompt="a green star", params=params)).info
+    assert info["neutral"] == "a photo"  # the tiny pack names no neutral_prompt
+    info = runner.run_local(_request(rgba, sel, method="global-directions",
+                                     prompt="a red star -> a green star")).info
+    assert info["neutral"] == "a red star"
 
 
 def test_a_prompt_the_method_rejects_is_an_invalid_request(runner: EditRunner) -> None:

@@ -5,6 +5,15 @@ precompute feu``) is ranked by similarity to the prompt; the ``k`` most similar 
 positives, the ``k`` least similar negatives, and a linear SVM (scikit-learn) separates
 them. Its unit normal is the CLIP-space edit direction, turned into a style direction with
 the global-directions relevances and applied inside the selection.
+
+Region-aware retrieval (``contrast_region``, on by default): the least similar images
+differ from the prompt in everything, so the normal pushes every attribute, also those the
+user did not name. With the pack's vocabulary, the pack's CLIP reads the selection ("a
+large orange star"); the positives are the images most like that with the prompt's values
+("a large blue star"), the negatives the images most like the selection as it is, and the
+normal is the edit alone (:func:`.guidance.described_change`; BENCHMARKS.md, session 11).
+A reference image, or a prompt naming none of the pack's words, is retrieved as in the
+paper.
 """
 
 from __future__ import annotations
@@ -19,9 +28,14 @@ from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, Pro
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     advise_paste,
+    anchor_caption,
+    clip_read,
     clip_target,
+    described_change,
     framed_inputs,
     invert_region,
+    pack_synonyms,
+    pack_vocabulary,
     refine_param,
     similarity_info,
 )
@@ -30,19 +44,25 @@ __all__ = ["Feu", "svm_direction"]
 
 
 def svm_direction(corpus: np.ndarray, text: np.ndarray, k: int, c: float = 1.0,
-                  seed: int = 0, keep: float = 0.8) -> np.ndarray:
+                  seed: int = 0, keep: float = 0.8,
+                  negative_text: np.ndarray | None = None) -> np.ndarray:
     """Unit normal of a linear SVM separating the ``k`` corpus rows most similar to ``text``
-    from the ``k`` least similar (the paper's retrieval + SVM). Each seed fits on its own
+    from the ``k`` least similar (the paper's retrieval + SVM), or, given ``negative_text``,
+    from the ``k`` rows most similar to that among the others. Each seed fits on its own
     random ``keep`` share of them, so variations differ a little; a seed is deterministic."""
     from sklearn.svm import LinearSVC
 
-    sims = corpus @ text
-    order = np.argsort(sims)
     k = max(2, min(k, len(corpus) // 2))
+    top = np.argsort(corpus @ text)[-k:]
+    if negative_text is None:
+        bottom = np.argsort(corpus @ text)[:k]
+    else:
+        others = np.setdiff1d(np.arange(len(corpus)), top)
+        bottom = others[np.argsort(corpus[others] @ negative_text)[-k:]]
     rng = np.random.default_rng(seed)
     m = max(1, round(keep * k))
-    pos = corpus[order[-k:]][rng.choice(k, m, replace=False)]
-    neg = corpus[order[:k]][rng.choice(k, m, replace=False)]
+    pos = corpus[top][rng.choice(k, m, replace=False)]
+    neg = corpus[bottom][rng.choice(k, m, replace=False)]
     x = np.concatenate([pos, neg])
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
     svm = LinearSVC(C=c, random_state=seed, max_iter=5000).fit(x, y)
@@ -59,6 +79,10 @@ class Feu(EditMethod):
     params: ClassVar[tuple[Param, ...]] = (
         ALPHA, BETA, Param("k", "int", 100, 5, 2000, help="positives and negatives retrieved"),
         STRENGTH, refine_param(False),
+        Param("contrast_region", "bool", True,
+              help="negatives: the pack's images most like the selection as its CLIP reads "
+                   "it, positives: most like that with the prompt's words (off: the images "
+                   "most and least like the prompt, as in the paper)"),
     )
     needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
     accepts_reference = True
@@ -71,11 +95,24 @@ class Feu(EditMethod):
         corpus = pack.get("feu_corpus")["embeddings"].float().cpu().numpy()
         x, mask = framed_inputs(inputs, gen.size)
         inv, stages = invert_region(inputs, x, progress, cancel, 3)
-        target, target_text = clip_target(clip, inputs)
+        change = None
+        if inputs.reference is None and p["contrast_region"]:
+            change = described_change(inputs.prompt, pack_vocabulary(pack),
+                                      lambda choices: clip_read(clip, x, choices),
+                                      pack_synonyms(pack))
+        if change is None:
+            target, target_text = clip_target(clip, inputs)
+            negative, retrieved = None, f"most and least like {target_text}"
+        else:
+            current, named = change
+            now, target_text = anchor_caption(current), anchor_caption({**current, **named})
+            target = clip.encode_prompt(target_text).to(inputs.device)
+            negative = clip.encode_prompt(now).cpu().numpy()
+            retrieved = f"most like {target_text!r} and like {now!r}"
         cancel.check()
-        normal = svm_direction(corpus, target.cpu().numpy(), int(p["k"]), seed=inputs.seed)
-        stages.step(1, f"SVM between the {int(p['k'])} images most and least like "
-                    f"{target_text}", None)
+        normal = svm_direction(corpus, target.cpu().numpy(), int(p["k"]), seed=inputs.seed,
+                               negative_text=negative)
+        stages.step(1, f"SVM between the {int(p['k'])} images {retrieved}", None)
         cancel.check()
         with torch.no_grad():
             direction = torch.from_numpy(normal).float().to(inputs.device)

@@ -1,11 +1,16 @@
 """``global-directions``: StyleCLIP global directions (Patashnik et al. 2021, §6),
 region-aware.
 
-The edit's CLIP direction is ``E(target) - E(neutral)``: the neutral text is the pack's
-(``neutral_prompt`` in its manifest, e.g. "a shape"), or the user's when the prompt reads
-``"neutral -> target"`` ("a red star -> a blue star"). It is turned into a style-space
-direction with the pack's precomputed channel relevances (``wordbrush precompute
-global-directions``) and applied inside the selection only. One render: instant.
+The edit's CLIP direction is ``E(target) - E(neutral)``. The user may write both:
+``"neutral -> target"`` ("a red star -> a blue star"). Otherwise, with
+``neutral_from_region`` on (the default), the pack's CLIP reads the selection's size,
+colour and shape, and the two texts are that description and the same with the prompt's
+values ("a large orange star -> a large blue star"): they differ only in the edit, as the
+paper advises (:func:`.guidance.described_change`). Off, or for a prompt naming none of
+the pack's words, the neutral text is the pack's (``neutral_prompt`` in its manifest, e.g.
+"a shape"). The direction is turned into a style-space direction with the pack's
+precomputed channel relevances (``wordbrush precompute global-directions``) and applied
+inside the selection only. One render: instant.
 """
 
 from __future__ import annotations
@@ -27,8 +32,13 @@ from .base import (
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     advise_paste,
+    anchor_caption,
+    clip_read,
+    described_change,
     framed_inputs,
     invert_region,
+    pack_synonyms,
+    pack_vocabulary,
     refine_param,
     similarity_info,
 )
@@ -54,7 +64,12 @@ class GlobalDirections(EditMethod):
     title = "StyleCLIP global directions"
     description = ('A style-space direction from "neutral -> target" text (or the pack\'s '
                    "neutral text), applied inside the selection in one render.")
-    params: ClassVar[tuple[Param, ...]] = (ALPHA, BETA, STRENGTH, refine_param(False))
+    params: ClassVar[tuple[Param, ...]] = (
+        ALPHA, BETA, STRENGTH, refine_param(False),
+        Param("neutral_from_region", "bool", True,
+              help="neutral text = the selection as the pack's CLIP reads it, target = the "
+                   "same with the prompt's words (off: the pack's neutral text)"),
+    )
     needs = ("generator", "encoder", "clip", "global_directions")
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
@@ -65,8 +80,17 @@ class GlobalDirections(EditMethod):
         manifest = getattr(pack, "manifest", None)
         neutral_default = (manifest.data.get("neutral_prompt") if manifest else None) \
             or DEFAULT_NEUTRAL
-        neutral, target_text = split_prompt(inputs.prompt, neutral_default)
         x, mask = framed_inputs(inputs, gen.size)
+        change = None
+        if "->" not in inputs.prompt and p["neutral_from_region"]:
+            change = described_change(inputs.prompt, pack_vocabulary(pack),
+                                      lambda choices: clip_read(clip, x, choices),
+                                      pack_synonyms(pack))
+        if change is None:
+            neutral, target_text = split_prompt(inputs.prompt, neutral_default)
+        else:
+            current, named = change
+            neutral, target_text = anchor_caption(current), anchor_caption({**current, **named})
         inv, stages = invert_region(inputs, x, progress, cancel, 2)
         cancel.check()
         with torch.no_grad():
@@ -79,6 +103,6 @@ class GlobalDirections(EditMethod):
                     edited[0])
         cancel.check()
         info = similarity_info(clip, inv.image, edited, target)
-        info.update({"channels_moved": kept, "neutral": neutral})
+        info.update({"channels_moved": kept, "neutral": neutral, "target": target_text})
         return MethodOutput(image=edited, inversion=inv.image,
                             paste=advise_paste(target_text, pack, clip, x), info=info)

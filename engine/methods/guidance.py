@@ -24,10 +24,12 @@ __all__ = [
     "Keep",
     "Stages",
     "advise_paste",
+    "anchor_caption",
     "anchored_prompt",
     "clip_loss",
     "clip_read",
     "clip_target",
+    "described_change",
     "framed_inputs",
     "invert_region",
     "keep_unnamed_param",
@@ -269,7 +271,7 @@ def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
     People name what they want changed ("there is a small star here") and expect the rest
     to stay; a CLIP loss on the bare prompt leaves the unnamed colour free to drift. The
     completion ("a small red star") names every attribute: the asked values from the
-    prompt, the others as ``read_current`` (the pack's CLIP on the inversion) reads them.
+    prompt, the others as ``read_current`` (the pack's CLIP on the framed region) reads them.
     A recolour (a prompt naming a colour other than the one read) gets no completion:
     anchoring its size or shape cost recolours of hand-drawn shapes their colour; a prompt
     that names the colour the region already has ("a circle coloured blue" on a blue
@@ -285,8 +287,32 @@ def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
     current = read_current({k: list(vocabulary[k]) for k in read_keys})
     if "color" in named and current.get("color") != named["color"]:
         return None
-    values = {**current, **named}
+    return anchor_caption({**current, **named})
+
+
+def anchor_caption(values: dict[str, str]) -> str:
+    """"a <size> <color> <shape>": the caption every anchored text is written as."""
     return "a " + " ".join(values[k] for k in ANCHOR_KEYS)
+
+
+def described_change(prompt: str, vocabulary: dict[str, list[str]] | None,
+                     read_current: ReadFn, synonyms: Synonyms | None = None
+                     ) -> tuple[dict[str, str], dict[str, str]] | None:
+    """``(what the region shows, what the prompt names)``: every :data:`ANCHOR_KEYS` value
+    as ``read_current`` reads it, and the values the prompt names; None when it names none.
+
+    Text directions ``E(target) - E(neutral)`` move what the two texts disagree on, and
+    StyleCLIP's global directions ask for a neutral text that differs from the target only
+    in the edit. A fixed neutral ("a shape") disagrees with the prompt on every word, so
+    its direction also pushes what the user did not ask to change; captions written from
+    these two ("a large orange star" -> "a large blue star") differ only in the edit.
+    """
+    if not vocabulary or not all(vocabulary.get(k) for k in ANCHOR_KEYS):
+        return None
+    named = named_values(prompt, vocabulary, ANCHOR_KEYS, synonyms)
+    if not named:
+        return None
+    return read_current({k: list(vocabulary[k]) for k in ANCHOR_KEYS}), named
 
 
 def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
@@ -297,7 +323,7 @@ def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
     edges and background; a new shape or size moves the outline, and a delta would leave the
     old one as a ghost. A prompt often names what it keeps ("a purple circle" for a circle
     made purple), so a named shape or size only counts as a change when ``read_current``
-    (the pack's CLIP on the inversion) reads something else; without it, naming is enough.
+    (the pack's CLIP on the framed region) reads something else; without it, naming is enough.
     Packs without a vocabulary get ``render``.
     """
     if not vocabulary:
@@ -327,6 +353,6 @@ def advise_paste(prompt: str, pack: Any, clip: Any, region: Tensor) -> str:
     """:func:`paste_advice` for a method's result, reading the framed region (the user's own
     pixels, not the inversion) with the pack's CLIP: what is there is what the user sees,
     and an inversion that rounds a star into a blob would turn "a blue star" into a reshape
-    (BENCHMARKS.md, session 10)."""
+    (BENCHMARKS.md, session 11)."""
     return paste_advice(prompt, pack_vocabulary(pack),
                         lambda choices: clip_read(clip, region, choices), pack_synonyms(pack))
