@@ -5,6 +5,7 @@ the real pack)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -475,6 +476,17 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     at_gain = method.run(_inputs(fresh, "clipinverter", strength=gain), lambda *a: None,
                          CancelFlag()).image
     assert torch.allclose(at_one, at_gain, atol=1e-5)
+    # the text is the selection as read, with the prompt's words; or the prompt as typed
+    messages: list[str] = []
+
+    def record(step: int, total: int, message: str, preview: object) -> None:
+        messages.append(message)
+
+    for describe, pattern in ((True, r"edited towards 'a (small|large) red star'"),
+                              (False, r"edited towards 'a red star'")):
+        method.run(_inputs(fresh, "clipinverter", describe_region=describe), record,
+                   CancelFlag())
+        assert re.fullmatch(pattern, messages[-1]), messages[-1]
 
 
 def test_clipinverter_training_goes_on_when_asked_for_more_steps(registry: PackRegistry,

@@ -28,15 +28,11 @@ from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, Pro
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     advise_paste,
-    anchor_caption,
-    clip_read,
     clip_target,
-    described_change,
     framed_inputs,
     invert_region,
-    pack_synonyms,
-    pack_vocabulary,
     refine_param,
+    region_captions,
     similarity_info,
 )
 
@@ -95,20 +91,17 @@ class Feu(EditMethod):
         corpus = pack.get("feu_corpus")["embeddings"].float().cpu().numpy()
         x, mask = framed_inputs(inputs, gen.size)
         inv, stages = invert_region(inputs, x, progress, cancel, 3)
-        change = None
+        captions = None
         if inputs.reference is None and p["contrast_region"]:
-            change = described_change(inputs.prompt, pack_vocabulary(pack),
-                                      lambda choices: clip_read(clip, x, choices),
-                                      pack_synonyms(pack))
-        if change is None:
+            captions = region_captions(inputs.prompt, pack, clip, x)
+        if captions is None:
             target, target_text = clip_target(clip, inputs)
             negative, retrieved = None, f"most and least like {target_text}"
         else:
-            current, named = change
-            now, target_text = anchor_caption(current), anchor_caption({**current, **named})
-            target = clip.encode_prompt(target_text).to(inputs.device)
+            now, asked = captions
+            target = clip.encode_prompt(asked).to(inputs.device)
             negative = clip.encode_prompt(now).cpu().numpy()
-            retrieved = f"most like {target_text!r} and like {now!r}"
+            retrieved = f"most like {asked!r} and like {now!r}"
         cancel.check()
         normal = svm_direction(corpus, target.cpu().numpy(), int(p["k"]), seed=inputs.seed,
                                negative_text=negative)

@@ -32,14 +32,10 @@ from .base import (
 from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     advise_paste,
-    anchor_caption,
-    clip_read,
-    described_change,
     framed_inputs,
     invert_region,
-    pack_synonyms,
-    pack_vocabulary,
     refine_param,
+    region_captions,
     similarity_info,
 )
 
@@ -81,16 +77,10 @@ class GlobalDirections(EditMethod):
         neutral_default = (manifest.data.get("neutral_prompt") if manifest else None) \
             or DEFAULT_NEUTRAL
         x, mask = framed_inputs(inputs, gen.size)
-        change = None
+        captions = None
         if "->" not in inputs.prompt and p["neutral_from_region"]:
-            change = described_change(inputs.prompt, pack_vocabulary(pack),
-                                      lambda choices: clip_read(clip, x, choices),
-                                      pack_synonyms(pack))
-        if change is None:
-            neutral, target_text = split_prompt(inputs.prompt, neutral_default)
-        else:
-            current, named = change
-            neutral, target_text = anchor_caption(current), anchor_caption({**current, **named})
+            captions = region_captions(inputs.prompt, pack, clip, x)
+        neutral, target_text = captions or split_prompt(inputs.prompt, neutral_default)
         inv, stages = invert_region(inputs, x, progress, cancel, 2)
         cancel.check()
         with torch.no_grad():

@@ -41,6 +41,7 @@ __all__ = [
     "project_edit",
     "project_param",
     "refine_param",
+    "region_captions",
     "similarity_info",
     "wants_projection",
 ]
@@ -347,6 +348,20 @@ def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[s
     emb = clip.encode_image(image, differentiable=False)[0]
     sims = clip.encode_text(texts).to(emb) @ emb
     return dict(zip(keys, combos[int(sims.argmax())], strict=True))
+
+
+def region_captions(prompt: str, pack: Any, clip: Any, region: Tensor) -> tuple[str, str] | None:
+    """:func:`described_change` for a method, reading the framed region with the pack's
+    CLIP: ``(the region as read, the same with the prompt's values)`` as captions ("a large
+    orange star", "a large blue star"), or None for a prompt naming none of the pack's
+    words or a pack without a vocabulary."""
+    change = described_change(prompt, pack_vocabulary(pack),
+                              lambda choices: clip_read(clip, region, choices),
+                              pack_synonyms(pack))
+    if change is None:
+        return None
+    current, named = change
+    return anchor_caption(current), anchor_caption({**current, **named})
 
 
 def advise_paste(prompt: str, pack: Any, clip: Any, region: Tensor) -> str:

@@ -51,14 +51,18 @@ from engine.models.clipinverter import (
     save_clipinverter,
 )
 from engine.training.common import Checkpoint, StepLoop, cosine_lr, save_grid, seed_everything
-from engine.training.data import FrameSource
+from engine.training.data import FrameSource, vocab
 from engine.training.directions import register_component
-from engine.world import WORLD_SPEC, WorldSpec
+from engine.world import ATTR_KEYS, WORLD_SPEC, WorldSpec
+from engine.world.captions import caption
 
 __all__ = ["GAIN_GRID", "calibrate_gain", "extend_adapter", "train_clipinverter"]
 
 WEIGHTS = {"l2": 1.0, "perceptual": 0.6, "identity": 0.1, "reg": 0.005, "direction": 1.0,
            "cycle": 1.0, "paired": 1.0}
+
+#: how the method writes its text by default (:func:`engine.methods.guidance.anchor_caption`)
+DESCRIBED_TEMPLATE = "a {size} {color} {shape}"
 
 #: residual gains :func:`calibrate_gain` tries
 GAIN_GRID = tuple(float(g) for g in np.arange(0.5, 2.51, 0.125))
@@ -229,16 +233,23 @@ def calibrate_gain(gen: Any, enc: Any, clip: Any, adapter: CLIPAdapter, remapper
     ground-truth edits, and each gain's error.
 
     The error is the mean absolute pixel difference over the source's and the goal's
-    object coverage, on ``n_batches * batch`` frames of the ``val`` split whose captions
-    all ask for a change. Used as strength 1, the gain scales the residual and the remapper
-    blend together, as ``strength`` does.
+    object coverage, on ``n_batches * batch`` frames of the ``val`` split that all ask for a
+    change. Used as strength 1, the gain scales the residual and the remapper blend
+    together, as ``strength`` does.
+
+    The text is what the method is given by default: the goal described as "a <size>
+    <color> <shape>" (``describe_region``: the selection as read, with the prompt's values),
+    so the gain is calibrated for the conditioning it will meet.
     """
     source = FrameSource(spec, size=gen.size, hard_fraction=0.2, crop_fraction=0.0,
                          split="val")
+    names = vocab(spec)
     totals = torch.zeros(len(grid), dtype=torch.float64)
     for step in tqdm(range(n_batches), desc="clipinverter gain", disable=not progress):
         pairs = source.pairs(step, batch, match_fraction=0.0).to(device)
-        t_tgt = clip.encode_text(pairs.captions)
+        goals = [{key: names[key][int(i)] for key, i in zip(ATTR_KEYS, row, strict=True)}
+                 for row in pairs.target.labels.tolist()]
+        t_tgt = clip.encode_text([caption(goal, DESCRIBED_TEMPLATE) for goal in goals])
         c1, c2, c3 = enc.features(pairs.source.images)
         w = enc.map2style(c1, c2, c3) + enc.latent_avg
         delta = 0.1 * enc.map2style(*adapter((c1, c2, c3), t_tgt))
