@@ -549,6 +549,27 @@ def _as_frame_hwc(tensor: torch.Tensor | np.ndarray, resolution: int, name: str)
     return np.ascontiguousarray(t.transpose(1, 2, 0))
 
 
+def fit_colour_map(source: np.ndarray, target: np.ndarray, weights: np.ndarray,
+                   ridge: float = 1e-3) -> np.ndarray:
+    """The affine colour map (``[4, 3]``: RGB and 1 -> RGB) that takes ``source`` pixels to
+    ``target`` pixels (both H×W×3 in [0, 1]) in weighted least squares, pulled towards the
+    identity by ``ridge`` (a share of the total weight), so that colours the region lacks
+    are left nearly alone."""
+    x = np.concatenate([source.reshape(-1, 3), np.ones((source[..., 0].size, 1))], axis=1)
+    y = target.reshape(-1, 3)
+    w = np.clip(weights.reshape(-1, 1), 0.0, None).astype(np.float64)
+    identity = np.vstack([np.eye(3), np.zeros((1, 3))])
+    lam = ridge * max(float(w.sum()), 1e-6)
+    lhs = x.T @ (w * x) + lam * np.eye(4)
+    rhs = x.T @ (w * y) + lam * identity
+    return np.linalg.solve(lhs, rhs)
+
+
+def apply_colour_map(rgb: np.ndarray, colour_map: np.ndarray) -> np.ndarray:
+    """``rgb`` (…×3) through :func:`fit_colour_map`'s map."""
+    return (rgb @ colour_map[:3] + colour_map[3]).astype(np.float32)
+
+
 def _feather_inward(selection: np.ndarray, radius: float, edges: tuple[bool, ...]) -> np.ndarray:
     """Soften the selection's edge inward over about ``radius`` px; never grows it.
 
@@ -581,7 +602,7 @@ def paste_back(
     edited: torch.Tensor,
     *,
     inversion: torch.Tensor | None = None,
-    mode: Literal["render", "delta"] = "render",
+    mode: Literal["render", "delta", "colour"] = "render",
     feather: float = 0.0,
     kernel: Kernel = "bicubic",
 ) -> Patch:
@@ -596,12 +617,18 @@ def paste_back(
             a recolour. For linear layers the delta is applied in sRGB and the resulting
             change in linear light added: ``orig + (lin(srgb(orig) + d) − lin(srgb(orig)))``,
             which is exactly ``orig`` where ``d`` is 0.
+        ``colour``: the user's pixels through the colour map the edit applied to the
+            model's reconstruction (:func:`fit_colour_map`, fitted over the selection in the
+            frame). A recolour then reaches every pixel of the object's colour, also those
+            the inversion missed (a star's points), and keeps the user's outline exactly.
 
     Alpha is the selection (feathered inward by ``feather`` px if > 0) × the source alpha;
     where it is 0, RGB is 0 too. Where the selection is 0 alpha is exactly 0.
     """
-    if mode not in ("render", "delta"):
+    if mode not in ("render", "delta", "colour"):
         raise RegionError(f"unknown paste mode {mode!r}")
+    if mode != "render" and inversion is None:
+        raise RegionError(f"{mode} paste needs the inversion (the unedited render)")
     res = framed.resolution
     box, square = framed.patch_box, framed.square
     scale = res / square.w  # frame pixels per layer pixel
@@ -618,9 +645,17 @@ def paste_back(
         rgb = np.clip(_apply_separable(my, mx, (edit + 1.0) * 0.5), 0.0, 1.0)
         if linear:
             rgb = srgb_to_linear(rgb)
+    elif mode == "colour":
+        assert inversion is not None
+        inv = _as_frame_hwc(inversion, res, "inversion")
+        weights = framed.mask.detach().to("cpu", torch.float32).numpy().reshape(res, res)
+        colour_map = fit_colour_map((inv + 1.0) * 0.5, (edit + 1.0) * 0.5, weights)
+        enc = linear_to_srgb(orig_rgb) if linear else orig_rgb
+        rgb = np.clip(apply_colour_map(enc, colour_map), 0.0, 1.0)
+        if linear:
+            rgb = srgb_to_linear(rgb)
     else:
-        if inversion is None:
-            raise RegionError("delta paste needs the inversion (the unedited render)")
+        assert inversion is not None
         inv = _as_frame_hwc(inversion, res, "inversion")
         delta = _apply_separable(my, mx, (edit - inv) * np.float32(0.5))
         if linear:

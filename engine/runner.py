@@ -31,7 +31,8 @@ from .server import JobOutcome, JobPlan, JobProgress
 PIPELINE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("paste", "choice", "auto", choices=PASTE_MODES,
               help="auto: the method's advice; render: paste the model's render; delta: paste "
-                   "only the change (keeps the original's detail, best for recolours)"),
+                   "only the change (keeps the original's detail); colour: the edit's colour "
+                   "change applied to the original (recolours, outline kept)"),
     ParamSpec("feather", "float", 0.0, minimum=0.0, maximum=64.0,
               help="soften the patch's edge inward by this many pixels (never grows)"),
 )
@@ -242,7 +243,7 @@ class EditRunner:
                     raise InvalidRequest(f"{job.method}: {exc}") from None
             job.cancel.check()
             mode = paste_mode if paste_mode != "auto" else (output.paste or "render")
-            if mode == "delta" and output.inversion is None:
+            if mode in ("delta", "colour") and output.inversion is None:
                 mode = "render"
             patch = imaging.paste_back(framed, output.image.detach().cpu(),
                                        inversion=None if output.inversion is None

@@ -27,7 +27,7 @@ REPLY_TYPES = frozenset(
 )
 LAYER_FORMATS = ("rgba8", "rgba16", "rgbaf32")
 MASK_FORMAT = "a8"
-PASTE_MODES = ("auto", "render", "delta")
+PASTE_MODES = ("auto", "render", "delta", "colour")
 
 
 # --------------------------------------------------------------------------- parameters

@@ -221,6 +221,50 @@ def test_hdr_float_values_survive_delta() -> None:
     assert np.array_equal(patch.pixels[..., :3], layer[4:15, 6:25, :3])
 
 
+def test_colour_paste_recolours_what_the_inversion_missed() -> None:
+    """The colour map the edit applied to the reconstruction reaches every pixel of the
+    object's colour in the user's layer, also those the inversion lacks (a star's points),
+    and leaves the background; the delta paste leaves those pixels as they were."""
+    beige, orange, blue = (0.8, 0.75, 0.6), (1.0, 0.5, 0.1), (0.1, 0.3, 0.9)
+    layer = np.ones((40, 40, 4), np.float32)
+    layer[..., :3] = beige
+    layer[12:28, 12:28, :3] = orange
+    layer[6:12, 18:22, :3] = orange  # a point the inversion will miss
+    mask = np.zeros((40, 40), np.float32)
+    mask[4:30, 8:32] = 1.0
+    framed = frame_region(layer, mask, framing=Framing("box", 0.8), resolution=32)
+    inversion = framed.image.clone()
+    colours = (inversion[0] + 1) / 2  # [3, R, R] in [0, 1]
+    is_object = (colours - torch.tensor(orange)[:, None, None]).abs().sum(0) < 0.3
+    width = is_object.sum(1)  # the point's rows hold a narrow run of the object's colour
+    missed = is_object & ((width > 0) & (width < width.max() / 2))[:, None]
+    colours[:, missed] = torch.tensor(beige)[:, None]
+    inversion = colours[None] * 2 - 1
+    # the edit: orange -> blue, beige kept, blends in between (an affine colour change)
+    axis = torch.tensor(orange) - torch.tensor(beige)
+    share = torch.einsum("chw,c->hw", colours - torch.tensor(beige)[:, None, None], axis)
+    share = share / axis.dot(axis)
+    moved = colours + share[None] * (torch.tensor(blue) - torch.tensor(orange))[:, None, None]
+    edited = moved[None] * 2 - 1
+    patch = paste_back(framed, edited, inversion=inversion, mode="colour")
+    b = patch.box
+    original = layer[b.y:b.y1, b.x:b.x1, :3]
+    was_orange = np.abs(original - orange).sum(-1) < 1e-6
+    was_beige = np.abs(original - beige).sum(-1) < 1e-6
+    point = np.zeros_like(was_orange)
+    point[6 - b.y:12 - b.y, 18 - b.x:22 - b.x] = True
+    assert np.abs(patch.pixels[..., :3][was_orange] - blue).max() < 0.05
+    assert np.abs(patch.pixels[..., :3][point] - blue).max() < 0.05
+    assert np.abs(patch.pixels[..., :3][was_beige] - beige).max() < 0.02
+    delta = paste_back(framed, edited, inversion=inversion, mode="delta")
+    at_point = delta.pixels[..., :3][point]
+    assert np.abs(at_point - orange).mean() < np.abs(at_point - blue).mean()
+    same = paste_back(framed, inversion, inversion=inversion, mode="colour")
+    assert np.abs(same.pixels[..., :3] - original).max() < 1e-4  # no edit, no change
+    with pytest.raises(RegionError, match="inversion"):
+        paste_back(framed, edited, mode="colour")
+
+
 def test_soft_edges_and_feather() -> None:
     rng = np.random.default_rng(9)
     w, h = 60, 50

@@ -371,6 +371,18 @@ def test_global_directions_reads_neutral_and_target() -> None:
         split_prompt(" -> a blue star", "a shape")
 
 
+def test_one_pass_methods_ask_recolours_for_the_colour_paste(registry: PackRegistry) -> None:
+    from engine.methods.guidance import advise_paste
+
+    pack = registry.get("tiny")
+    clip, region = pack.get("clip"), torch.zeros(1, 3, 32, 32)
+    assert advise_paste("make it red", pack, clip, region) == "delta"  # names no outline
+    assert advise_paste("make it red", pack, clip, region, recolour="colour") == "colour"
+    read = clip_read(clip, region, {"shape": list(world_vocab()["shape"])})["shape"]
+    other = next(s for s in world_vocab()["shape"] if s != read)
+    assert advise_paste(f"a red {other}", pack, clip, region, recolour="colour") == "render"
+
+
 def test_described_change_writes_neutral_and_target_from_the_region() -> None:
     vocab = {"shape": ["circle", "star"], "size": ["small", "large"],
              "color": ["red", "green"]}

@@ -114,5 +114,5 @@ class ClipInverter(EditMethod):
         cancel.check()
         stages.step(1, f"edited towards {target_text}", edited[0])
         return MethodOutput(image=edited, inversion=inversion,
-                            paste=advise_paste(inputs.prompt, pack, clip, x),
+                            paste=advise_paste(inputs.prompt, pack, clip, x, recolour="colour"),
                             info=similarity_info(clip, inversion, edited, target))

@@ -117,4 +117,5 @@ class Feu(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info["channels_moved"] = kept
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(inputs.prompt, pack, clip, x), info=info)
+                            paste=advise_paste(inputs.prompt, pack, clip, x, recolour="colour"),
+                            info=info)

@@ -95,4 +95,5 @@ class GlobalDirections(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info.update({"channels_moved": kept, "neutral": neutral, "target": target_text})
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(target_text, pack, clip, x), info=info)
+                            paste=advise_paste(target_text, pack, clip, x, recolour="colour"),
+                            info=info)

@@ -364,10 +364,18 @@ def region_captions(prompt: str, pack: Any, clip: Any, region: Tensor) -> tuple[
     return anchor_caption(current), anchor_caption({**current, **named})
 
 
-def advise_paste(prompt: str, pack: Any, clip: Any, region: Tensor) -> str:
+def advise_paste(prompt: str, pack: Any, clip: Any, region: Tensor,
+                 recolour: str = "delta") -> str:
     """:func:`paste_advice` for a method's result, reading the framed region (the user's own
     pixels, not the inversion) with the pack's CLIP: what is there is what the user sees,
     and an inversion that rounds a star into a blob would turn "a blue star" into a reshape
-    (BENCHMARKS.md, session 11)."""
-    return paste_advice(prompt, pack_vocabulary(pack),
-                        lambda choices: clip_read(clip, region, choices), pack_synonyms(pack))
+    (BENCHMARKS.md, session 11).
+
+    ``recolour`` is the mode a method wants where the advice is ``delta``: the one-pass
+    methods move style channels, which change the whole object's colour alike, and the
+    ``colour`` paste carries such a change onto every pixel of the user's object; the
+    optimisers' changes vary across the region, which one colour map flattens (``eval
+    edits``: their recolours reached less)."""
+    advice = paste_advice(prompt, pack_vocabulary(pack),
+                          lambda choices: clip_read(clip, region, choices), pack_synonyms(pack))
+    return recolour if advice == "delta" else advice
