@@ -549,6 +549,13 @@ def _as_frame_hwc(tensor: torch.Tensor | np.ndarray, resolution: int, name: str)
     return np.ascontiguousarray(t.transpose(1, 2, 0))
 
 
+def _within_source_range(rgb: np.ndarray, orig_rgb: np.ndarray) -> np.ndarray:
+    """Results in [0, 1], but never clip an original (HDR float) value."""
+    if orig_rgb.min() >= 0.0 and orig_rgb.max() <= 1.0:
+        return np.clip(rgb, 0.0, 1.0)
+    return np.clip(rgb, np.minimum(orig_rgb, 0.0), np.maximum(orig_rgb, 1.0))
+
+
 def fit_colour_map(source: np.ndarray, target: np.ndarray, weights: np.ndarray,
                    ridge: float = 1e-3) -> np.ndarray:
     """The affine colour map (``[4, 3]``: RGB and 1 -> RGB) that takes ``source`` pixels to
@@ -651,9 +658,9 @@ def paste_back(
         weights = framed.mask.detach().to("cpu", torch.float32).numpy().reshape(res, res)
         colour_map = fit_colour_map((inv + 1.0) * 0.5, (edit + 1.0) * 0.5, weights)
         enc = linear_to_srgb(orig_rgb) if linear else orig_rgb
-        rgb = np.clip(apply_colour_map(enc, colour_map), 0.0, 1.0)
-        if linear:
-            rgb = srgb_to_linear(rgb)
+        mapped = apply_colour_map(enc, colour_map)
+        rgb = _within_source_range(
+            srgb_to_linear(np.clip(mapped, 0.0, None)) if linear else mapped, orig_rgb)
     else:
         assert inversion is not None
         inv = _as_frame_hwc(inversion, res, "inversion")
@@ -663,11 +670,7 @@ def paste_back(
             rgb = orig_rgb + (srgb_to_linear(enc + delta) - srgb_to_linear(enc))
         else:
             rgb = orig_rgb + delta
-        # Keep results in [0, 1] but never clip an original (HDR float) value.
-        if orig_rgb.min() >= 0.0 and orig_rgb.max() <= 1.0:
-            np.clip(rgb, 0.0, 1.0, out=rgb)
-        else:
-            rgb = np.clip(rgb, np.minimum(orig_rgb, 0.0), np.maximum(orig_rgb, 1.0))
+        rgb = _within_source_range(rgb, orig_rgb)
 
     src_alpha = np.clip(np.nan_to_num(original[..., 3], nan=0.0), 0.0, 1.0)
     if framed.selection is None:

@@ -209,7 +209,7 @@ def test_delta_identity_is_exact_and_keeps_depth(fmt: str, transfer: str) -> Non
     assert np.array_equal(patch.pixels[..., :3][keep], layer[b.y:b.y1, b.x:b.x1, :3][keep])
 
 
-def test_hdr_float_values_survive_delta() -> None:
+def test_hdr_float_values_survive_delta_and_colour() -> None:
     rng = np.random.default_rng(8)
     layer = rng.uniform(0, 4, (20, 30, 4)).astype(np.float32)
     layer[..., 3] = 1.0
@@ -219,6 +219,9 @@ def test_hdr_float_values_survive_delta() -> None:
                           fmt="rgbaf32")
     patch = paste_back(framed, framed.image, inversion=framed.image, mode="delta")
     assert np.array_equal(patch.pixels[..., :3], layer[4:15, 6:25, :3])
+    # the colour paste of no edit keeps them too (to float precision), above 1 included
+    patch = paste_back(framed, framed.image, inversion=framed.image, mode="colour")
+    assert np.allclose(patch.pixels[..., :3], layer[4:15, 6:25, :3], rtol=1e-3, atol=1e-3)
 
 
 def test_colour_paste_recolours_what_the_inversion_missed() -> None:
