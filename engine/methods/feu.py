@@ -49,9 +49,10 @@ def svm_direction(corpus: np.ndarray, text: np.ndarray, k: int, c: float = 1.0,
     from sklearn.svm import LinearSVC
 
     k = max(2, min(k, len(corpus) // 2))
-    top = np.argsort(corpus @ text)[-k:]
+    order = np.argsort(corpus @ text)
+    top = order[-k:]
     if negative_text is None:
-        bottom = np.argsort(corpus @ text)[:k]
+        bottom = order[:k]
     else:
         others = np.setdiff1d(np.arange(len(corpus)), top)
         bottom = others[np.argsort(corpus[others] @ negative_text)[-k:]]
