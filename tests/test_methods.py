@@ -23,6 +23,7 @@ from engine.methods.guidance import (
     named_values,
     paste_advice,
     project_edit,
+    region_reader,
     wants_projection,
 )
 from engine.models.clipinverter import GAIN_KEY
@@ -294,8 +295,8 @@ def test_keep_unnamed_changes_the_target(registry: PackRegistry) -> None:
         return MethodInputs(image=image, mask=torch.ones(1, 1, 32, 32), prompt="a star",
                             params={"keep_unnamed": keep}, seed=0, pack=pack)
 
-    bare, text = clip_target(clip, inputs(False), image)
-    anchored, anchored_text = clip_target(clip, inputs(True), image)
+    bare, text = clip_target(clip, inputs(False), region_reader(clip, image))
+    anchored, anchored_text = clip_target(clip, inputs(True), region_reader(clip, image))
     assert text == "'a star'" and "(as 'a " in anchored_text
     assert abs(float(anchored.norm()) - 1) < 1e-5
     assert not torch.allclose(bare, anchored)
@@ -330,6 +331,22 @@ def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
     with torch.no_grad():
         sims = clip.encode_text(texts) @ clip.encode_image(image, differentiable=False)[0]
     assert "a " + " ".join(read.values()) == texts[int(sims.argmax())]
+    # a method's reader encodes its region once, however many reads it makes
+    encoded: list[torch.Tensor] = []
+    original = clip.encode_image
+
+    def counting(images: torch.Tensor, differentiable: bool = True) -> torch.Tensor:
+        encoded.append(images)
+        return original(images, differentiable=differentiable)
+
+    clip.encode_image = counting
+    try:
+        reader = region_reader(clip, image)
+        assert reader({"size": ["small", "large"], "shape": ["circle", "star"]}) == read
+        assert reader({"shape": ["circle", "star"]})["shape"] in ("circle", "star")
+    finally:
+        del clip.encode_image
+    assert len(encoded) == 1
 
 
 def test_request_for_selection_crops_to_the_model_square(tmp_path: Path) -> None:
@@ -376,11 +393,12 @@ def test_one_pass_methods_ask_recolours_for_the_colour_paste(registry: PackRegis
 
     pack = registry.get("tiny")
     clip, region = pack.get("clip"), torch.zeros(1, 3, 32, 32)
-    assert advise_paste("make it red", pack, clip, region) == "delta"  # names no outline
-    assert advise_paste("make it red", pack, clip, region, recolour="colour") == "colour"
-    read = clip_read(clip, region, {"shape": list(world_vocab()["shape"])})["shape"]
-    other = next(s for s in world_vocab()["shape"] if s != read)
-    assert advise_paste(f"a red {other}", pack, clip, region, recolour="colour") == "render"
+    read = region_reader(clip, region)
+    assert advise_paste("make it red", pack, read) == "delta"  # names no outline
+    assert advise_paste("make it red", pack, read, recolour="colour") == "colour"
+    shape = clip_read(clip, region, {"shape": list(world_vocab()["shape"])})["shape"]
+    other = next(s for s in world_vocab()["shape"] if s != shape)
+    assert advise_paste(f"a red {other}", pack, read, recolour="colour") == "render"
 
 
 def test_described_change_writes_neutral_and_target_from_the_region() -> None:

@@ -49,6 +49,7 @@ from .guidance import (
     invert_region,
     refine_param,
     region_captions,
+    region_reader,
     similarity_info,
 )
 
@@ -90,9 +91,10 @@ class ClipInverter(EditMethod):
         gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
         nets = self.networks(pack, inputs.device)
         x, mask = framed_inputs(inputs, gen.size)
+        read = region_reader(clip, x)
         captions = None
         if inputs.reference is None and p["describe_region"]:
-            captions = region_captions(inputs.prompt, pack, clip, x)
+            captions = region_captions(inputs.prompt, pack, read)
         if captions is None:
             target, target_text = clip_target(clip, inputs)
         else:
@@ -114,5 +116,5 @@ class ClipInverter(EditMethod):
         cancel.check()
         stages.step(1, f"edited towards {target_text}", edited[0])
         return MethodOutput(image=edited, inversion=inversion,
-                            paste=advise_paste(inputs.prompt, pack, clip, x, recolour="colour"),
+                            paste=advise_paste(inputs.prompt, pack, read, recolour="colour"),
                             info=similarity_info(clip, inversion, edited, target))

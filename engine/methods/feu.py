@@ -33,6 +33,7 @@ from .guidance import (
     invert_region,
     refine_param,
     region_captions,
+    region_reader,
     similarity_info,
 )
 
@@ -92,9 +93,10 @@ class Feu(EditMethod):
         corpus = pack.get("feu_corpus")["embeddings"].float().cpu().numpy()
         x, mask = framed_inputs(inputs, gen.size)
         inv, stages = invert_region(inputs, x, progress, cancel, 3)
+        read = region_reader(clip, x)
         captions = None
         if inputs.reference is None and p["contrast_region"]:
-            captions = region_captions(inputs.prompt, pack, clip, x)
+            captions = region_captions(inputs.prompt, pack, read)
         if captions is None:
             target, target_text = clip_target(clip, inputs)
             negative, retrieved = None, f"most and least like {target_text}"
@@ -118,5 +120,5 @@ class Feu(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info["channels_moved"] = kept
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(inputs.prompt, pack, clip, x, recolour="colour"),
+                            paste=advise_paste(inputs.prompt, pack, read, recolour="colour"),
                             info=info)

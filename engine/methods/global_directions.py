@@ -36,6 +36,7 @@ from .guidance import (
     invert_region,
     refine_param,
     region_captions,
+    region_reader,
     similarity_info,
 )
 
@@ -77,9 +78,10 @@ class GlobalDirections(EditMethod):
         neutral_default = (manifest.data.get("neutral_prompt") if manifest else None) \
             or DEFAULT_NEUTRAL
         x, mask = framed_inputs(inputs, gen.size)
+        read = region_reader(clip, x)
         captions = None
         if "->" not in inputs.prompt and p["neutral_from_region"]:
-            captions = region_captions(inputs.prompt, pack, clip, x)
+            captions = region_captions(inputs.prompt, pack, read)
         neutral, target_text = captions or split_prompt(inputs.prompt, neutral_default)
         inv, stages = invert_region(inputs, x, progress, cancel, 2)
         cancel.check()
@@ -95,5 +97,5 @@ class GlobalDirections(EditMethod):
         info = similarity_info(clip, inv.image, edited, target)
         info.update({"channels_moved": kept, "neutral": neutral, "target": target_text})
         return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(target_text, pack, clip, x, recolour="colour"),
+                            paste=advise_paste(target_text, pack, read, recolour="colour"),
                             info=info)

@@ -42,6 +42,7 @@ __all__ = [
     "project_param",
     "refine_param",
     "region_captions",
+    "region_reader",
     "similarity_info",
     "wants_projection",
 ]
@@ -105,20 +106,20 @@ def invert_region(inputs: MethodInputs, image: Tensor, progress: ProgressFn,
 
 @torch.no_grad()
 def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
-                region: Tensor | None = None) -> tuple[Tensor, str]:
+                read: ReadFn | None = None) -> tuple[Tensor, str]:
     """The unit CLIP embedding to move towards, and what it is (for messages).
 
-    With the framed ``region`` and the ``keep_unnamed`` parameter on, a prompt that leaves
-    some of the pack's attributes unnamed is averaged with its :func:`anchored_prompt`, the
-    unnamed values read off the region as the user drew it."""
+    With ``read`` (the framed region's :func:`region_reader`) and the ``keep_unnamed``
+    parameter on, a prompt that leaves some of the pack's attributes unnamed is averaged
+    with its :func:`anchored_prompt`, the unnamed values read off the region as the user
+    drew it."""
     if inputs.reference is not None:
         ref = inputs.reference.to(inputs.device)
         return clip.encode_image(ref, differentiable=False)[0], "the reference image"
     target = clip.encode_prompt(inputs.prompt).to(inputs.device)
     anchor = None
-    if region is not None and inputs.params.get("keep_unnamed"):
-        anchor = anchored_prompt(inputs.prompt, pack_vocabulary(inputs.pack),
-                                 lambda choices: clip_read(clip, region, choices),
+    if read is not None and inputs.params.get("keep_unnamed"):
+        anchor = anchored_prompt(inputs.prompt, pack_vocabulary(inputs.pack), read,
                                  pack_synonyms(inputs.pack))
     if anchor is None:
         return target, repr(inputs.prompt)
@@ -198,14 +199,14 @@ def project_edit(generator: Any, encoder: Any, edited: Tensor, inversion: Tensor
     return projected
 
 
-def optimised_output(inputs: MethodInputs, region: Tensor, inversion: Inversion,
+def optimised_output(inputs: MethodInputs, read: ReadFn, inversion: Inversion,
                      edited: Tensor, target: Tensor) -> MethodOutput:
-    """The optimisation methods' result: the paste advice (from the framed ``region``), the
-    edit projected when their ``project`` parameter asks for it (never at strength 0, which
-    is the inversion), and the CLIP similarities."""
+    """The optimisation methods' result: the paste advice (``read``: the framed region's
+    :func:`region_reader`), the edit projected when their ``project`` parameter asks for it
+    (never at strength 0, which is the inversion), and the CLIP similarities."""
     pack, p = inputs.pack, inputs.params
     clip = pack.get("clip")
-    paste = advise_paste(inputs.prompt, pack, clip, region)
+    paste = advise_paste(inputs.prompt, pack, read)
     if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste):
         edited = project_edit(pack.get("generator"), pack.get("encoder"), edited,
                               inversion.image, paste)
@@ -339,35 +340,48 @@ def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
 
 
 @torch.no_grad()
+def region_reader(clip: Any, image: Tensor) -> ReadFn:
+    """A :data:`ReadFn` on ``image`` by the pack's CLIP, zero-shot: the combination of
+    values (one per key, in ``choices`` order) whose text "a <value> <value>" the image is
+    most like, e.g. {"size": "small", "shape": "star"}. The image is encoded once, at the
+    first read, however many reads a method makes of it."""
+    embedding: list[Tensor] = []
+
+    @torch.no_grad()
+    def read(choices: dict[str, list[str]]) -> dict[str, str]:
+        if not embedding:
+            embedding.append(clip.encode_image(image, differentiable=False)[0])
+        emb = embedding[0]
+        keys = list(choices)
+        combos = list(itertools.product(*(choices[k] for k in keys)))
+        texts = ["a " + " ".join(combo) for combo in combos]
+        sims = clip.encode_text(texts).to(emb) @ emb
+        return dict(zip(keys, combos[int(sims.argmax())], strict=True))
+
+    return read
+
+
 def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[str, str]:
-    """Zero-shot: the combination of values (one per key, in ``choices`` order) whose text
-    "a <value> <value>" the image is most like, e.g. {"size": "small", "shape": "star"}."""
-    keys = list(choices)
-    combos = list(itertools.product(*(choices[k] for k in keys)))
-    texts = ["a " + " ".join(combo) for combo in combos]
-    emb = clip.encode_image(image, differentiable=False)[0]
-    sims = clip.encode_text(texts).to(emb) @ emb
-    return dict(zip(keys, combos[int(sims.argmax())], strict=True))
+    """One read of ``image`` (:func:`region_reader`)."""
+    return region_reader(clip, image)(choices)
 
 
-def region_captions(prompt: str, pack: Any, clip: Any, region: Tensor) -> tuple[str, str] | None:
-    """:func:`described_change` for a method, reading the framed region with the pack's
-    CLIP: ``(the region as read, the same with the prompt's values)`` as captions ("a large
-    orange star", "a large blue star"), or None for a prompt naming none of the pack's
-    words or a pack without a vocabulary."""
-    change = described_change(prompt, pack_vocabulary(pack),
-                              lambda choices: clip_read(clip, region, choices),
-                              pack_synonyms(pack))
+def region_captions(prompt: str, pack: Any, read: ReadFn) -> tuple[str, str] | None:
+    """:func:`described_change` for a method, ``read`` being the framed region's
+    :func:`region_reader`: ``(the region as read, the same with the prompt's values)`` as
+    captions ("a large orange star", "a large blue star"), or None for a prompt naming none
+    of the pack's words or a pack without a vocabulary."""
+    change = described_change(prompt, pack_vocabulary(pack), read, pack_synonyms(pack))
     if change is None:
         return None
     current, named = change
     return anchor_caption(current), anchor_caption({**current, **named})
 
 
-def advise_paste(prompt: str, pack: Any, clip: Any, region: Tensor,
-                 recolour: str = "delta") -> str:
-    """:func:`paste_advice` for a method's result, reading the framed region (the user's own
-    pixels, not the inversion) with the pack's CLIP: what is there is what the user sees,
+def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta") -> str:
+    """:func:`paste_advice` for a method's result, ``read`` being the framed region's
+    :func:`region_reader` (the user's own pixels, not the inversion): what is there is what
+    the user sees,
     and an inversion that rounds a star into a blob would turn "a blue star" into a reshape
     (BENCHMARKS.md, session 11).
 
@@ -376,6 +390,5 @@ def advise_paste(prompt: str, pack: Any, clip: Any, region: Tensor,
     ``colour`` paste carries such a change onto every pixel of the user's object; the
     optimisers' changes vary across the region, which one colour map flattens (``eval
     edits``: their recolours reached less)."""
-    advice = paste_advice(prompt, pack_vocabulary(pack),
-                          lambda choices: clip_read(clip, region, choices), pack_synonyms(pack))
+    advice = paste_advice(prompt, pack_vocabulary(pack), read, pack_synonyms(pack))
     return recolour if advice == "delta" else advice

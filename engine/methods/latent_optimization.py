@@ -29,6 +29,7 @@ from .guidance import (
     optimised_output,
     project_param,
     refine_param,
+    region_reader,
 )
 
 __all__ = ["LatentOptimization", "styleclip_lr"]
@@ -74,7 +75,8 @@ class LatentOptimization(EditMethod):
         steps = int(p["steps"])
         x, mask = framed_inputs(inputs, gen.size)
         inv, stages = invert_region(inputs, x, progress, cancel, steps)
-        target, target_text = clip_target(clip, inputs, x)
+        read = region_reader(clip, x)
+        target, target_text = clip_target(clip, inputs, read)
         keep = Keep(pack.get("encoder"), inv.image, mask)
         jitter = float(p["jitter"]) * torch.randn(inv.w.shape, generator=rng).to(inputs.device)
         w = (inv.w + jitter).clone().requires_grad_(True)
@@ -98,4 +100,4 @@ class LatentOptimization(EditMethod):
         with torch.no_grad():
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis(w_final, noise="fixed")
-        return optimised_output(inputs, x, inv, edited, target)
+        return optimised_output(inputs, read, inv, edited, target)

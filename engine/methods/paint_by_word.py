@@ -44,6 +44,7 @@ from .guidance import (
     optimised_output,
     project_param,
     refine_param,
+    region_reader,
 )
 
 __all__ = ["PaintByWord"]
@@ -82,7 +83,8 @@ class PaintByWord(EditMethod):
         steps = int(p["steps"])
         x, mask = framed_inputs(inputs, gen.size)
         inv, stages = invert_region(inputs, x, progress, cancel, steps)
-        target, target_text = clip_target(clip, inputs, x)
+        read = region_reader(clip, x)
+        target, target_text = clip_target(clip, inputs, read)
         mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
         keep = Keep(pack.get("encoder"), inv.image, mask)
 
@@ -108,4 +110,4 @@ class PaintByWord(EditMethod):
         with torch.no_grad():
             w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
             edited = gen.synthesis_from_styles(gen.styles(w_final), noise="fixed", style_mix=mix)
-        return optimised_output(inputs, x, inv, edited, target)
+        return optimised_output(inputs, read, inv, edited, target)
