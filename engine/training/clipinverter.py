@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from engine.methods.guidance import anchor_caption
 from engine.models.clipinverter import (
     GAIN_KEY,
     CLIPAdapter,
@@ -54,15 +55,11 @@ from engine.training.common import Checkpoint, StepLoop, cosine_lr, save_grid, s
 from engine.training.data import FrameSource, vocab
 from engine.training.directions import register_component
 from engine.world import ATTR_KEYS, WORLD_SPEC, WorldSpec
-from engine.world.captions import caption
 
 __all__ = ["GAIN_GRID", "calibrate_gain", "extend_adapter", "train_clipinverter"]
 
 WEIGHTS = {"l2": 1.0, "perceptual": 0.6, "identity": 0.1, "reg": 0.005, "direction": 1.0,
            "cycle": 1.0, "paired": 1.0}
-
-#: how the method writes its text by default (:func:`engine.methods.guidance.anchor_caption`)
-DESCRIBED_TEMPLATE = "a {size} {color} {shape}"
 
 #: residual gains :func:`calibrate_gain` tries
 GAIN_GRID = tuple(float(g) for g in np.arange(0.5, 2.51, 0.125))
@@ -249,7 +246,7 @@ def calibrate_gain(gen: Any, enc: Any, clip: Any, adapter: CLIPAdapter, remapper
         pairs = source.pairs(step, batch, match_fraction=0.0).to(device)
         goals = [{key: names[key][int(i)] for key, i in zip(ATTR_KEYS, row, strict=True)}
                  for row in pairs.target.labels.tolist()]
-        t_tgt = clip.encode_text([caption(goal, DESCRIBED_TEMPLATE) for goal in goals])
+        t_tgt = clip.encode_text([anchor_caption(goal) for goal in goals])
         c1, c2, c3 = enc.features(pairs.source.images)
         w = enc.map2style(c1, c2, c3) + enc.latent_avg
         delta = 0.1 * enc.map2style(*adapter((c1, c2, c3), t_tgt))
