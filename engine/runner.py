@@ -243,7 +243,7 @@ class EditRunner:
                     raise InvalidRequest(f"{job.method}: {exc}") from None
             job.cancel.check()
             mode = paste_mode if paste_mode != "auto" else (output.paste or "render")
-            if mode in ("delta", "colour") and output.inversion is None:
+            if mode != "render" and output.inversion is None:  # delta and colour need it
                 mode = "render"
             patch = imaging.paste_back(framed, output.image.detach().cpu(),
                                        inversion=None if output.inversion is None
