@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from engine import methods
 from engine.imaging import Patch, composite_over, decode_pixels
 from engine.methods.base import CancelFlag, Cancelled, MethodInputs
 from engine.methods.guidance import (
+    STRONGER,
+    EditCheck,
     anchor_caption,
     anchored_prompt,
     clip_read,
@@ -24,6 +27,7 @@ from engine.methods.guidance import (
     paste_advice,
     project_edit,
     region_reader,
+    stronger_until_read,
     wants_projection,
 )
 from engine.models.clipinverter import GAIN_KEY
@@ -415,6 +419,103 @@ def test_described_change_writes_neutral_and_target_from_the_region() -> None:
     assert described_change("a green star", {"color": ["green"]}, read) is None
 
 
+def test_stronger_until_read_only_ever_lengthens_the_step() -> None:
+    rendered: list[float] = []
+
+    def render(step: float) -> torch.Tensor:
+        rendered.append(step)
+        return torch.full((1,), step)
+
+    def accepts(*steps: float) -> Callable[[torch.Tensor], bool]:
+        return lambda image: float(image) in steps
+
+    image, step = stronger_until_read(render, 2.0, accepts(2.0))
+    assert (float(image), step, rendered) == (2.0, 2.0, [2.0])  # read as asked: as it was
+    rendered.clear()
+    image, step = stronger_until_read(render, 2.0, accepts(4.0, 6.0))
+    assert (float(image), step) == (4.0, 4.0)  # the first longer step that reads as asked
+    assert rendered == [2.0, 3.0, 4.0]
+    rendered.clear()
+    image, step = stronger_until_read(render, 2.0, accepts(1.0))  # never shorter
+    assert (float(image), step) == (2.0, 2.0)
+    assert rendered == [2.0, *(2.0 * f for f in STRONGER)]
+    rendered.clear()
+    assert stronger_until_read(render, 2.0, None)[1] == 2.0 and rendered == [2.0]
+
+
+def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked values from the prompt, the others as the region was read; the read is of the
+    frame as the paste shows the edit: the render in the selection, or the user's frame
+    plus the change."""
+    import engine.methods.guidance as guidance
+
+    pack = registry.get("tiny")
+    frame, inversion = torch.full((1, 3, 4, 4), 0.5), torch.zeros(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 1:3, 1:3] = 1
+    region = {"size": "large", "color": "red", "shape": "circle"}
+
+    def read(choices: dict[str, list[str]]) -> dict[str, str]:
+        return {k: region[k] for k in choices}
+
+    seen: list[torch.Tensor] = []
+    answer = {"size": "large", "color": "green", "shape": "circle"}
+
+    def fake_read(clip: object, image: torch.Tensor, choices: dict) -> dict[str, str]:
+        seen.append(image)
+        return dict(answer)
+
+    monkeypatch.setattr(guidance, "clip_read", fake_read)
+    edit = torch.full((1, 3, 4, 4), -0.25)
+    check = EditCheck("make it green", pack, read, None, frame, inversion, mask, "colour")
+    assert check.wanted == answer and check(edit)
+    expected = frame + mask * (edit - inversion)  # the user's frame plus the change
+    assert torch.equal(seen[-1], expected)
+    answer["shape"] = "square"  # the outline moved: not as asked
+    assert not check(edit)
+    render = EditCheck("make it green", pack, read, None, frame, inversion, mask, "render")
+    render(edit)
+    assert torch.equal(seen[-1], frame * (1 - mask) + edit * mask)
+    never = EditCheck("something nice", pack, read, None, frame, inversion, mask, "delta")
+    calls = len(seen)
+    assert never.wanted is None and not never(edit) and len(seen) == calls
+
+
+def test_clipinverter_auto_strength_tries_longer_steps(registry: PackRegistry,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    import engine.methods.clipinverter as clipinverter_module
+    from engine.training.clipinverter import train_clipinverter
+
+    pack = registry.get("tiny")
+    train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=1, stage2_steps=1,
+                       batch=2, progress=False)
+    fresh = PackRegistry([Path(pack.manifest.root).parent])
+    checks: list[int] = []
+
+    class SecondLonger:  # accepts the third render it is shown: strength x 2
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def __call__(self, image: torch.Tensor) -> bool:
+            checks.append(1)
+            return len(checks) == 3
+
+    monkeypatch.setattr(clipinverter_module, "EditCheck", SecondLonger)
+    method = methods.get("clipinverter")()
+    torch.manual_seed(0)  # the same random region for both runs
+    auto = method.run(_inputs(fresh, "clipinverter", strength=0.5), lambda *a: None,
+                      CancelFlag())
+    assert auto.info["strength"] == 1.0 and len(checks) == 3
+    torch.manual_seed(0)
+    plain = method.run(_inputs(fresh, "clipinverter", strength=1.0, auto_strength=False),
+                       lambda *a: None, CancelFlag())
+    assert torch.allclose(auto.image, plain.image, atol=1e-6) and len(checks) == 3
+    assert plain.info["strength"] == 1.0
+
+
 def test_global_directions_neutral_is_the_region_as_read(runner: EditRunner) -> None:
     """Without "->", the neutral text describes the selection and the target is the same
     description with the prompt's words; the switch off gives the pack's neutral text."""
@@ -512,8 +613,8 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     def record(step: int, total: int, message: str, preview: object) -> None:
         messages.append(message)
 
-    for describe, pattern in ((True, r"edited towards 'a (small|large) red star'"),
-                              (False, r"edited towards 'a red star'")):
+    for describe, pattern in ((True, r"edited towards 'a (small|large) red star' at .*"),
+                              (False, r"edited towards 'a red star' at .*")):
         method.run(_inputs(fresh, "clipinverter", describe_region=describe), record,
                    CancelFlag())
         assert re.fullmatch(pattern, messages[-1]), messages[-1]

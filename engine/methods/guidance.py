@@ -20,6 +20,8 @@ from .base import CancelFlag, MethodInputs, MethodOutput, Param, ProgressFn
 from .inversion import Inversion, Refinement, encode_w, invert
 
 __all__ = [
+    "STRONGER",
+    "EditCheck",
     "Inversion",
     "Keep",
     "Stages",
@@ -44,6 +46,7 @@ __all__ = [
     "region_captions",
     "region_reader",
     "similarity_info",
+    "stronger_until_read",
     "wants_projection",
 ]
 
@@ -376,6 +379,66 @@ def region_captions(prompt: str, pack: Any, read: ReadFn) -> tuple[str, str] | N
         return None
     current, named = change
     return anchor_caption(current), anchor_caption({**current, **named})
+
+
+class EditCheck:
+    """Whether an edit, pasted as the user will see it, reads as asked: the pack's CLIP
+    (never the judge) reads every :data:`ANCHOR_KEYS` value of the pasted frame, and each
+    is the prompt's where it names one and the region's as first read where it does not.
+    A prompt naming none of the pack's words, or a pack without a vocabulary, never reads
+    as asked."""
+
+    def __init__(self, prompt: str, pack: Any, read: ReadFn, clip: Any, frame: Tensor,
+                 inversion: Tensor, mask: Tensor, paste: str) -> None:
+        self.clip, self.frame, self.inversion, self.mask = clip, frame, inversion, mask
+        self.paste = paste
+        vocabulary = pack_vocabulary(pack)
+        change = described_change(prompt, vocabulary, read, pack_synonyms(pack))
+        self.wanted: dict[str, str] | None = None
+        self.choices: dict[str, list[str]] = {}
+        if change is not None and vocabulary is not None:
+            current, named = change
+            self.wanted = {**current, **named}
+            self.choices = {k: list(vocabulary[k]) for k in ANCHOR_KEYS}
+
+    def pasted(self, image: Tensor) -> Tensor:
+        """The frame as the paste-back shows ``image``: the render inside the selection, or
+        (``delta`` and ``colour``, which carry the edit's change onto the user's pixels) the
+        user's frame plus the change."""
+        if self.paste == "render":
+            return self.frame * (1 - self.mask) + image * self.mask
+        return self.frame + self.mask * (image - self.inversion)
+
+    @torch.no_grad()
+    def __call__(self, image: Tensor) -> bool:
+        if self.wanted is None:
+            return False
+        got = clip_read(self.clip, self.pasted(image).clamp(-1, 1), self.choices)
+        return got == self.wanted
+
+
+#: the multiples of a one-pass edit's step that :func:`stronger_until_read` tries after it
+STRONGER = (1.5, 2.0, 3.0)
+
+
+def stronger_until_read(render: Callable[[float], Tensor], step: float,
+                        done: Callable[[Tensor], bool] | None) -> tuple[Tensor, float]:
+    """``render(step)``, unless ``done`` (an :class:`EditCheck`) does not accept it and
+    accepts a longer step of :data:`STRONGER`: then the first such. Returns the render and
+    its step.
+
+    One step for every edit is too short for some: a residual trained under latent
+    regularisation stops short of a new shape more often than of a new colour. Never a
+    shorter step, so an edit that reads as asked, or that no step makes read so, is the
+    plain one. Each try costs a render and a CLIP image encoding: milliseconds."""
+    image = render(step)
+    if done is None or done(image):
+        return image, step
+    for factor in STRONGER:
+        longer = render(step * factor)
+        if done(longer):
+            return longer, step * factor
+    return image, step
 
 
 def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta") -> str:
