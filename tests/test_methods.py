@@ -613,8 +613,9 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     def record(step: int, total: int, message: str, preview: object) -> None:
         messages.append(message)
 
-    for describe, pattern in ((True, r"edited towards 'a (small|large) red star' at .*"),
-                              (False, r"edited towards 'a red star' at .*")):
+    at = r" at strength (1|1\.5|2|3)"  # the strength, or auto_strength's longer steps
+    for describe, pattern in ((True, r"edited towards 'a (small|large) red star'" + at),
+                              (False, r"edited towards 'a red star'" + at)):
         method.run(_inputs(fresh, "clipinverter", describe_region=describe), record,
                    CancelFlag())
         assert re.fullmatch(pattern, messages[-1]), messages[-1]
