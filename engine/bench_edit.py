@@ -83,7 +83,7 @@ def bench_edit(args: argparse.Namespace) -> int:
         cls = methods.get(plan.method)
         assert cls is not None
         method = cls()
-        for component in cls.needs:
+        for component in cls.components(pack):
             pack.get(component)
         layer = imaging.decode_pixels(request.layer.data, request.layer.width,
                                       request.layer.height, request.layer.format)

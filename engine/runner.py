@@ -196,7 +196,7 @@ class EditRunner:
         feather = float(params.pop("feather", 0.0))
 
         progress(0, 1, f"loading pack {pack.name}", None)
-        for component in type(method).needs:
+        for component in type(method).components(pack):
             pack.get(component)
             job.cancel.check()
 

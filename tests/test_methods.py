@@ -15,7 +15,8 @@ import torch
 
 from engine import methods
 from engine.imaging import Patch, composite_over, decode_pixels
-from engine.methods.base import CancelFlag, Cancelled, MethodInputs
+from engine.methods.base import CancelFlag, Cancelled, InputRejected, MethodInputs
+from engine.methods.clipinverter import pack_networks
 from engine.methods.guidance import (
     STRONGER,
     EditCheck,
@@ -314,15 +315,19 @@ def test_project_edit_goes_through_the_encoder(registry: PackRegistry) -> None:
     with torch.no_grad():
         through = gen.synthesis(enc(edited) + enc.latent_avg, noise="fixed")
     assert torch.allclose(project_edit(gen, enc, edited, inversion, "render"), through)
-    # a recolour keeps the inversion and adds only the projected change
-    assert torch.allclose(project_edit(gen, enc, inversion, inversion, "delta"), inversion,
-                          atol=1e-5)
-    delta = project_edit(gen, enc, edited, inversion, "delta") - inversion
+    # a recolour (either recolour paste) keeps the inversion and adds only the projected change
     with torch.no_grad():
         base = gen.synthesis(enc(inversion) + enc.latent_avg, noise="fixed")
-    assert torch.allclose(delta, through - base, atol=1e-5)
+    for paste in ("delta", "colour"):
+        assert torch.allclose(project_edit(gen, enc, inversion, inversion, paste), inversion,
+                              atol=1e-5)
+        delta = project_edit(gen, enc, edited, inversion, paste) - inversion
+        assert torch.allclose(delta, through - base, atol=1e-5)
     assert wants_projection("auto", "render") and not wants_projection("auto", "delta")
     assert wants_projection("on", "delta") and not wants_projection("off", "render")
+    # from CLIPInverter's edit, auto does not project; on still does
+    assert not wants_projection("auto", "render", from_edit=True)
+    assert wants_projection("on", "render", from_edit=True)
 
 
 def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
@@ -601,7 +606,7 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     torch.manual_seed(0)
     at_one = method.run(_inputs(fresh, "clipinverter", strength=1.0), lambda *a: None,
                         CancelFlag()).image
-    nets = method.networks(fresh.get("tiny"), torch.device("cpu"))
+    nets = pack_networks(fresh.get("tiny"), torch.device("cpu"))
     gain, nets.residual_gain = nets.residual_gain, 1.0
     torch.manual_seed(0)
     at_gain = method.run(_inputs(fresh, "clipinverter", strength=gain), lambda *a: None,
@@ -619,6 +624,69 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
         method.run(_inputs(fresh, "clipinverter", describe_region=describe), record,
                    CancelFlag())
         assert re.fullmatch(pattern, messages[-1]), messages[-1]
+
+
+def test_optimisers_start_from_clipinverters_edit(registry: PackRegistry,
+                                                  tmp_path: Path) -> None:
+    """``start=clipinverter``: the optimisation starts from CLIPInverter's edit (the first
+    preview is that edit, the message says so), strength 0 is still the inversion;
+    ``auto`` starts there only where the pack has CLIPInverter, and asking for it on a
+    pack without it is a clear error."""
+    from engine.training.clipinverter import train_clipinverter
+
+    for method in OPTIMISERS:  # no CLIPInverter yet: auto inverts, clipinverter is refused
+        with pytest.raises(InputRejected, match="start=clipinverter needs"):
+            methods.get(method)().run(_inputs(registry, method, start="clipinverter"),
+                                      lambda *a: None, CancelFlag())
+    pack = registry.get("tiny")
+    train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=1, stage2_steps=1,
+                       batch=2, progress=False)
+    fresh = PackRegistry([Path(pack.manifest.root).parent])
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    inputs = _inputs(fresh, "clipinverter", refine=False)
+    inputs.image = image
+    edit = methods.get("clipinverter")().run(inputs, lambda *a: None, CancelFlag())
+    for method in OPTIMISERS:
+        for start, first in (("clipinverter", "CLIPInverter's edit"), ("auto", "CLIPInverter's"),
+                             ("inversion", "inverted")):
+            seen: list[tuple[str, torch.Tensor | None]] = []
+
+            def record(step: int, total: int, message: str, preview: torch.Tensor | None,
+                       seen: list[tuple[str, torch.Tensor | None]] = seen) -> None:
+                seen.append((message, preview))
+
+            inputs = _inputs(fresh, method, start=start, refine=False, space="w")
+            inputs.image = image
+            out = methods.get(method)().run(inputs, record, CancelFlag())
+            message, preview = next(m for m in seen if "; editing towards" in m[0])
+            assert message.startswith(first), message
+            assert preview is not None
+            if start != "inversion":
+                assert torch.allclose(preview, edit.image[0], atol=1e-5)
+            else:
+                assert torch.allclose(preview, edit.inversion[0], atol=1e-5)
+            assert torch.allclose(out.inversion, edit.inversion, atol=1e-5)
+        inputs = _inputs(fresh, method, start="clipinverter", strength=0.0)
+        out = methods.get(method)().run(inputs, lambda *a: None, CancelFlag())
+        assert torch.allclose(out.image, out.inversion, atol=1e-5)
+
+
+def test_space_w_moves_every_row_alike(registry: PackRegistry) -> None:
+    from engine.methods.start import optimisation_start
+
+    inputs = _inputs(registry, "paint-by-word", refine=False)
+    gen, clip = inputs.pack.get("generator"), inputs.pack.get("clip")
+    start = optimisation_start(inputs, inputs.image, inputs.mask,
+                               region_reader(clip, inputs.image), lambda *a: None,
+                               CancelFlag(), 1)
+    rng = torch.Generator().manual_seed(0)
+    assert start.offset("w", 0.1, rng).shape == (1, 1, start.w.shape[-1])
+    assert start.offset("w+", 0.1, rng).shape == start.w.shape
+    assert start.offset("w", 0.0, rng).abs().max() == 0
+    assert not start.from_edit
+    assert all(torch.equal(a, b) for a, b in zip(start.styles(start.w, 0.5),
+                                                 gen.styles(start.w), strict=True))
 
 
 def test_clipinverter_training_goes_on_when_asked_for_more_steps(registry: PackRegistry,

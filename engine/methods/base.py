@@ -106,6 +106,13 @@ class EditMethod(ABC):
     params: ClassVar[tuple[Param, ...]] = ()
     #: pack components the method needs: "generator", "encoder", "clip", ...
     needs: ClassVar[tuple[str, ...]] = ()
+    #: pack components the method uses where the pack has them (loaded with ``needs``)
+    uses: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def components(cls, pack: Any) -> tuple[str, ...]:
+        """What to load before a run on ``pack``: ``needs``, and the ``uses`` it has."""
+        return cls.needs + tuple(c for c in cls.uses if pack.has(c))
     accepts_reference: ClassVar[bool] = False
 
     @abstractmethod

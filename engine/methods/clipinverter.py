@@ -32,9 +32,12 @@ parameters. One pass is deterministic, so variations of one prompt are the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
 
 from engine.models.clipinverter import (
     CLIPInverterNets,
@@ -49,6 +52,9 @@ from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
     EditCheck,
+    Inversion,
+    ReadFn,
+    Stages,
     advise_paste,
     clip_target,
     framed_inputs,
@@ -60,7 +66,7 @@ from .guidance import (
     stronger_until_read,
 )
 
-__all__ = ["ClipInverter"]
+__all__ = ["ClipInverter", "OnePassEdit", "StylesFn", "one_pass_edit", "pack_networks"]
 
 
 @register
@@ -85,55 +91,101 @@ class ClipInverter(EditMethod):
     needs = ("generator", "encoder", "clip", "clipinverter")
     accepts_reference = True
 
-    def __init__(self) -> None:
-        self._nets: dict[int, CLIPInverterNets] = {}
-
-    def networks(self, pack: Any, device: torch.device) -> CLIPInverterNets:
-        gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
-        key = id(pack.get("clipinverter"))
-        if key not in self._nets:
-            self._nets[key] = load_clipinverter(pack.get("clipinverter"), gen, clip.embed_dim,
-                                                level_channels(enc), device)
-        return self._nets[key]
-
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params
         pack = inputs.pack
-        gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
-        nets = self.networks(pack, inputs.device)
+        gen, clip = pack.get("generator"), pack.get("clip")
         x, mask = framed_inputs(inputs, gen.size)
         read = region_reader(clip, x)
-        captions = None
-        if inputs.reference is None and p["describe_region"]:
-            captions = region_captions(inputs.prompt, pack, read)
-        if captions is None:
-            target, target_text = clip_target(clip, inputs)
-        else:
-            target = clip.encode_prompt(captions[1]).to(inputs.device)
-            target_text = repr(captions[1])
-        with torch.no_grad():
-            # one encoder pass gives both the encoder's w and the residual; the residual is
-            # added to the pack's inversion (that w, refined when the manifest asks for it)
-            w_encoder, delta = adapter_residual(enc, nets.adapter, x, target[None])
-        inv, stages = invert_region(inputs, x, progress, cancel, 1, w0=w_encoder)
+        edit = one_pass_edit(pack_networks(pack, inputs.device), inputs, x, mask, read,
+                             progress, cancel, method_steps=1,
+                             describe_region=bool(p["describe_region"]),
+                             auto_strength=bool(p["auto_strength"]),
+                             strength=float(p["strength"]), remap=float(p["remap"]))
         cancel.check()
-        paste = advise_paste(inputs.prompt, pack, read, recolour="colour")
-        done = None
-        if p["auto_strength"] and float(p["strength"]) > 0:
-            done = EditCheck(inputs.prompt, pack, read, clip, x, inv.image, mask, paste)
-        w, fixed, inversion = inv.w, inv.styles, inv.image
-        mix = SpatialStyleMix.from_mask(fixed, mask, gen.size)
+        edit.stages.step(1, f"edited towards {edit.target_text} at strength {edit.strength:g}",
+                         edit.image[0])
+        info = similarity_info(clip, edit.inversion.image, edit.image, edit.target)
+        info["strength"] = round(edit.strength, 4)
+        return MethodOutput(image=edit.image, inversion=edit.inversion.image, paste=edit.paste,
+                            info=info)
 
-        @torch.no_grad()
-        def render(s: float) -> torch.Tensor:
-            styles = remapped_styles(gen, w + s * delta, nets.remapper, target[None],
-                                     s * float(p["remap"]))
-            return gen.synthesis_from_styles(styles, noise="fixed", style_mix=mix)
 
-        gain = nets.residual_gain
-        edited, s = stronger_until_read(render, float(p["strength"]) * gain, done)
-        cancel.check()
-        stages.step(1, f"edited towards {target_text} at strength {s / gain:g}", edited[0])
-        info = similarity_info(clip, inversion, edited, target)
-        info["strength"] = round(s / gain, 4)
-        return MethodOutput(image=edited, inversion=inversion, paste=paste, info=info)
+#: styles(w, along=1.0): style vectors of W+ ``w``; ``along`` scales what is applied besides
+#: the latent (the remapper's blend), as a strength walks the edit from the inversion
+StylesFn = Callable[..., list[Tensor]]
+
+_NETS: dict[tuple[int, str], CLIPInverterNets] = {}
+
+
+def pack_networks(pack: Any, device: torch.device) -> CLIPInverterNets:
+    """The pack's CLIPInverter networks, built once per pack file and device."""
+    gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
+    key = (id(pack.get("clipinverter")), str(device))
+    if key not in _NETS:
+        _NETS[key] = load_clipinverter(pack.get("clipinverter"), gen, clip.embed_dim,
+                                       level_channels(enc), device)
+    return _NETS[key]
+
+
+@dataclass
+class OnePassEdit:
+    """CLIPInverter's edit of a framed region: its latent, how to render a latent near it
+    (the remapper applied as in the edit), its render, and what it was made from. The
+    optimisation methods can start from it (their ``start`` parameter)."""
+
+    w: Tensor  # W+: the inversion plus the residual at the chosen strength
+    styles: StylesFn  # W+ -> style vectors, the remapper's blend as in the edit x along
+    image: Tensor
+    inversion: Inversion
+    stages: Stages
+    strength: float  # in units of the file's residual gain, as the parameter
+    target: Tensor
+    target_text: str
+    paste: str
+
+
+def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask: Tensor,
+                  read: ReadFn, progress: ProgressFn, cancel: CancelFlag, method_steps: int,
+                  describe_region: bool = True, auto_strength: bool = True,
+                  strength: float = 1.0, remap: float = 1.0) -> OnePassEdit:
+    """The one pass (see the module docstring) on the framed region ``x``; ``read`` is its
+    :func:`.guidance.region_reader`. The inversion's progress bar gets ``method_steps``
+    more steps for the caller."""
+    pack = inputs.pack
+    gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
+    captions = None
+    if inputs.reference is None and describe_region:
+        captions = region_captions(inputs.prompt, pack, read)
+    if captions is None:
+        target, target_text = clip_target(clip, inputs)
+    else:
+        target = clip.encode_prompt(captions[1]).to(inputs.device)
+        target_text = repr(captions[1])
+    with torch.no_grad():
+        # one encoder pass gives both the encoder's w and the residual; the residual is
+        # added to the pack's inversion (that w, refined when the manifest asks for it)
+        w_encoder, delta = adapter_residual(enc, nets.adapter, x, target[None])
+    inv, stages = invert_region(inputs, x, progress, cancel, method_steps, w0=w_encoder)
+    cancel.check()
+    paste = advise_paste(inputs.prompt, pack, read, recolour="colour")
+    done = None
+    if auto_strength and strength > 0:
+        done = EditCheck(inputs.prompt, pack, read, clip, x, inv.image, mask, paste)
+    mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
+    gain = nets.residual_gain
+
+    def styles_at(s: float) -> StylesFn:
+        def styles(w: Tensor, along: float = 1.0) -> list[Tensor]:
+            return remapped_styles(gen, w, nets.remapper, target[None], along * s * remap)
+        return styles
+
+    @torch.no_grad()
+    def render(s: float) -> Tensor:
+        return gen.synthesis_from_styles(styles_at(s)(inv.w + s * delta), noise="fixed",
+                                         style_mix=mix)
+
+    edited, s = stronger_until_read(render, strength * gain, done)
+    return OnePassEdit(w=inv.w + s * delta, styles=styles_at(s), image=edited, inversion=inv,
+                       stages=stages, strength=s / gain, target=target,
+                       target_text=target_text, paste=paste)

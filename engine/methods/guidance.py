@@ -172,14 +172,17 @@ def project_param() -> Param:
                  help="re-encode the edit with the pack's encoder and render that: an image "
                       "of the generator's world instead of what CLIP guidance drifted to, "
                       "at the cost of what the encoder misses (sharp points, fine detail); "
-                      "auto: for new shapes and sizes, not for recolours")
+                      "auto: for new shapes and sizes from the inversion, not for recolours "
+                      "nor from CLIPInverter's edit")
 
 
-def wants_projection(setting: str, paste: str) -> bool:
-    """``project=auto`` projects shape and size changes (paste advice ``render``): on the
-    demo pack that turns their smears into objects at about the same judged rates, while
-    recolours did better unprojected (BENCHMARKS.md)."""
-    return setting == "on" or (setting == "auto" and paste == "render")
+def wants_projection(setting: str, paste: str, from_edit: bool = False) -> bool:
+    """``project=auto`` projects shape and size changes (paste advice ``render``) of an
+    optimisation that started from the inversion: on the demo pack that turns their smears
+    into objects at about the same judged rates, while recolours did better unprojected.
+    From CLIPInverter's edit (``from_edit``), which the encoder made and the optimisation
+    only refines, projecting cost shape and size edits (BENCHMARKS.md, session 13)."""
+    return setting == "on" or (setting == "auto" and paste == "render" and not from_edit)
 
 
 @torch.no_grad()
@@ -190,27 +193,33 @@ def project_edit(generator: Any, encoder: Any, edited: Tensor, inversion: Tensor
     CLIP guidance can lead the latent where the generator renders smears; the encoder only
     ever outputs latents of the world's images, so ``G(E(edit))`` is a clean image with the
     edit's colour, size and rough shape. For a shape or size change (``render``) that is
-    the result. For a recolour (``delta``) the encoder's own error would show, so the
-    result is the inversion plus the projected change, ``G(E(edit)) - G(E(inversion))``.
+    the result. For a recolour (``delta`` or ``colour``) the encoder's own error would
+    show, so the result is the inversion plus the projected change,
+    ``G(E(edit)) - G(E(inversion))``.
     """
     def project(image: Tensor) -> Tensor:
         return generator.synthesis(encode_w(encoder, image.clamp(-1, 1)), noise="fixed")
 
     projected = project(edited)
-    if paste == "delta":
+    if paste != "render":
         return inversion + projected - project(inversion)
     return projected
 
 
 def optimised_output(inputs: MethodInputs, read: ReadFn, inversion: Inversion,
-                     edited: Tensor, target: Tensor) -> MethodOutput:
+                     edited: Tensor, target: Tensor, from_edit: bool = False) -> MethodOutput:
     """The optimisation methods' result: the paste advice (``read``: the framed region's
     :func:`region_reader`), the edit projected when their ``project`` parameter asks for it
-    (never at strength 0, which is the inversion), and the CLIP similarities."""
+    (never at strength 0, which is the inversion), and the CLIP similarities.
+
+    ``from_edit``: the optimisation started from CLIPInverter's edit. Its recolours then
+    move the whole object's colour alike, as the one-pass methods' do, and get the same
+    ``colour`` paste; from the inversion the change varies across the region and keeps the
+    ``delta`` paste (BENCHMARKS.md, sessions 11 and 13)."""
     pack, p = inputs.pack, inputs.params
     clip = pack.get("clip")
-    paste = advise_paste(inputs.prompt, pack, read)
-    if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste):
+    paste = advise_paste(inputs.prompt, pack, read, "colour" if from_edit else "delta")
+    if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste, from_edit):
         edited = project_edit(pack.get("generator"), pack.get("encoder"), edited,
                               inversion.image, paste)
     return MethodOutput(image=edited, inversion=inversion.image, paste=paste,

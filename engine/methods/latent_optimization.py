@@ -1,13 +1,16 @@
 """``latent-optimization``: StyleCLIP's latent optimisation (Patashnik et al. 2021, §4),
 region-aware.
 
-Starting from the e4e inversion ``w0`` of the framed region, Adam optimises W+ to minimise
-the CLIP loss (augmented views, :func:`guidance.clip_loss`) plus ``l2 * ||w - w0||²``, with
-StyleCLIP's learning-rate schedule (a cosine ramp-down over the last half and a short
-ramp-up). Unlike ``paint-by-word``, the latent moves everywhere (no masked styles): the
-selection acts through a preservation loss outside it and through the paste-back, whose
-alpha is the selection. Defaults are StyleCLIP's shape (lr 0.1, l2 0.008) scaled to the
-demo pack's 64-px generator and an interactive step budget.
+Starting from the e4e inversion ``w0`` of the framed region (or, ``start`` auto on a pack
+that ships CLIPInverter, from CLIPInverter's one-pass edit of it: :mod:`.start`), Adam
+minimises the CLIP loss (augmented views, :func:`guidance.clip_loss`) plus ``l2 * ||w -
+start||²``, with StyleCLIP's learning-rate schedule (a cosine ramp-down over the last half
+and a short ramp-up). What moves (``space``) is one offset shared by every W+ row (default)
+or every row on its own (``w+``, the paper's). Unlike ``paint-by-word``, the latent moves
+everywhere (no masked styles): the selection acts through a preservation loss outside it
+and through the paste-back, whose alpha is the selection. Defaults are StyleCLIP's shape
+(lr 0.1, l2 0.008) scaled to the demo pack's 64-px generator and an interactive step
+budget.
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from .guidance import (
     clip_loss,
     clip_target,
     framed_inputs,
-    invert_region,
     keep_unnamed_param,
     optimised_output,
     project_param,
     refine_param,
     region_reader,
 )
+from .start import optimisation_start, space_param, start_param
 
 __all__ = ["LatentOptimization", "styleclip_lr"]
 
@@ -63,8 +66,11 @@ class LatentOptimization(EditMethod):
         refine_param(True),
         keep_unnamed_param(),
         project_param(),
+        start_param(),
+        space_param("w"),
     )
     needs = ("generator", "encoder", "clip")
+    uses = ("clipinverter",)  # the ``start`` parameter's edit, where the pack has it
     accepts_reference = True
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
@@ -74,21 +80,22 @@ class LatentOptimization(EditMethod):
         rng = torch.Generator().manual_seed(int(inputs.seed))
         steps = int(p["steps"])
         x, mask = framed_inputs(inputs, gen.size)
-        inv, stages = invert_region(inputs, x, progress, cancel, steps)
         read = region_reader(clip, x)
+        start = optimisation_start(inputs, x, mask, read, progress, cancel, steps)
+        inv, stages = start.inversion, start.stages
         target, target_text = clip_target(clip, inputs, read)
         keep = Keep(pack.get("encoder"), inv.image, mask)
-        jitter = float(p["jitter"]) * torch.randn(inv.w.shape, generator=rng).to(inputs.device)
-        w = (inv.w + jitter).clone().requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=float(p["lr"]))
-        stages.step(0, f"inverted; editing towards {target_text}", inv.image[0])
+        offset = start.offset(str(p["space"]), float(p["jitter"]), rng).requires_grad_(True)
+        opt = torch.optim.Adam([offset], lr=float(p["lr"]))
+        stages.step(0, f"{start.described}; editing towards {target_text}", start.image[0])
         for step in range(steps):
             cancel.check()
             for g in opt.param_groups:
                 g["lr"] = styleclip_lr((step + 1) / steps, float(p["lr"]))
-            image = gen.synthesis(w, noise="fixed")
+            w = start.w + offset
+            image = gen.synthesis_from_styles(start.styles(w), noise="fixed")
             loss_clip = clip_loss(clip, image, target, int(p["views"]), rng)
-            loss = (loss_clip + float(p["l2"]) * (w - inv.w).square().sum(-1).mean()
+            loss = (loss_clip + float(p["l2"]) * (w - start.w).square().sum(-1).mean()
                     + float(p["preserve"]) * keep(image))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -98,6 +105,7 @@ class LatentOptimization(EditMethod):
                         f"{float(loss_clip.detach()):.3f}", preview)
         cancel.check()
         with torch.no_grad():
-            w_final = inv.w + float(p["strength"]) * (w.detach() - inv.w)
-            edited = gen.synthesis(w_final, noise="fixed")
-        return optimised_output(inputs, read, inv, edited, target)
+            strength = float(p["strength"])
+            w_final = inv.w + strength * (start.w + offset.detach() - inv.w)
+            edited = gen.synthesis_from_styles(start.styles(w_final, strength), noise="fixed")
+        return optimised_output(inputs, read, inv, edited, target, start.from_edit)
