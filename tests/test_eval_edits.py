@@ -122,6 +122,33 @@ def test_harness_keeps_the_invariants(pack_dir: Path) -> None:
     assert "paint-by-word" in format_report(report)
 
 
+def test_an_edit_is_the_same_whichever_kinds_run(pack_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit's seed is its scene's: a run of one kind makes the very edits (jitter
+    included) that a run of several makes on that kind's scenes."""
+    import engine.evaluation.edits as edits_module
+
+    runner = EditRunner(PackRegistry([pack_dir]), "cpu")
+    real_run_case = edits_module.run_case
+    seen: dict[tuple[str, str], int] = {}
+
+    def recording(runner, judge, case, method, pack, params, seed, spec):  # type: ignore[no-untyped-def]
+        seen[(case.kind, case.prompt)] = seed
+        return real_run_case(runner, judge, case, method, pack, params, seed, spec)
+
+    monkeypatch.setattr(edits_module, "run_case", recording)
+
+    def size_seeds(kinds: list[str]) -> dict[tuple[str, str], int]:
+        seen.clear()
+        evaluate_edits(runner, "tiny", ["paint-by-word"], kinds, n_per_kind=2,
+                       n_independent=0, params=FAST, progress=False, seed=5)
+        return {k: v for k, v in seen.items() if k[0] == "size"}
+
+    alone = size_seeds(["size"])
+    assert len(alone) == 2 and alone == size_seeds(["color", "size"])
+    assert len(set(alone.values())) == 2
+
+
 def test_cli_eval_edits_json(pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["eval", "--pack", "tiny", "--pack-dir", str(pack_dir), "--methods",
                  "paint-by-word", "--prompts", "shape", "--n", "1", "--independent", "0",

@@ -83,6 +83,7 @@ class EditCase:
     target: dict[str, str]
     prompt: str
     independent: bool = False
+    scene_seed: int = 0  # the scene's seed: the edit's own seed derives from it
 
 
 @dataclass
@@ -170,7 +171,7 @@ def make_cases(n_per_kind: int, kinds: Sequence[str] = KINDS, spec: WorldSpec = 
                 continue
             target = _target(kind, truth, rng, spec)
             cases.append(EditCase(kind, scene, index, box, sel, truth, target,
-                                  _prompt(truth, target, rng)))
+                                  _prompt(truth, target, rng), scene_seed=seed))
             made += 1
     return cases
 
@@ -188,7 +189,7 @@ def independent_cases(n: int = 10, spec: WorldSpec = WORLD_SPEC) -> list[EditCas
             continue
         target = _target("color", truth, rng, spec)
         cases.append(EditCase("color", scene, index, box, sel, truth, target,
-                              _prompt(truth, target, rng), independent=True))
+                              _prompt(truth, target, rng), independent=True, scene_seed=seed))
     return cases
 
 
@@ -264,7 +265,7 @@ def cases_from_prompts(prompts: Sequence[PromptLine], n_per_prompt: int,
                                                 for a, v in line.target.items()):
                 continue
             cases.append(EditCase(line.label, scene, index, box, sel, truth,
-                                  dict(line.target), line.prompt))
+                                  dict(line.target), line.prompt, scene_seed=seed))
             made += 1
     return cases
 
@@ -379,13 +380,15 @@ def evaluate_edits(runner: Any, pack: str, methods: Sequence[str], kinds: Sequen
     for method in methods:
         results, indep_results = [], []
         bar = tqdm(total=len(cases) + len(indep), desc=f"eval {method}", disable=not progress)
-        for i, case in enumerate(cases):
+        # each edit's seed is its scene's, so a run of some kinds, or of the first scenes
+        # (--n 10 of --n 20), makes the very edits a full run makes on those scenes
+        for case in cases:
             results.append(run_case(runner, judge, case, method, pack, dict(params or {}),
-                                    seed + i, spec))
+                                    seed + case.scene_seed, spec))
             bar.update(1)
-        for i, case in enumerate(indep):
+        for case in indep:
             indep_results.append(run_case(runner, judge, case, method, pack,
-                                          dict(params or {}), seed + 10_000 + i, spec))
+                                          dict(params or {}), seed + case.scene_seed, spec))
             bar.update(1)
         bar.close()
         summary = summarise(results)
