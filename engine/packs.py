@@ -177,6 +177,18 @@ class LoadedPack:
     device: Any = "cpu"
     _cache: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _derived: dict[str, Any] = field(default_factory=dict)
+
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        """An object built from the pack's components (a method's networks), built once
+        and kept as long as the pack, like the components themselves. ``build`` runs
+        outside the pack's lock: it loads components."""
+        with self._lock:
+            if key in self._derived:
+                return self._derived[key]
+        value = build()
+        with self._lock:
+            return self._derived.setdefault(key, value)
 
     @property
     def name(self) -> str:

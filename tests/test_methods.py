@@ -732,3 +732,20 @@ def test_pack_names_its_default_method(tmp_path: Path) -> None:
     (folder / "pack.json").write_text(json.dumps(manifest))
     runner = EditRunner(PackRegistry([tmp_path / "p"]), "cpu")
     assert runner.default_method("tiny") == "latent-optimization"
+
+
+def test_a_packs_derived_objects_are_built_once_and_kept_with_it(registry: PackRegistry
+                                                                 ) -> None:
+    """Method networks live with their pack (``LoadedPack.derived``), not in a process-wide
+    table keyed by ``id()``, which a later pack could reuse."""
+    pack = registry.get("tiny")
+    calls: list[int] = []
+
+    def build() -> object:
+        calls.append(1)
+        return object()
+
+    first = pack.derived("a test object", build)
+    assert pack.derived("a test object", build) is first and calls == [1]
+    assert PackRegistry([Path(pack.manifest.root).parent]).get("tiny").derived(
+        "a test object", build) is not first and calls == [1, 1]

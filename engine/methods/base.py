@@ -108,12 +108,12 @@ class EditMethod(ABC):
     needs: ClassVar[tuple[str, ...]] = ()
     #: pack components the method uses where the pack has them (loaded with ``needs``)
     uses: ClassVar[tuple[str, ...]] = ()
+    accepts_reference: ClassVar[bool] = False
 
     @classmethod
     def components(cls, pack: Any) -> tuple[str, ...]:
         """What to load before a run on ``pack``: ``needs``, and the ``uses`` it has."""
         return cls.needs + tuple(c for c in cls.uses if pack.has(c))
-    accepts_reference: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:

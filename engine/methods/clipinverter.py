@@ -115,17 +115,14 @@ class ClipInverter(EditMethod):
 #: the latent (the remapper's blend), as a strength walks the edit from the inversion
 StylesFn = Callable[..., list[Tensor]]
 
-_NETS: dict[tuple[int, str], CLIPInverterNets] = {}
-
-
 def pack_networks(pack: Any, device: torch.device) -> CLIPInverterNets:
-    """The pack's CLIPInverter networks, built once per pack file and device."""
-    gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
-    key = (id(pack.get("clipinverter")), str(device))
-    if key not in _NETS:
-        _NETS[key] = load_clipinverter(pack.get("clipinverter"), gen, clip.embed_dim,
-                                       level_channels(enc), device)
-    return _NETS[key]
+    """The pack's CLIPInverter networks, built once per pack and device and kept with it."""
+    def build() -> CLIPInverterNets:
+        gen, enc, clip = (pack.get(c) for c in ("generator", "encoder", "clip"))
+        return load_clipinverter(pack.get("clipinverter"), gen, clip.embed_dim,
+                                 level_channels(enc), device)
+
+    return pack.derived(f"clipinverter networks on {device}", build)
 
 
 @dataclass
