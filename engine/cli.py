@@ -651,8 +651,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(f"unknown methods {unknown}; available: {', '.join(sorted(available))}")
     from engine.runner import request_param_specs
 
-    specs = {spec.name: spec for m in chosen for spec in request_param_specs(available[m])}
+    taken = {m: {spec.name: spec for spec in request_param_specs(available[m])} for m in chosen}
+    specs = {name: spec for m in chosen for name, spec in taken[m].items()}
     params = read_params(args.param, list(specs.values()), ", ".join(chosen))
+    # refused before the first edit, not when the run reaches the method
+    for m in chosen:
+        if missing := sorted(set(params) - set(taken[m])):
+            raise CliError(f"--param {', '.join(missing)}: {m} does not take it; evaluate "
+                           f"the methods that do in their own run")
     kinds, prompts = list(KINDS), None
     if args.prompts and Path(args.prompts).is_file():
         try:

@@ -214,3 +214,15 @@ def test_cli_eval_rejects_a_param_no_chosen_method_takes(
                  "--device", "cpu"])
     assert code != 0
     assert "'views' must be an integer" in capsys.readouterr().err
+
+
+def test_cli_eval_rejects_a_param_one_chosen_method_does_not_take(
+        pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before the first edit, not when the run reaches the method that refuses it."""
+    code = main(["eval", "--pack", "tiny", "--pack-dir", str(pack_dir), "--methods",
+                 "paint-by-word,global-directions", "--prompts", "shape", "--n", "1",
+                 "--param", "views=1", "--device", "cpu"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "--param views: global-directions does not take it" in err
+    assert "eval paint-by-word" not in err  # no edit ran

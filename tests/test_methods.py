@@ -749,3 +749,51 @@ def test_a_packs_derived_objects_are_built_once_and_kept_with_it(registry: PackR
     assert pack.derived("a test object", build) is first and calls == [1]
     assert PackRegistry([Path(pack.manifest.root).parent]).get("tiny").derived(
         "a test object", build) is not first and calls == [1, 1]
+
+
+def test_style_direction_keeps_the_unnamed_changes_out() -> None:
+    """With ``keep``, the channel weights are orthogonal to each kept change's style
+    direction, so the edit's first-order CLIP effect has no part along it; without, as
+    StyleCLIP's."""
+    from engine.methods.directions import StyleDirections
+
+    g = torch.Generator().manual_seed(0)
+    fs3 = torch.nn.functional.normalize(torch.randn(60, 8, generator=g), dim=1)
+    directions = StyleDirections(fs3, torch.zeros(60, dtype=torch.long), torch.arange(60),
+                                 torch.ones(60))
+    edit, keep = torch.randn(8, generator=g), torch.randn(3, 8, generator=g)
+    plain, _ = directions.style_direction(edit, 0.0)
+    kept, n = directions.style_direction(edit, 0.0, keep)
+    assert n == 60 and float(kept.abs().max()) == pytest.approx(1.0)
+    assert float(((fs3 @ keep.T).T @ plain).abs().max()) > 0.1
+    assert torch.allclose((fs3 @ keep.T).T @ kept, torch.zeros(3), atol=1e-4)
+    assert torch.equal(directions.style_direction(edit, 0.0, None)[0], plain)
+
+
+def test_unnamed_changes_are_the_values_the_prompt_leaves(registry: PackRegistry) -> None:
+    from engine.methods.guidance import unnamed_changes
+
+    pack = registry.get("tiny")
+    region = {"size": "large", "color": "red", "shape": "circle"}
+
+    def read(choices: dict[str, list[str]]) -> dict[str, str]:
+        return {k: region[k] for k in choices}
+
+    vocab = world_vocab()
+    assert unnamed_changes("a green star", pack, read) == [
+        ("a large green star", f"a {size} green star") for size in vocab["size"]
+        if size != "large"]
+    resized = unnamed_changes("make it small", pack, read)
+    assert len(resized) == len(vocab["color"]) - 1 + len(vocab["shape"]) - 1
+    assert all(before == "a small red circle" for before, _ in resized)
+    assert unnamed_changes("something nice", pack, read) == []
+
+
+@pytest.mark.parametrize("method", ["global-directions", "feu"])
+def test_direction_methods_keep_unnamed_changes_out(runner: EditRunner, method: str) -> None:
+    rgba, sel = _canvas()
+    for keep, kept_out in ((True, len(world_vocab()["size"]) - 1), (False, 0)):
+        params = {**_fast(method), "keep_unnamed": keep}
+        info = runner.run_local(_request(rgba, sel, method=method, prompt="a green star",
+                                         params=params)).info
+        assert info["changes_kept_out"] == kept_out

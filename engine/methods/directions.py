@@ -22,11 +22,15 @@ from engine.models.stylegan2 import SpatialStyleMix
 
 from .base import Param
 
-__all__ = ["ALPHA", "BETA", "STRENGTH", "StyleDirections", "apply_direction"]
+__all__ = ["ALPHA", "BETA", "DIRECTIONS_KEEP", "STRENGTH", "StyleDirections", "apply_direction"]
 
 ALPHA = Param("alpha", "float", 4.0, -20.0, 20.0, help="step along the direction (α)")
 BETA = Param("beta", "float", 0.12, 0.0, 0.5,
              help="disentanglement threshold (β): channels less relevant stay put")
+#: ``keep_unnamed``'s help for the direction methods (:meth:`StyleDirections.style_direction`)
+DIRECTIONS_KEEP = ("keep what the prompt does not name: the style direction is made "
+                   "orthogonal to the directions that would change the region's other "
+                   "colour, shape or size")
 STRENGTH = Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α")
 
 
@@ -42,10 +46,19 @@ class StyleDirections:
         return cls(data["fs3"].float().to(device), data["layers"].long().to(device),
                    data["channels"].long().to(device), data["std"].float().to(device))
 
-    def style_direction(self, clip_direction: Tensor, beta: float) -> tuple[Tensor, int]:
-        """``[C]`` channel weights in [-1, 1], and how many channels survive ``beta``."""
+    def style_direction(self, clip_direction: Tensor, beta: float,
+                        keep: Tensor | None = None) -> tuple[Tensor, int]:
+        """``[C]`` channel weights in [-1, 1], and how many channels survive ``beta``.
+
+        ``keep`` (``[K, embed_dim]``, CLIP directions of changes not asked for): the weights
+        are made orthogonal to each one's style direction, so that, to first order, the
+        edit's CLIP effect ``fs3^T w`` has no component along them (InterFaceGAN's
+        conditional manipulation, Shen et al. 2020, in StyleCLIP's channel space)."""
         d = clip_direction / clip_direction.norm().clamp_min(1e-8)
         relevance = self.fs3 @ d
+        if keep is not None and len(keep):
+            basis = torch.linalg.qr(self.fs3 @ keep.T.to(self.fs3)).Q
+            relevance = relevance - basis @ (basis.T @ relevance)
         relevance = torch.where(relevance.abs() >= beta, relevance, torch.zeros_like(relevance))
         peak = relevance.abs().max()
         kept = int((relevance != 0).sum())

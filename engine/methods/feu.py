@@ -25,16 +25,18 @@ import torch
 
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
-from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
+from .directions import ALPHA, BETA, DIRECTIONS_KEEP, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     advise_paste,
     clip_target,
     framed_inputs,
     invert_region,
+    keep_unnamed_param,
     refine_param,
     region_captions,
     region_reader,
     similarity_info,
+    unnamed_directions,
 )
 
 __all__ = ["Feu", "svm_direction"]
@@ -81,6 +83,7 @@ class Feu(EditMethod):
               help="negatives: the pack's images most like the selection as its CLIP reads "
                    "it, positives: most like that with the prompt's words (off: the images "
                    "most and least like the prompt, as in the paper)"),
+        keep_unnamed_param(DIRECTIONS_KEEP),
     )
     needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
     accepts_reference = True
@@ -112,13 +115,15 @@ class Feu(EditMethod):
         cancel.check()
         with torch.no_grad():
             direction = torch.from_numpy(normal).float().to(inputs.device)
-            weights, kept = directions.style_direction(direction, float(p["beta"]))
+            keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
+                    if captions is not None and p["keep_unnamed"] else None)
+            weights, kept = directions.style_direction(direction, float(p["beta"]), keep)
             edited = apply_direction(gen, inv.styles, mask, directions, weights,
                                      float(p["alpha"]) * float(p["strength"]))
         stages.step(3, f"{kept} style channels moved", edited[0])
         cancel.check()
         info = similarity_info(clip, inv.image, edited, target)
-        info["channels_moved"] = kept
+        info.update({"channels_moved": kept, "changes_kept_out": 0 if keep is None else len(keep)})
         return MethodOutput(image=edited, inversion=inv.image,
                             paste=advise_paste(inputs.prompt, pack, read, recolour="colour"),
                             info=info)

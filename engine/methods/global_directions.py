@@ -29,15 +29,17 @@ from .base import (
     Param,
     ProgressFn,
 )
-from .directions import ALPHA, BETA, STRENGTH, StyleDirections, apply_direction
+from .directions import ALPHA, BETA, DIRECTIONS_KEEP, STRENGTH, StyleDirections, apply_direction
 from .guidance import (
     advise_paste,
     framed_inputs,
     invert_region,
+    keep_unnamed_param,
     refine_param,
     region_captions,
     region_reader,
     similarity_info,
+    unnamed_directions,
 )
 
 __all__ = ["GlobalDirections", "split_prompt"]
@@ -66,6 +68,7 @@ class GlobalDirections(EditMethod):
         Param("neutral_from_region", "bool", True,
               help="neutral text = the selection as the pack's CLIP reads it, target = the "
                    "same with the prompt's words (off: the pack's neutral text)"),
+        keep_unnamed_param(DIRECTIONS_KEEP),
     )
     needs = ("generator", "encoder", "clip", "global_directions")
 
@@ -88,14 +91,17 @@ class GlobalDirections(EditMethod):
         with torch.no_grad():
             target = clip.encode_prompt(target_text).to(inputs.device)
             direction = target - clip.encode_prompt(neutral).to(inputs.device)
-            weights, kept = directions.style_direction(direction, float(p["beta"]))
+            keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
+                    if captions is not None and p["keep_unnamed"] else None)
+            weights, kept = directions.style_direction(direction, float(p["beta"]), keep)
             edited = apply_direction(gen, inv.styles, mask, directions, weights,
                                      float(p["alpha"]) * float(p["strength"]))
         stages.step(2, f"{kept} style channels moved ({neutral!r} -> {target_text!r})",
                     edited[0])
         cancel.check()
         info = similarity_info(clip, inv.image, edited, target)
-        info.update({"channels_moved": kept, "neutral": neutral, "target": target_text})
+        info.update({"channels_moved": kept, "neutral": neutral, "target": target_text,
+                     "changes_kept_out": 0 if keep is None else len(keep)})
         return MethodOutput(image=edited, inversion=inv.image,
                             paste=advise_paste(target_text, pack, read, recolour="colour"),
                             info=info)

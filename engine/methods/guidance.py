@@ -130,12 +130,12 @@ def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
     return both / both.norm(), f"{inputs.prompt!r} (as {anchor!r})"
 
 
-def keep_unnamed_param() -> Param:
-    """``keep_unnamed``: the CLIP-loss methods' switch for :func:`anchored_prompt`."""
-    return Param("keep_unnamed", "bool", True,
-                 help="unless the prompt asks for a new colour, keep what it does not name "
-                      "(colour, shape, size) in the text target, as the pack's CLIP reads "
-                      "them on the region")
+def keep_unnamed_param(help_text: str | None = None) -> Param:
+    """``keep_unnamed``: keep what the prompt does not name. For the CLIP-loss methods (the
+    default ``help_text``), the switch for :func:`anchored_prompt`."""
+    return Param("keep_unnamed", "bool", True, help=help_text or (
+        "unless the prompt asks for a new colour, keep what it does not name (colour, "
+        "shape, size) in the text target, as the pack's CLIP reads them on the region"))
 
 
 def clip_loss(clip: torch.nn.Module, image: Tensor, target: Tensor, n_views: int,
@@ -388,6 +388,34 @@ def region_captions(prompt: str, pack: Any, read: ReadFn) -> tuple[str, str] | N
         return None
     current, named = change
     return anchor_caption(current), anchor_caption({**current, **named})
+
+
+def unnamed_changes(prompt: str, pack: Any, read: ReadFn) -> list[tuple[str, str]]:
+    """Caption pairs, one for every value the prompt does not ask for: the region with the
+    prompt's values ("a large blue star"), and the same with one unnamed attribute changed
+    ("a small blue star", "a large blue circle", ...). Empty where :func:`region_captions`
+    is None."""
+    vocabulary = pack_vocabulary(pack)
+    change = described_change(prompt, vocabulary, read, pack_synonyms(pack))
+    if change is None or vocabulary is None:
+        return []
+    current, named = change
+    asked = {**current, **named}
+    return [(anchor_caption(asked), anchor_caption({**asked, key: value}))
+            for key in ANCHOR_KEYS if key not in named
+            for value in vocabulary[key] if value != asked[key]]
+
+
+@torch.no_grad()
+def unnamed_directions(clip: Any, prompt: str, pack: Any, read: ReadFn,
+                       device: Any = None) -> Tensor | None:
+    """``[K, embed_dim]`` on ``device``: the CLIP text direction of each change in
+    :func:`unnamed_changes`, or None where there is none."""
+    pairs = unnamed_changes(prompt, pack, read)
+    if not pairs:
+        return None
+    before, after = zip(*pairs, strict=True)
+    return (clip.encode_prompt(list(after)) - clip.encode_prompt(list(before))).to(device)
 
 
 class EditCheck:
