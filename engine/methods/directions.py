@@ -30,7 +30,8 @@ BETA = Param("beta", "float", 0.12, 0.0, 0.5,
 #: ``keep_unnamed``'s help for the direction methods (:meth:`StyleDirections.style_direction`)
 DIRECTIONS_KEEP = ("keep what the prompt does not name: the style direction is made "
                    "orthogonal to the directions that would change the region's other "
-                   "colour, shape or size")
+                   "colour, shape or size (with the texts written from the region: "
+                   "neutral_from_region, contrast_region)")
 STRENGTH = Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α")
 
 
