@@ -348,14 +348,25 @@ def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
         encoded.append(images)
         return original(images, differentiable=differentiable)
 
-    clip.encode_image = counting
+    texts_encoded: list[list[str]] = []
+    original_text = clip.encode_text
+
+    def counting_text(batch: list[str]) -> torch.Tensor:
+        texts_encoded.append(batch)
+        return original_text(batch)
+
+    clip.encode_image, clip.encode_text = counting, counting_text
     try:
         reader = region_reader(clip, image)
-        assert reader({"size": ["small", "large"], "shape": ["circle", "star"]}) == read
+        both = {"size": ["small", "large"], "shape": ["circle", "star"]}
+        assert reader(both) == read
         assert reader({"shape": ["circle", "star"]})["shape"] in ("circle", "star")
+        answer = reader(both)
+        answer["size"] = "changed by the caller"
+        assert reader(both) == read  # each set of choices is read once, and not shared
     finally:
-        del clip.encode_image
-    assert len(encoded) == 1
+        del clip.encode_image, clip.encode_text
+    assert len(encoded) == 1 and len(texts_encoded) == 2
 
 
 def test_request_for_selection_crops_to_the_model_square(tmp_path: Path) -> None:

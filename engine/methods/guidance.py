@@ -356,19 +356,24 @@ def region_reader(clip: Any, image: Tensor) -> ReadFn:
     """A :data:`ReadFn` on ``image`` by the pack's CLIP, zero-shot: the combination of
     values (one per key, in ``choices`` order) whose text "a <value> <value>" the image is
     most like, e.g. {"size": "small", "shape": "star"}. The image is encoded once, at the
-    first read, however many reads a method makes of it."""
+    first read, and each set of choices read once, however many reads a method (its
+    captions, paste advice, edit check) makes of it."""
     embedding: list[Tensor] = []
+    answers: dict[tuple[tuple[str, tuple[str, ...]], ...], dict[str, str]] = {}
 
     @torch.no_grad()
     def read(choices: dict[str, list[str]]) -> dict[str, str]:
-        if not embedding:
-            embedding.append(clip.encode_image(image, differentiable=False)[0])
-        emb = embedding[0]
-        keys = list(choices)
-        combos = list(itertools.product(*(choices[k] for k in keys)))
-        texts = ["a " + " ".join(combo) for combo in combos]
-        sims = clip.encode_text(texts).to(emb) @ emb
-        return dict(zip(keys, combos[int(sims.argmax())], strict=True))
+        key = tuple((k, tuple(v)) for k, v in choices.items())
+        if key not in answers:
+            if not embedding:
+                embedding.append(clip.encode_image(image, differentiable=False)[0])
+            emb = embedding[0]
+            keys = list(choices)
+            combos = list(itertools.product(*(choices[k] for k in keys)))
+            texts = ["a " + " ".join(combo) for combo in combos]
+            sims = clip.encode_text(texts).to(emb) @ emb
+            answers[key] = dict(zip(keys, combos[int(sims.argmax())], strict=True))
+        return dict(answers[key])
 
     return read
 

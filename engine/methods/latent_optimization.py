@@ -105,7 +105,6 @@ class LatentOptimization(EditMethod):
                         f"{float(loss_clip.detach()):.3f}", preview)
         cancel.check()
         with torch.no_grad():
-            strength = float(p["strength"])
-            w_final = inv.w + strength * (start.w + offset.detach() - inv.w)
-            edited = gen.synthesis_from_styles(start.styles(w_final, strength), noise="fixed")
+            edited = gen.synthesis_from_styles(
+                start.result_styles(offset.detach(), float(p["strength"])), noise="fixed")
         return optimised_output(inputs, read, inv, edited, target, start.from_edit)

@@ -117,8 +117,7 @@ class PaintByWord(EditMethod):
             stages.step(step + 1, message, preview)
         cancel.check()
         with torch.no_grad():
-            strength = float(p["strength"])
-            w_final = inv.w + strength * (start.w + offset.detach() - inv.w)
-            edited = gen.synthesis_from_styles(start.styles(w_final, strength), noise="fixed",
-                                               style_mix=mix)
+            edited = gen.synthesis_from_styles(
+                start.result_styles(offset.detach(), float(p["strength"])), noise="fixed",
+                style_mix=mix)
         return optimised_output(inputs, read, inv, edited, target, start.from_edit)

@@ -66,6 +66,12 @@ class Start:
         shape = w.shape if space == "w+" else (w.shape[0], 1, w.shape[-1])
         return (jitter * torch.randn(shape, generator=generator)).to(w.device)
 
+    def result_styles(self, offset: Tensor, strength: float) -> list[Tensor]:
+        """The styles of the found latent ``self.w + offset`` walked from the inversion by
+        ``strength`` (0: the inversion), the remapper's blend walking with it."""
+        w0 = self.inversion.w
+        return self.styles(w0 + strength * (self.w + offset - w0), strength)
+
 
 def optimisation_start(inputs: MethodInputs, x: Tensor, mask: Tensor, read: ReadFn,
                        progress: ProgressFn, cancel: CancelFlag, steps: int) -> Start:
