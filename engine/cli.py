@@ -503,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-refined", type=int, default=200,
                    help="pack: crops per set inverted with the pack's refinement steps (the "
                         "inversion gates); the encoder alone is reported on all --n")
+    p.add_argument("--first-scene", type=int, metavar="INDEX",
+                   help="edits: index of the first held-out scene of the built-in kinds "
+                        "(default: the report's scenes); choose settings on another block "
+                        "(e.g. 95000), so that the report is not what they were tuned on")
     p.add_argument("--independent", type=int, default=10,
                    help="independently drawn scenes to recolour (edits)")
     p.add_argument("--param", action="append", type=_param_pair, default=[],
@@ -674,7 +678,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            f"not kinds: {bad})")
     report = evaluate_edits(runner, name, chosen, kinds, n_per_kind=args.n or 20,
                             n_independent=args.independent, params=params,
-                            seed=args.seed, prompts=prompts)
+                            seed=args.seed, prompts=prompts, first_scene=args.first_scene)
     _print_report(args.json, report, format_report(report))
     return 0
 

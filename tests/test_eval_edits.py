@@ -14,6 +14,7 @@ from engine.evaluation.edits import (
     cases_from_prompts,
     evaluate_edits,
     format_report,
+    independent_cases,
     make_cases,
     read_prompt_file,
 )
@@ -51,6 +52,22 @@ def test_a_kinds_scenes_do_not_depend_on_the_other_kinds() -> None:
     among = [key(c) for c in make_cases(3, ("two", "color", "shape")) if c.kind == "shape"]
     assert alone == among
     assert [key(c) for c in make_cases(2, ("shape",))] == alone[:2]
+
+
+def test_validation_scenes_are_not_the_reports(pack_dir: Path) -> None:
+    """``--first-scene`` draws the kinds from another block of held-out seeds, and the report
+    says which block it ran on."""
+    report_seeds = {c.scene_seed for c in make_cases(3, KINDS)}
+    other = make_cases(3, KINDS, first_index=95_000)
+    assert [c.kind for c in other] == [k for k in KINDS for _ in range(3)]
+    assert not report_seeds & {c.scene_seed for c in other}
+    report_independent = {c.scene_seed for c in independent_cases(3)}
+    assert not report_independent & {c.scene_seed for c in independent_cases(3, first_index=1)}
+    runner = EditRunner(PackRegistry([pack_dir]), "cpu")
+    report = evaluate_edits(runner, "tiny", ["paint-by-word"], ["shape"], n_per_kind=1,
+                            n_independent=0, params=FAST, progress=False, first_scene=95_000)
+    assert report["first_scene"] == 95_000
+    assert "from scene 95,000 (not the report's)" in format_report(report)
 
 
 def test_built_in_prompts_use_held_out_templates() -> None:
@@ -152,10 +169,12 @@ def test_an_edit_is_the_same_whichever_kinds_run(pack_dir: Path,
 def test_cli_eval_edits_json(pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["eval", "--pack", "tiny", "--pack-dir", str(pack_dir), "--methods",
                  "paint-by-word", "--prompts", "shape", "--n", "1", "--independent", "0",
-                 "--param", "steps=1", "--param", "views=1", "--json", "--device", "cpu"])
+                 "--param", "steps=1", "--param", "views=1", "--json", "--device", "cpu",
+                 "--first-scene", "95000"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["methods"]["paint-by-word"]["shape"]["n"] == 1
+    assert report["first_scene"] == 95_000
 
 
 def test_cli_eval_with_a_prompt_file_writes_json(pack_dir: Path, tmp_path: Path,

@@ -146,10 +146,12 @@ def _held_out_seeds(split: str, first_index: int) -> Iterator[tuple[int, np.rand
 
 #: each kind draws its scenes from its own block of test seeds
 KIND_SEED_STRIDE = 10_000
+#: the report's scenes: kind k's block starts at REPORT_FIRST_SCENE + k * KIND_SEED_STRIDE
+REPORT_FIRST_SCENE = 50_000
 
 
 def make_cases(n_per_kind: int, kinds: Sequence[str] = KINDS, spec: WorldSpec = WORLD_SPEC,
-               first_index: int = 50_000) -> list[EditCase]:
+               first_index: int = REPORT_FIRST_SCENE) -> list[EditCase]:
     """``n_per_kind`` held-out cases of each kind.
 
     A kind's scenes come from its own block of seeds, so they do not depend on which other
@@ -176,9 +178,14 @@ def make_cases(n_per_kind: int, kinds: Sequence[str] = KINDS, spec: WorldSpec = 
     return cases
 
 
-def independent_cases(n: int = 10, spec: WorldSpec = WORLD_SPEC) -> list[EditCase]:
+#: the report's independently drawn scenes start here (in their own split)
+REPORT_FIRST_INDEPENDENT = 70_000
+
+
+def independent_cases(n: int = 10, spec: WorldSpec = WORLD_SPEC,
+                      first_index: int = REPORT_FIRST_INDEPENDENT) -> list[EditCase]:
     cases: list[EditCase] = []
-    seeds = _held_out_seeds("independent", 70_000)
+    seeds = _held_out_seeds("independent", first_index)
     while len(cases) < n:
         seed, rng = next(seeds)
         scene = render_independent_scene(seed, 256, 256, n_objects=2, spec=spec)
@@ -362,18 +369,28 @@ def evaluate_edits(runner: Any, pack: str, methods: Sequence[str], kinds: Sequen
                    n_per_kind: int = 20, n_independent: int = 10,
                    params: dict[str, Any] | None = None, seed: int = 0,
                    progress: bool = True, log: Callable[[str], None] = print,
-                   prompts: Sequence[PromptLine] | None = None) -> dict[str, Any]:
+                   prompts: Sequence[PromptLine] | None = None,
+                   first_scene: int | None = None) -> dict[str, Any]:
     """Run every method on the same cases: the built-in ``kinds``, or the ``prompts`` of a
-    file (``n_per_kind`` scenes per line)."""
+    file (``n_per_kind`` scenes per line).
+
+    ``first_scene`` moves the built-in kinds, and the independently drawn scenes by as much,
+    to another block of held-out scenes: settings are chosen there (validation), so that
+    the report's scenes are not what they were tuned on. ``None``: the report's scenes."""
+    if first_scene is None:
+        first_scene = REPORT_FIRST_SCENE
     from tqdm import tqdm
 
     judge = runner.packs.get(pack).get("judge")
     spec = WORLD_SPEC
     cases = (cases_from_prompts(prompts, n_per_kind, spec) if prompts
-             else make_cases(n_per_kind, kinds, spec))
-    indep = independent_cases(n_independent, spec) if n_independent else []
+             else make_cases(n_per_kind, kinds, spec, first_index=first_scene))
+    # the independently drawn scenes move by as much as the built-in kinds' (own split)
+    indep = independent_cases(n_independent, spec, REPORT_FIRST_INDEPENDENT + first_scene
+                              - REPORT_FIRST_SCENE) if n_independent else []
     originals_ok = [judge_read(judge, [_frame(c.scene.image, c.box, spec)])[0] for c in indep]
-    report: dict[str, Any] = {"pack": pack, "n_per_kind": n_per_kind, "methods": {}}
+    report: dict[str, Any] = {"pack": pack, "n_per_kind": n_per_kind,
+                              "first_scene": first_scene, "methods": {}}
     if prompts:
         report["prompts"] = {p.label: {"prompt": p.prompt, "target": p.target,
                                        "region": p.region} for p in prompts}
@@ -413,7 +430,9 @@ def evaluate_edits(runner: Any, pack: str, methods: Sequence[str], kinds: Sequen
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"pack {report['pack']}, {report['n_per_kind']} held-out scenes per prompt kind"]
+    lines = [f"pack {report['pack']}, {report['n_per_kind']} held-out scenes per prompt kind"
+             + ("" if report.get("first_scene", REPORT_FIRST_SCENE) == REPORT_FIRST_SCENE
+                else f" from scene {report['first_scene']:,} (not the report's)")]
     for method, s in report["methods"].items():
         lines.append(f"\n{method}")
         lines.append(f"  {'kind':<8} {'reached':>8} {'kept':>7} {'both':>7}  goal")
