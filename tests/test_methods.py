@@ -5,6 +5,7 @@ the real pack)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from engine.imaging import Patch, composite_over, decode_pixels
 from engine.methods.base import CancelFlag, Cancelled, InputRejected, MethodInputs
 from engine.methods.clipinverter import pack_networks
 from engine.methods.guidance import (
-    STRONGER,
+    NEAREST_STEPS,
     EditCheck,
     anchor_caption,
     anchored_prompt,
@@ -28,7 +29,7 @@ from engine.methods.guidance import (
     paste_advice,
     project_edit,
     region_reader,
-    stronger_until_read,
+    step_read_as_asked,
     wants_projection,
 )
 from engine.models.clipinverter import GAIN_KEY
@@ -435,7 +436,7 @@ def test_described_change_writes_neutral_and_target_from_the_region() -> None:
     assert described_change("a green star", {"color": ["green"]}, read) is None
 
 
-def test_stronger_until_read_only_ever_lengthens_the_step() -> None:
+def test_step_read_as_asked_tries_the_nearest_steps_first() -> None:
     rendered: list[float] = []
 
     def render(step: float) -> torch.Tensor:
@@ -445,18 +446,22 @@ def test_stronger_until_read_only_ever_lengthens_the_step() -> None:
     def accepts(*steps: float) -> Callable[[torch.Tensor], bool]:
         return lambda image: float(image) in steps
 
-    image, step = stronger_until_read(render, 2.0, accepts(2.0))
+    image, step = step_read_as_asked(render, 2.0, accepts(2.0))
     assert (float(image), step, rendered) == (2.0, 2.0, [2.0])  # read as asked: as it was
     rendered.clear()
-    image, step = stronger_until_read(render, 2.0, accepts(4.0, 6.0))
-    assert (float(image), step) == (4.0, 4.0)  # the first longer step that reads as asked
-    assert rendered == [2.0, 3.0, 4.0]
+    image, step = step_read_as_asked(render, 2.0, accepts(3.0, 1.0))
+    assert (float(image), step) == (3.0, 3.0)  # the nearest step that reads as asked
+    assert rendered == [2.0, 1.5, 3.0]
     rendered.clear()
-    image, step = stronger_until_read(render, 2.0, accepts(1.0))  # never shorter
+    image, step = step_read_as_asked(render, 2.0, accepts(1.0))  # a shorter one
+    assert (float(image), step) == (1.0, 1.0) and rendered == [2.0, 1.5, 3.0, 1.0]
+    rendered.clear()
+    image, step = step_read_as_asked(render, 2.0, accepts(0.1))  # none: the plain edit
     assert (float(image), step) == (2.0, 2.0)
-    assert rendered == [2.0, *(2.0 * f for f in STRONGER)]
+    assert rendered == [2.0, *(2.0 * f for f in NEAREST_STEPS)]
+    assert sorted(NEAREST_STEPS, key=lambda f: abs(math.log(f))) == list(NEAREST_STEPS)
     rendered.clear()
-    assert stronger_until_read(render, 2.0, None)[1] == 2.0 and rendered == [2.0]
+    assert step_read_as_asked(render, 2.0, None)[1] == 2.0 and rendered == [2.0]
 
 
 def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
@@ -498,10 +503,10 @@ def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
     assert never.wanted is None and not never(edit) and len(seen) == calls
 
 
-def test_clipinverter_auto_strength_tries_longer_steps(registry: PackRegistry,
-                                                       tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch
-                                                       ) -> None:
+def test_clipinverter_auto_strength_tries_other_steps(registry: PackRegistry,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
     import engine.methods.clipinverter as clipinverter_module
     from engine.training.clipinverter import train_clipinverter
 
@@ -511,7 +516,7 @@ def test_clipinverter_auto_strength_tries_longer_steps(registry: PackRegistry,
     fresh = PackRegistry([Path(pack.manifest.root).parent])
     checks: list[int] = []
 
-    class SecondLonger:  # accepts the third render it is shown: strength x 2
+    class ThirdRender:  # accepts the third render it is shown: strength x 1.5
         def __init__(self, *args: object) -> None:
             pass
 
@@ -519,17 +524,17 @@ def test_clipinverter_auto_strength_tries_longer_steps(registry: PackRegistry,
             checks.append(1)
             return len(checks) == 3
 
-    monkeypatch.setattr(clipinverter_module, "EditCheck", SecondLonger)
+    monkeypatch.setattr(clipinverter_module, "EditCheck", ThirdRender)
     method = methods.get("clipinverter")()
     torch.manual_seed(0)  # the same random region for both runs
     auto = method.run(_inputs(fresh, "clipinverter", strength=0.5), lambda *a: None,
                       CancelFlag())
-    assert auto.info["strength"] == 1.0 and len(checks) == 3
+    assert auto.info["strength"] == 0.75 and len(checks) == 3
     torch.manual_seed(0)
-    plain = method.run(_inputs(fresh, "clipinverter", strength=1.0, auto_strength=False),
+    plain = method.run(_inputs(fresh, "clipinverter", strength=0.75, auto_strength=False),
                        lambda *a: None, CancelFlag())
     assert torch.allclose(auto.image, plain.image, atol=1e-6) and len(checks) == 3
-    assert plain.info["strength"] == 1.0
+    assert plain.info["strength"] == 0.75
 
 
 def test_global_directions_neutral_is_the_region_as_read(runner: EditRunner) -> None:
@@ -629,7 +634,7 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     def record(step: int, total: int, message: str, preview: object) -> None:
         messages.append(message)
 
-    at = r" at strength (1|1\.5|2|3)"  # the strength, or auto_strength's longer steps
+    at = r" at strength (0\.5|0\.75|1|1\.5|2|3)"  # the strength, or auto_strength's others
     for describe, pattern in ((True, r"edited towards 'a (small|large) red star'" + at),
                               (False, r"edited towards 'a red star'" + at)):
         method.run(_inputs(fresh, "clipinverter", describe_region=describe), record,
@@ -798,6 +803,38 @@ def test_unnamed_changes_are_the_values_the_prompt_leaves(registry: PackRegistry
     assert len(resized) == len(vocab["color"]) - 1 + len(vocab["shape"]) - 1
     assert all(before == "a small red circle" for before, _ in resized)
     assert unnamed_changes("something nice", pack, read) == []
+
+
+@pytest.mark.parametrize("method", ["global-directions", "feu"])
+def test_direction_methods_auto_alpha_tries_other_steps(runner: EditRunner, method: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the check does not accept α, the nearest step it accepts is rendered: the same
+    image as asking for that α with the switch off."""
+    import engine.methods.directions as directions_module
+
+    checks: list[int] = []
+
+    class SecondRender:  # accepts the second render it is shown: α x 0.75
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def __call__(self, image: torch.Tensor) -> bool:
+            checks.append(1)
+            return len(checks) == 2
+
+    monkeypatch.setattr(directions_module, "EditCheck", SecondRender)
+    rgba, sel = _canvas()
+
+    def edit(**params: object) -> tuple[dict[str, object], bytes]:
+        outcome = runner.run_local(_request(rgba, sel, method=method, prompt="a green star",
+                                            params={**_fast(method), **params}))
+        return outcome.info, outcome.patches[0].data
+
+    auto_info, auto_patch = edit(alpha=4.0)
+    assert auto_info["alpha"] == 3.0 and len(checks) == 2
+    plain_info, plain_patch = edit(alpha=3.0, auto_alpha=False)
+    assert plain_info["alpha"] == 3.0 and len(checks) == 2
+    assert bytes(auto_patch) == bytes(plain_patch)
 
 
 @pytest.mark.parametrize("method", ["global-directions", "feu"])

@@ -21,9 +21,10 @@ fewer edits reach it at all (BENCHMARKS.md, session 11). A prompt naming none of
 words, or off, is used as typed.
 
 The step (``auto_strength``, on by default): where the pack's CLIP does not read the asked
-values on the edit as it will be pasted, strength x 1.5, 2 and 3 are tried and the first
-that reads as asked is kept (:func:`.guidance.stronger_until_read`); a residual trained
-under latent regularisation stops short of a new shape more often than of a new colour.
+values on the edit as it will be pasted, other strengths are tried, nearest first (x 0.75,
+1.5, 0.5, 2, 3), and the first that reads as asked is kept
+(:func:`.guidance.step_read_as_asked`); a residual trained under latent regularisation
+stops short of a new shape more often than of a new colour.
 
 The remapper follows the official code (``w (1 - 0.9 lambda) + 0.9 lambda mlp(t)``), not the
 paper's eq. 6 (a residual blend rescaled to ||dw||): official checkpoints hold the code's
@@ -56,6 +57,7 @@ from .guidance import (
     ReadFn,
     Stages,
     advise_paste,
+    auto_step_param,
     clip_target,
     framed_inputs,
     invert_region,
@@ -63,7 +65,7 @@ from .guidance import (
     region_captions,
     region_reader,
     similarity_info,
-    stronger_until_read,
+    step_read_as_asked,
 )
 
 __all__ = ["ClipInverter", "OnePassEdit", "StylesFn", "one_pass_edit", "pack_networks"]
@@ -83,10 +85,7 @@ class ClipInverter(EditMethod):
         Param("describe_region", "bool", True,
               help="condition on the selection as the pack's CLIP reads it, with the "
                    "prompt's words (off: the prompt as typed)"),
-        Param("auto_strength", "bool", True,
-              help="where the pack's CLIP does not read the asked attributes on the pasted "
-                   "edit, try strength x 1.5, 2, 3 and keep the first that it reads as "
-                   "asked, the rest as it was"),
+        auto_step_param("auto_strength", "strength"),
     )
     needs = ("generator", "encoder", "clip", "clipinverter")
     accepts_reference = True
@@ -182,7 +181,7 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
         return gen.synthesis_from_styles(styles_at(s)(inv.w + s * delta), noise="fixed",
                                          style_mix=mix)
 
-    edited, s = stronger_until_read(render, strength * gain, done)
+    edited, s = step_read_as_asked(render, strength * gain, done)
     return OnePassEdit(w=inv.w + s * delta, styles=styles_at(s), image=edited, inversion=inv,
                        stages=stages, strength=s / gain, target=target,
                        target_text=target_text, paste=paste)

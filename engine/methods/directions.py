@@ -7,7 +7,10 @@ moving that channel by ±``alpha_probe`` standard deviations (``fs3``, unit rows
 channels' standard deviations. A CLIP direction ``d`` becomes the style direction
 ``fs3 · d``, zeroed where its magnitude is below ``beta`` (disentanglement), divided by its
 largest magnitude, and applied as ``s += alpha * std * direction``, inside the selection only
-(:class:`SpatialStyleMix`).
+(:class:`SpatialStyleMix`). With ``auto_alpha`` (on by default), where the pack's CLIP does
+not read the pasted edit as asked, the steps nearest α are tried and the first that reads so
+is kept (:func:`.guidance.step_read_as_asked`): a fixed α carries some recolours past the
+asked hue and stops some size changes short.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from torch import Tensor
 
 from engine.models.stylegan2 import SpatialStyleMix
 
-from .base import Param
+from .base import MethodInputs, Param
+from .guidance import EditCheck, Inversion, ReadFn, auto_step_param, step_read_as_asked
 
-__all__ = ["ALPHA", "BETA", "DIRECTIONS_KEEP", "STRENGTH", "StyleDirections", "apply_direction"]
+__all__ = ["ALPHA", "AUTO_ALPHA", "BETA", "DIRECTIONS_KEEP", "STRENGTH", "StyleDirections",
+           "apply_direction", "edit_along"]
 
 ALPHA = Param("alpha", "float", 4.0, -20.0, 20.0, help="step along the direction (α)")
 BETA = Param("beta", "float", 0.12, 0.0, 0.5,
@@ -33,6 +38,7 @@ DIRECTIONS_KEEP = ("keep what the prompt does not name: the style direction is m
                    "colour, shape or size (with the texts written from the region: "
                    "neutral_from_region, contrast_region)")
 STRENGTH = Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α")
+AUTO_ALPHA = auto_step_param("auto_alpha", "α")
 
 
 @dataclass
@@ -76,3 +82,23 @@ def apply_direction(generator: torch.nn.Module, styles: list[Tensor], mask: Tens
         moved[layer][0, directions.channels[pick]] += delta[pick].to(moved[layer].dtype)
     mix = SpatialStyleMix.from_mask(styles, mask, generator.size)
     return generator.synthesis_from_styles(moved, noise="fixed", style_mix=mix)
+
+
+@torch.no_grad()
+def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, read: ReadFn,
+               directions: StyleDirections, weights: Tensor, paste: str, asked: str
+               ) -> tuple[Tensor, float]:
+    """The render of the framed region ``x`` (inverted: ``inv``) moved along ``weights`` by
+    the parameters' α x strength, or, with ``auto_alpha``, the nearest step whose pasted
+    edit the pack's CLIP reads as the text ``asked``; and the step used."""
+    pack, p = inputs.pack, inputs.params
+    gen, clip = pack.get("generator"), pack.get("clip")
+    step = float(p["alpha"]) * float(p["strength"])
+    done = None
+    if p.get("auto_alpha") and step != 0:
+        done = EditCheck(asked, pack, read, clip, x, inv.image, mask, paste)
+
+    def render(alpha: float) -> Tensor:
+        return apply_direction(gen, inv.styles, mask, directions, weights, alpha)
+
+    return step_read_as_asked(render, step, done)

@@ -25,7 +25,15 @@ import torch
 
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
-from .directions import ALPHA, BETA, DIRECTIONS_KEEP, STRENGTH, StyleDirections, apply_direction
+from .directions import (
+    ALPHA,
+    AUTO_ALPHA,
+    BETA,
+    DIRECTIONS_KEEP,
+    STRENGTH,
+    StyleDirections,
+    edit_along,
+)
 from .guidance import (
     advise_paste,
     clip_target,
@@ -84,6 +92,7 @@ class Feu(EditMethod):
                    "it, positives: most like that with the prompt's words (off: the images "
                    "most and least like the prompt, as in the paper)"),
         keep_unnamed_param(DIRECTIONS_KEEP),
+        AUTO_ALPHA,
     )
     needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
     accepts_reference = True
@@ -118,12 +127,12 @@ class Feu(EditMethod):
             keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
                     if captions is not None and p["keep_unnamed"] else None)
             weights, kept = directions.style_direction(direction, float(p["beta"]), keep)
-            edited = apply_direction(gen, inv.styles, mask, directions, weights,
-                                     float(p["alpha"]) * float(p["strength"]))
-        stages.step(3, f"{kept} style channels moved", edited[0])
+        paste = advise_paste(inputs.prompt, pack, read, recolour="colour")
+        edited, alpha = edit_along(inputs, x, mask, inv, read, directions, weights, paste,
+                                   inputs.prompt)
+        stages.step(3, f"{kept} style channels moved by α {alpha:g}", edited[0])
         cancel.check()
         info = similarity_info(clip, inv.image, edited, target)
-        info.update({"channels_moved": kept, "changes_kept_out": 0 if keep is None else len(keep)})
-        return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(inputs.prompt, pack, read, recolour="colour"),
-                            info=info)
+        info.update({"channels_moved": kept, "changes_kept_out": 0 if keep is None else len(keep),
+                     "alpha": alpha})
+        return MethodOutput(image=edited, inversion=inv.image, paste=paste, info=info)

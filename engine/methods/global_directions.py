@@ -29,7 +29,15 @@ from .base import (
     Param,
     ProgressFn,
 )
-from .directions import ALPHA, BETA, DIRECTIONS_KEEP, STRENGTH, StyleDirections, apply_direction
+from .directions import (
+    ALPHA,
+    AUTO_ALPHA,
+    BETA,
+    DIRECTIONS_KEEP,
+    STRENGTH,
+    StyleDirections,
+    edit_along,
+)
 from .guidance import (
     advise_paste,
     framed_inputs,
@@ -69,6 +77,7 @@ class GlobalDirections(EditMethod):
               help="neutral text = the selection as the pack's CLIP reads it, target = the "
                    "same with the prompt's words (off: the pack's neutral text)"),
         keep_unnamed_param(DIRECTIONS_KEEP),
+        AUTO_ALPHA,
     )
     needs = ("generator", "encoder", "clip", "global_directions")
 
@@ -94,14 +103,13 @@ class GlobalDirections(EditMethod):
             keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
                     if captions is not None and p["keep_unnamed"] else None)
             weights, kept = directions.style_direction(direction, float(p["beta"]), keep)
-            edited = apply_direction(gen, inv.styles, mask, directions, weights,
-                                     float(p["alpha"]) * float(p["strength"]))
-        stages.step(2, f"{kept} style channels moved ({neutral!r} -> {target_text!r})",
-                    edited[0])
+        paste = advise_paste(target_text, pack, read, recolour="colour")
+        edited, alpha = edit_along(inputs, x, mask, inv, read, directions, weights, paste,
+                                   target_text)
+        stages.step(2, f"{kept} style channels moved by α {alpha:g} ({neutral!r} -> "
+                       f"{target_text!r})", edited[0])
         cancel.check()
         info = similarity_info(clip, inv.image, edited, target)
         info.update({"channels_moved": kept, "neutral": neutral, "target": target_text,
-                     "changes_kept_out": 0 if keep is None else len(keep)})
-        return MethodOutput(image=edited, inversion=inv.image,
-                            paste=advise_paste(target_text, pack, read, recolour="colour"),
-                            info=info)
+                     "changes_kept_out": 0 if keep is None else len(keep), "alpha": alpha})
+        return MethodOutput(image=edited, inversion=inv.image, paste=paste, info=info)

@@ -20,7 +20,7 @@ from .base import CancelFlag, MethodInputs, MethodOutput, Param, ProgressFn
 from .inversion import Inversion, Refinement, encode_w, invert
 
 __all__ = [
-    "STRONGER",
+    "NEAREST_STEPS",
     "EditCheck",
     "Inversion",
     "Keep",
@@ -28,6 +28,7 @@ __all__ = [
     "advise_paste",
     "anchor_caption",
     "anchored_prompt",
+    "auto_step_param",
     "clip_loss",
     "clip_read",
     "clip_target",
@@ -46,7 +47,7 @@ __all__ = [
     "region_captions",
     "region_reader",
     "similarity_info",
-    "stronger_until_read",
+    "step_read_as_asked",
     "wants_projection",
 ]
 
@@ -459,28 +460,40 @@ class EditCheck:
         return got == self.wanted
 
 
-#: the multiples of a one-pass edit's step that :func:`stronger_until_read` tries after it
-STRONGER = (1.5, 2.0, 3.0)
+#: the multiples of a one-pass edit's step that :func:`step_read_as_asked` tries after it,
+#: nearest first
+NEAREST_STEPS = (0.75, 1.5, 0.5, 2.0, 3.0)
 
 
-def stronger_until_read(render: Callable[[float], Tensor], step: float,
-                        done: Callable[[Tensor], bool] | None) -> tuple[Tensor, float]:
+def step_read_as_asked(render: Callable[[float], Tensor], step: float,
+                       done: Callable[[Tensor], bool] | None) -> tuple[Tensor, float]:
     """``render(step)``, unless ``done`` (an :class:`EditCheck`) does not accept it and
-    accepts a longer step of :data:`STRONGER`: then the first such. Returns the render and
-    its step.
+    accepts another step of :data:`NEAREST_STEPS`: then the first such, the nearest to
+    ``step``. Returns the render and its step.
 
-    One step for every edit is too short for some: a residual trained under latent
-    regularisation stops short of a new shape more often than of a new colour. Never a
-    shorter step, so an edit that reads as asked, or that no step makes read so, is the
-    plain one. Each try costs a render and a CLIP image encoding: milliseconds."""
+    One step for every edit does not fit all: a residual trained under latent
+    regularisation stops short of a new shape more often than of a new colour, and a
+    style direction's fixed α carries some recolours past the asked hue (red asked to be
+    yellow comes out green). An edit that reads as asked, or that no step makes read so,
+    is the plain one. Each try costs a render and a CLIP image encoding: milliseconds."""
     image = render(step)
     if done is None or done(image):
         return image, step
-    for factor in STRONGER:
-        longer = render(step * factor)
-        if done(longer):
-            return longer, step * factor
+    for factor in NEAREST_STEPS:
+        other = render(step * factor)
+        if done(other):
+            return other, step * factor
     return image, step
+
+
+def auto_step_param(name: str, step: str) -> Param:
+    """The switch for :func:`step_read_as_asked` on a one-pass method whose ``step`` is
+    named ``name``'s way (``auto_strength`` and the strength, ``auto_alpha`` and α)."""
+    factors = ", ".join(f"{f:g}" for f in NEAREST_STEPS)
+    return Param(name, "bool", True,
+                 help=f"where the pack's CLIP does not read the asked attributes on the pasted "
+                      f"edit, try {step} x {factors} (nearest first) and keep the first it "
+                      f"reads as asked, the rest as it was")
 
 
 def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta") -> str:
