@@ -436,6 +436,21 @@ def test_described_change_writes_neutral_and_target_from_the_region() -> None:
     assert described_change("a green star", {"color": ["green"]}, read) is None
 
 
+def _check_accepting_render(n: int, checks: list[int]) -> type:
+    """A stand-in for :class:`EditCheck` that accepts the ``n``-th render shown to any of
+    its instances, counting the renders in ``checks``."""
+
+    class AcceptsNth:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def __call__(self, image: torch.Tensor) -> bool:
+            checks.append(1)
+            return len(checks) == n
+
+    return AcceptsNth
+
+
 def test_step_read_as_asked_tries_the_nearest_steps_first() -> None:
     rendered: list[float] = []
 
@@ -515,16 +530,8 @@ def test_clipinverter_auto_strength_tries_other_steps(registry: PackRegistry,
                        batch=2, progress=False)
     fresh = PackRegistry([Path(pack.manifest.root).parent])
     checks: list[int] = []
-
-    class ThirdRender:  # accepts the third render it is shown: strength x 1.5
-        def __init__(self, *args: object) -> None:
-            pass
-
-        def __call__(self, image: torch.Tensor) -> bool:
-            checks.append(1)
-            return len(checks) == 3
-
-    monkeypatch.setattr(clipinverter_module, "EditCheck", ThirdRender)
+    # accepts the third render it is shown: strength x 1.5
+    monkeypatch.setattr(clipinverter_module, "EditCheck", _check_accepting_render(3, checks))
     method = methods.get("clipinverter")()
     torch.manual_seed(0)  # the same random region for both runs
     auto = method.run(_inputs(fresh, "clipinverter", strength=0.5), lambda *a: None,
@@ -813,16 +820,8 @@ def test_direction_methods_auto_alpha_tries_other_steps(runner: EditRunner, meth
     import engine.methods.directions as directions_module
 
     checks: list[int] = []
-
-    class SecondRender:  # accepts the second render it is shown: α x 0.75
-        def __init__(self, *args: object) -> None:
-            pass
-
-        def __call__(self, image: torch.Tensor) -> bool:
-            checks.append(1)
-            return len(checks) == 2
-
-    monkeypatch.setattr(directions_module, "EditCheck", SecondRender)
+    # accepts the second render it is shown: α x 0.75
+    monkeypatch.setattr(directions_module, "EditCheck", _check_accepting_render(2, checks))
     rgba, sel = _canvas()
 
     def edit(**params: object) -> tuple[dict[str, object], bytes]:
