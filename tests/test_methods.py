@@ -444,6 +444,9 @@ def _check_accepting_render(n: int, checks: list[int]) -> type:
         def __init__(self, *args: object) -> None:
             pass
 
+        def or_none(self) -> AcceptsNth:
+            return self
+
         def __call__(self, image: torch.Tensor) -> bool:
             checks.append(1)
             return len(checks) == n
@@ -516,6 +519,7 @@ def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
     never = EditCheck("something nice", pack, read, None, frame, inversion, mask, "delta")
     calls = len(seen)
     assert never.wanted is None and not never(edit) and len(seen) == calls
+    assert never.or_none() is None and check.or_none() is check  # no steps tried for nothing
 
 
 def test_clipinverter_auto_strength_tries_other_steps(registry: PackRegistry,

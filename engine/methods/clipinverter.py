@@ -167,7 +167,7 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     paste = advise_paste(inputs.prompt, pack, read, recolour="colour")
     done = None
     if auto_strength and strength > 0:
-        done = EditCheck(inputs.prompt, pack, read, clip, x, inv.image, mask, paste)
+        done = EditCheck(inputs.prompt, pack, read, clip, x, inv.image, mask, paste).or_none()
     mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
     gain = nets.residual_gain
 

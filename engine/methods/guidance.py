@@ -444,6 +444,11 @@ class EditCheck:
             self.wanted = {**current, **named}
             self.choices = {k: list(vocabulary[k]) for k in ANCHOR_KEYS}
 
+    def or_none(self) -> EditCheck | None:
+        """This check, or ``None`` where it can never accept (the prompt names none of the
+        pack's words): then no other step is worth a render."""
+        return self if self.wanted is not None else None
+
     def pasted(self, image: Tensor) -> Tensor:
         """The frame as the paste-back shows ``image``: the render inside the selection, or
         (``delta`` and ``colour``, which carry the edit's change onto the user's pixels) the
