@@ -572,6 +572,23 @@ def fit_colour_map(source: np.ndarray, target: np.ndarray, weights: np.ndarray,
     return np.linalg.solve(lhs, rhs)
 
 
+def background_colour(frame: torch.Tensor) -> np.ndarray:
+    """The sRGB colour (3, in [0, 1]) of a framed image's (``[1, 3, R, R]`` in [-1, 1])
+    background: the median of its border ring, where a framed object never reaches."""
+    f = frame.detach().to("cpu", torch.float32)[0]
+    ring = torch.cat([f[:, 0, :], f[:, -1, :], f[:, 1:-1, 0], f[:, 1:-1, -1]], dim=-1)
+    return ((ring.median(dim=-1).values + 1.0) * 0.5).numpy()
+
+
+def object_weight(rgb: np.ndarray, background: np.ndarray, near: float = 0.075,
+                  far: float = 0.2) -> np.ndarray:
+    """Per pixel of ``rgb`` (H×W×3 sRGB in [0, 1]), how far it is from ``background``
+    (RGB distance): 0 within ``near`` (the background's own shading and noise), 1 from
+    ``far`` on, linear between (an anti-aliased outline is partly both)."""
+    distance = np.linalg.norm(np.nan_to_num(rgb) - background, axis=-1)
+    return np.clip((distance - near) / (far - near), 0.0, 1.0).astype(np.float32)
+
+
 def apply_colour_map(rgb: np.ndarray, colour_map: np.ndarray) -> np.ndarray:
     """``rgb`` (…×3) through :func:`fit_colour_map`'s map."""
     return (rgb @ colour_map[:3] + colour_map[3]).astype(np.float32)
@@ -612,6 +629,7 @@ def paste_back(
     mode: Literal["render", "delta", "colour"] = "render",
     feather: float = 0.0,
     kernel: Kernel = "bicubic",
+    keep_background: bool = False,
 ) -> Patch:
     """Turn the model's edited frame into a patch over the selection's tight box.
 
@@ -628,6 +646,14 @@ def paste_back(
             model's reconstruction (:func:`fit_colour_map`, fitted over the selection in the
             frame). A recolour then reaches every pixel of the object's colour, also those
             the inversion missed (a star's points), and keeps the user's outline exactly.
+
+    ``keep_background``: the user's background stays theirs. ``delta`` and ``colour``
+    weight the change by :func:`object_weight` of the original's pixels, so those of the
+    frame's background colour keep their own; ``render`` lays the render's object (its
+    pixels away from the render's own background colour) over the original, where the
+    user's object was filled with their background's colour. Edits shift the whole frame's
+    colour a little with the object's, and without this a loose selection shows as a tinted
+    box around it.
 
     Alpha is the selection (feathered inward by ``feather`` px if > 0) × the source alpha;
     where it is 0, RGB is 0 too. Where the selection is 0 alpha is exactly 0.
@@ -671,6 +697,21 @@ def paste_back(
         else:
             rgb = orig_rgb + delta
         rgb = _within_source_range(rgb, orig_rgb)
+
+    if keep_background:
+        enc = linear_to_srgb(orig_rgb) if linear else orig_rgb
+        background = background_colour(framed.image)
+        users_object = object_weight(enc, background)[..., None]
+        if mode == "render":
+            # the render's object over the user's background: their own pixels where they
+            # show the background, its colour where their object was
+            rendered = linear_to_srgb(rgb) if linear else rgb
+            drawn = object_weight(rendered, background_colour(edited))[..., None]
+            fill = srgb_to_linear(background) if linear else background
+            base = orig_rgb + users_object * (fill - orig_rgb)
+            rgb = base + drawn * (rgb - base)
+        else:
+            rgb = orig_rgb + users_object * (rgb - orig_rgb)
 
     src_alpha = np.clip(np.nan_to_num(original[..., 3], nan=0.0), 0.0, 1.0)
     if framed.selection is None:

@@ -24,6 +24,7 @@ from protocol.messages import PASTE_MODES, EditRequest, ParamSpec, validate_para
 from . import imaging, methods
 from .jobs import Job
 from .methods.base import Cancelled, EditMethod, InputRejected, MethodInputs, MethodOutput
+from .methods.guidance import keeps_background
 from .packs import PackRegistry
 from .server import JobOutcome, JobPlan, JobProgress
 
@@ -35,6 +36,10 @@ PIPELINE_PARAMS: tuple[ParamSpec, ...] = (
                    "change applied to the original (recolours, outline kept)"),
     ParamSpec("feather", "float", 0.0, minimum=0.0, maximum=64.0,
               help="soften the patch's edge inward by this many pixels (never grows)"),
+    ParamSpec("keep_background", "bool", True,
+              help="a prompt that names no background, on a pack whose words include "
+                   "backgrounds: your pixels of the background's colour (the frame's "
+                   "border) keep it, and the change stays on the object"),
 )
 DEFAULT_METHOD_ORDER = ("clipinverter", "paint-by-word", "latent-optimization",
                         "global-directions", "feu")
@@ -194,6 +199,7 @@ class EditRunner:
         params = dict(job.params)
         paste_mode = params.pop("paste", "auto")
         feather = float(params.pop("feather", 0.0))
+        keep_background = bool(params.pop("keep_background", True))
 
         progress(0, 1, f"loading pack {pack.name}", None)
         for component in type(method).components(pack):
@@ -248,7 +254,9 @@ class EditRunner:
             patch = imaging.paste_back(framed, output.image.detach().cpu(),
                                        inversion=None if output.inversion is None
                                        else output.inversion.detach().cpu(),
-                                       mode=mode, feather=feather)
+                                       mode=mode, feather=feather,
+                                       keep_background=keep_background
+                                       and keeps_background(request.prompt, pack))
             patches.append(Buffer(f"patch{index}", patch.width, patch.height, patch.fmt,
                                   patch.encode(), request.layer.transfer))
             outputs.append(output)

@@ -19,6 +19,7 @@ from engine.imaging import (
     FORMATS,
     Patch,
     RegionError,
+    background_colour,
     bytes_per_pixel,
     composite_over,
     decode_pixels,
@@ -27,6 +28,7 @@ from engine.imaging import (
     frame_region,
     inversion_psnr,
     linear_to_srgb,
+    object_weight,
     paste_back,
     srgb_to_linear,
 )
@@ -266,6 +268,54 @@ def test_colour_paste_recolours_what_the_inversion_missed() -> None:
     assert np.abs(same.pixels[..., :3] - original).max() < 1e-4  # no edit, no change
     with pytest.raises(RegionError, match="inversion"):
         paste_back(framed, edited, mode="colour")
+
+
+def test_keep_background_leaves_the_backgrounds_pixels_as_they_were() -> None:
+    """An edit that shifts the whole frame's colour with the object's: with
+    ``keep_background`` the user's pixels of the frame's background colour keep theirs
+    exactly, in both pastes that carry a change, and the object still changes; without it
+    the selection shows as a tinted box."""
+    beige, orange = (0.8, 0.75, 0.6), (1.0, 0.5, 0.1)
+    layer = np.ones((40, 40, 4), np.float32)
+    layer[..., :3] = beige
+    layer[14:26, 14:26, :3] = orange
+    mask = np.zeros((40, 40), np.float32)
+    mask[6:34, 6:34] = 1.0
+    framed = frame_region(layer, mask, framing=Framing("box", 0.8), resolution=32)
+    colours = (framed.image[0] + 1) / 2
+    is_object = ((colours - torch.tensor(orange)[:, None, None]).abs().sum(0) < 0.3).float()
+    shift = torch.tensor((-0.1, 0.05, 0.15))[:, None, None]  # the whole frame tinted
+    blue = torch.tensor((0.1, 0.3, 0.9))[:, None, None]
+    edited = (colours + shift + is_object * (blue - colours)).clamp(0, 1)[None] * 2 - 1
+    b = Box(6, 6, 28, 28)
+    original = layer[b.y:b.y1, b.x:b.x1, :3]
+    was_beige = np.abs(original - beige).sum(-1) < 1e-6
+    was_orange = np.abs(original - orange).sum(-1) < 1e-6
+    for mode in ("delta", "colour"):
+        kept = paste_back(framed, edited, inversion=framed.image, mode=mode,
+                          keep_background=True)
+        assert kept.box == b
+        assert np.array_equal(kept.pixels[..., :3][was_beige], original[was_beige])
+        assert np.abs(kept.pixels[..., :3][was_orange] - orange).mean() > 0.3  # recoloured
+        tinted = paste_back(framed, edited, inversion=framed.image, mode=mode)
+        assert np.abs(tinted.pixels[..., :3][was_beige] - beige).mean() > 0.05
+    # the render paste lays the render's object over the user's background
+    render = paste_back(framed, edited, mode="render", keep_background=True)
+    assert np.array_equal(render.pixels[..., :3][was_beige], original[was_beige])
+    assert np.abs(render.pixels[..., :3][was_orange] - (0.1, 0.3, 0.9)).mean() < 0.1
+    assert np.abs(paste_back(framed, edited, mode="render").pixels[..., :3][was_beige]
+                  - beige).mean() > 0.05
+
+
+def test_object_weight_is_the_distance_from_the_frames_border_colour() -> None:
+    frame = torch.full((1, 3, 8, 8), 0.2)
+    frame[..., 3:5, 3:5] = -0.8
+    background = background_colour(frame)
+    assert np.allclose(background, 0.6)
+    rgb = np.stack([np.full((2, 3), v, np.float32) for v in (0.6, 0.63, 0.1)], axis=0)
+    rgb = np.repeat(rgb[..., None], 3, axis=-1)  # rows: the background, its noise, an object
+    weight = object_weight(rgb, background)
+    assert (weight[0] == 0).all() and (weight[1] == 0).all() and (weight[2] == 1).all()
 
 
 def test_soft_edges_and_feather() -> None:

@@ -409,6 +409,47 @@ def test_global_directions_reads_neutral_and_target() -> None:
         split_prompt(" -> a blue star", "a shape")
 
 
+def test_pastes_keep_the_background_unless_the_prompt_names_one(registry: PackRegistry) -> None:
+    from engine.methods.guidance import keeps_background
+
+    pack = registry.get("tiny")
+    background = world_vocab()["background"][0]
+    assert keeps_background("a blue star", pack)
+    assert not keeps_background(f"a blue star on a {background} background", pack)
+
+    class NoWords:
+        manifest = None
+
+    assert not keeps_background("a blue star", NoWords())
+
+
+def test_the_runner_keeps_the_selections_background(runner: EditRunner) -> None:
+    """A recolour on a plain background, loosely selected: the background's pixels inside
+    the selection come back exactly as they were (``keep_background``, the default)."""
+    h, w = 60, 80
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[...] = (204, 191, 153, 255)
+    rgba[25:37, 34:48] = (255, 128, 26, 255)
+    sel = np.zeros((h, w), np.uint8)
+    sel[15:47, 24:58] = 255
+    background = np.ones((h, w), bool)
+    background[25:37, 34:48] = False
+    for keep in (True, False):
+        outcome = runner.run_local(_request(rgba, sel, method="global-directions",
+                                            prompt="a blue square",
+                                            params={"paste": "colour", "alpha": 20.0,
+                                                    "auto_alpha": False,
+                                                    "keep_background": keep}))
+        patch = outcome.patches[0]
+        x, y = outcome.offset
+        pixels = np.frombuffer(bytes(patch.data), np.uint8).reshape(patch.height,
+                                                                    patch.width, 4)
+        inside = background[y:y + patch.height, x:x + patch.width]
+        same = np.array_equal(pixels[inside][:, :3], rgba[y:y + patch.height,
+                                                           x:x + patch.width][inside][:, :3])
+        assert same == keep
+
+
 def test_one_pass_methods_ask_recolours_for_the_colour_paste(registry: PackRegistry) -> None:
     from engine.methods.guidance import advise_paste
 

@@ -36,6 +36,7 @@ __all__ = [
     "framed_inputs",
     "invert_region",
     "keep_unnamed_param",
+    "keeps_background",
     "named_values",
     "optimised_output",
     "pack_synonyms",
@@ -350,6 +351,14 @@ def paste_advice(prompt: str, vocabulary: dict[str, list[str]] | None,
         return "render"
     current = read_current({key: list(vocabulary[key]) for key in named})
     return "render" if any(current.get(k) != v for k, v in named.items()) else "delta"
+
+
+def keeps_background(prompt: str, pack: Any) -> bool:
+    """Whether a paste of this prompt's edit should leave the selection's background as the
+    user has it: the pack's words include backgrounds and the prompt names none of them."""
+    vocabulary = pack_vocabulary(pack)
+    return bool(vocabulary) and "background" in vocabulary and not named_values(
+        prompt, vocabulary, ("background",), pack_synonyms(pack))
 
 
 @torch.no_grad()
