@@ -501,8 +501,8 @@ def step_read_as_asked(render: Callable[[float], Tensor], step: float,
 
 
 def auto_step_param(name: str, step: str) -> Param:
-    """The switch for :func:`step_read_as_asked` on a one-pass method whose ``step`` is
-    named ``name``'s way (``auto_strength`` and the strength, ``auto_alpha`` and α)."""
+    """The parameter ``name`` that switches :func:`step_read_as_asked` on, its help naming
+    the method's step ``step`` (``auto_strength`` and "strength", ``auto_alpha`` and "α")."""
     factors = ", ".join(f"{f:g}" for f in NEAREST_STEPS)
     return Param(name, "bool", True,
                  help=f"where the pack's CLIP does not read the asked attributes on the pasted "
