@@ -11,6 +11,7 @@ import pytest
 from engine.cli import main
 from engine.evaluation.edits import (
     KINDS,
+    PromptLine,
     cases_from_prompts,
     evaluate_edits,
     format_report,
@@ -164,6 +165,32 @@ def test_an_edit_is_the_same_whichever_kinds_run(pack_dir: Path,
     alone = size_seeds(["size"])
     assert len(alone) == 2 and alone == size_seeds(["color", "size"])
     assert len(set(alone.values())) == 2
+
+
+def test_first_scene_moves_a_prompt_files_scenes(pack_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.evaluation.edits as edits_module
+
+    runner = EditRunner(PackRegistry([pack_dir]), "cpu")
+    seen: list[int] = []
+
+    def recording(runner, judge, case, method, pack, params, seed, spec):  # type: ignore[no-untyped-def]
+        seen.append(case.scene_seed)
+        return real_run_case(runner, judge, case, method, pack, params, seed, spec)
+
+    real_run_case = edits_module.run_case
+    monkeypatch.setattr(edits_module, "run_case", recording)
+    lines = [PromptLine("a green star", {"color": "green", "shape": "star"}, "object0",
+                        "line 1")]
+
+    def scenes(first_scene: int | None) -> set[int]:
+        seen.clear()
+        evaluate_edits(runner, "tiny", ["paint-by-word"], n_per_kind=2, n_independent=1,
+                       params=FAST, progress=False, prompts=lines, first_scene=first_scene)
+        return set(seen)
+
+    report, moved = scenes(None), scenes(95_000)
+    assert len(report) == 3 and len(moved) == 3 and not report & moved
 
 
 def test_cli_eval_edits_json(pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -242,9 +242,13 @@ def read_prompt_file(path: Path, spec: WorldSpec = WORLD_SPEC) -> list[PromptLin
     return out
 
 
+#: a prompt file's scenes start here
+REPORT_FIRST_PROMPT_SCENE = 60_000
+
+
 def cases_from_prompts(prompts: Sequence[PromptLine], n_per_prompt: int,
-                       spec: WorldSpec = WORLD_SPEC, first_index: int = 60_000
-                       ) -> list[EditCase]:
+                       spec: WorldSpec = WORLD_SPEC,
+                       first_index: int = REPORT_FIRST_PROMPT_SCENE) -> list[EditCase]:
     """``n_per_prompt`` held-out scenes per prompt line, the named object selected (or none
     for ``all``) and not already holding any target value."""
     cases: list[EditCase] = []
@@ -374,20 +378,21 @@ def evaluate_edits(runner: Any, pack: str, methods: Sequence[str], kinds: Sequen
     """Run every method on the same cases: the built-in ``kinds``, or the ``prompts`` of a
     file (``n_per_kind`` scenes per line).
 
-    ``first_scene`` moves the built-in kinds, and the independently drawn scenes by as much,
-    to another block of held-out scenes: settings are chosen there (validation), so that
-    the report's scenes are not what they were tuned on. ``None``: the report's scenes."""
+    ``first_scene`` moves the built-in kinds, and a prompt file's and the independently
+    drawn scenes by as much, to another block of held-out scenes: settings are chosen there
+    (validation), so that the report's scenes are not what they were tuned on. ``None``:
+    the report's scenes."""
     if first_scene is None:
         first_scene = REPORT_FIRST_SCENE
     from tqdm import tqdm
 
     judge = runner.packs.get(pack).get("judge")
     spec = WORLD_SPEC
-    cases = (cases_from_prompts(prompts, n_per_kind, spec) if prompts
-             else make_cases(n_per_kind, kinds, spec, first_index=first_scene))
-    # the independently drawn scenes move by as much as the built-in kinds' (own split)
-    indep = independent_cases(n_independent, spec, REPORT_FIRST_INDEPENDENT + first_scene
-                              - REPORT_FIRST_SCENE) if n_independent else []
+    moved = first_scene - REPORT_FIRST_SCENE
+    cases = (cases_from_prompts(prompts, n_per_kind, spec, REPORT_FIRST_PROMPT_SCENE + moved)
+             if prompts else make_cases(n_per_kind, kinds, spec, first_index=first_scene))
+    indep = independent_cases(n_independent, spec, REPORT_FIRST_INDEPENDENT + moved) \
+        if n_independent else []
     originals_ok = [judge_read(judge, [_frame(c.scene.image, c.box, spec)])[0] for c in indep]
     report: dict[str, Any] = {"pack": pack, "n_per_kind": n_per_kind,
                               "first_scene": first_scene, "methods": {}}
