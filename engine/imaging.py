@@ -674,10 +674,10 @@ def paste_back(
     linear = framed.transfer == "linear"
 
     edit = _as_frame_hwc(edited, res, "edited")
+    rendered = None  # the render in sRGB (render mode)
     if mode == "render":
-        rgb = np.clip(_apply_separable(my, mx, (edit + 1.0) * 0.5), 0.0, 1.0)
-        if linear:
-            rgb = srgb_to_linear(rgb)
+        rendered = np.clip(_apply_separable(my, mx, (edit + 1.0) * 0.5), 0.0, 1.0)
+        rgb = srgb_to_linear(rendered) if linear else rendered
     elif mode == "colour":
         assert inversion is not None
         inv = _as_frame_hwc(inversion, res, "inversion")
@@ -702,10 +702,9 @@ def paste_back(
         enc = linear_to_srgb(orig_rgb) if linear else orig_rgb
         background = background_colour(framed.image)
         users_object = object_weight(enc, background)[..., None]
-        if mode == "render":
+        if rendered is not None:
             # the render's object over the user's background: their own pixels where they
             # show the background, its colour where their object was
-            rendered = linear_to_srgb(rgb) if linear else rgb
             drawn = object_weight(rendered, background_colour(edited))[..., None]
             fill = srgb_to_linear(background) if linear else background
             base = orig_rgb + users_object * (fill - orig_rgb)

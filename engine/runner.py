@@ -199,7 +199,9 @@ class EditRunner:
         params = dict(job.params)
         paste_mode = params.pop("paste", "auto")
         feather = float(params.pop("feather", 0.0))
-        keep_background = bool(params.pop("keep_background", True))
+        # decided once for the request: the prompt is the same for every variation
+        keep_background = bool(params.pop("keep_background", True)) \
+            and keeps_background(request.prompt, pack)
 
         progress(0, 1, f"loading pack {pack.name}", None)
         for component in type(method).components(pack):
@@ -255,8 +257,7 @@ class EditRunner:
                                        inversion=None if output.inversion is None
                                        else output.inversion.detach().cpu(),
                                        mode=mode, feather=feather,
-                                       keep_background=keep_background
-                                       and keeps_background(request.prompt, pack))
+                                       keep_background=keep_background)
             patches.append(Buffer(f"patch{index}", patch.width, patch.height, patch.fmt,
                                   patch.encode(), request.layer.transfer))
             outputs.append(output)

@@ -24,10 +24,18 @@ from torch import Tensor
 from engine.models.stylegan2 import SpatialStyleMix
 
 from .base import MethodInputs, Param
-from .guidance import EditCheck, Inversion, ReadFn, auto_step_param, step_read_as_asked
+from .guidance import (
+    EditCheck,
+    Inversion,
+    ReadFn,
+    advise_paste,
+    auto_step_param,
+    step_read_as_asked,
+    unnamed_directions,
+)
 
-__all__ = ["ALPHA", "AUTO_ALPHA", "BETA", "DIRECTIONS_KEEP", "STRENGTH", "StyleDirections",
-           "apply_direction", "edit_along"]
+__all__ = ["ALPHA", "AUTO_ALPHA", "BETA", "DIRECTIONS_KEEP", "STRENGTH", "DirectionEdit",
+           "StyleDirections", "apply_direction", "edit_along"]
 
 ALPHA = Param("alpha", "float", 4.0, -20.0, 20.0, help="step along the direction (α)")
 BETA = Param("beta", "float", 0.12, 0.0, 0.5,
@@ -84,15 +92,39 @@ def apply_direction(generator: torch.nn.Module, styles: list[Tensor], mask: Tens
     return generator.synthesis_from_styles(moved, noise="fixed", style_mix=mix)
 
 
+@dataclass
+class DirectionEdit:
+    """A direction method's render, how it is to be pasted, and what it did."""
+
+    image: Tensor
+    paste: str
+    alpha: float  # the step used (α x strength, or the ladder's)
+    channels_moved: int
+    changes_kept_out: int
+
+    def info(self) -> dict[str, Any]:
+        return {"channels_moved": self.channels_moved,
+                "changes_kept_out": self.changes_kept_out, "alpha": self.alpha}
+
+
 @torch.no_grad()
 def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, read: ReadFn,
-               directions: StyleDirections, weights: Tensor, paste: str, asked: str
-               ) -> tuple[Tensor, float]:
-    """The render of the framed region ``x`` (inverted: ``inv``) moved along ``weights`` by
-    the parameters' α x strength, or, with ``auto_alpha``, the nearest step whose pasted
-    edit the pack's CLIP reads as the text ``asked``; and the step used."""
+               directions: StyleDirections, clip_direction: Tensor, asked: str,
+               texts_from_region: bool) -> DirectionEdit:
+    """The framed region ``x`` (inverted: ``inv``) edited along the style direction of
+    ``clip_direction``, for the text ``asked``.
+
+    With ``keep_unnamed`` and texts written from the region (``texts_from_region``), the
+    changes the prompt does not name are kept out of the direction; the paste is
+    :func:`.guidance.advise_paste`'s for ``asked``; the step is the parameters' α x
+    strength or, with ``auto_alpha``, the nearest one whose pasted edit the pack's CLIP
+    reads as ``asked``."""
     pack, p = inputs.pack, inputs.params
     gen, clip = pack.get("generator"), pack.get("clip")
+    keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
+            if texts_from_region and p["keep_unnamed"] else None)
+    weights, kept = directions.style_direction(clip_direction, float(p["beta"]), keep)
+    paste = advise_paste(asked, pack, read, recolour="colour")
     step = float(p["alpha"]) * float(p["strength"])
     done = None
     if p.get("auto_alpha") and step != 0:
@@ -101,4 +133,5 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     def render(alpha: float) -> Tensor:
         return apply_direction(gen, inv.styles, mask, directions, weights, alpha)
 
-    return step_read_as_asked(render, step, done)
+    image, alpha = step_read_as_asked(render, step, done)
+    return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep))

@@ -35,7 +35,6 @@ from .directions import (
     edit_along,
 )
 from .guidance import (
-    advise_paste,
     clip_target,
     framed_inputs,
     invert_region,
@@ -44,7 +43,6 @@ from .guidance import (
     region_captions,
     region_reader,
     similarity_info,
-    unnamed_directions,
 )
 
 __all__ = ["Feu", "svm_direction"]
@@ -122,17 +120,12 @@ class Feu(EditMethod):
                                negative_text=negative)
         stages.step(1, f"SVM between the {int(p['k'])} images {retrieved}", None)
         cancel.check()
-        with torch.no_grad():
-            direction = torch.from_numpy(normal).float().to(inputs.device)
-            keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
-                    if captions is not None and p["keep_unnamed"] else None)
-            weights, kept = directions.style_direction(direction, float(p["beta"]), keep)
-        paste = advise_paste(inputs.prompt, pack, read, recolour="colour")
-        edited, alpha = edit_along(inputs, x, mask, inv, read, directions, weights, paste,
-                                   inputs.prompt)
-        stages.step(3, f"{kept} style channels moved by α {alpha:g}", edited[0])
+        direction = torch.from_numpy(normal).float().to(inputs.device)
+        edit = edit_along(inputs, x, mask, inv, read, directions, direction, inputs.prompt,
+                          texts_from_region=captions is not None)
+        stages.step(3, f"{edit.channels_moved} style channels moved by α {edit.alpha:g}",
+                    edit.image[0])
         cancel.check()
-        info = similarity_info(clip, inv.image, edited, target)
-        info.update({"channels_moved": kept, "changes_kept_out": 0 if keep is None else len(keep),
-                     "alpha": alpha})
-        return MethodOutput(image=edited, inversion=inv.image, paste=paste, info=info)
+        info = similarity_info(clip, inv.image, edit.image, target)
+        info.update(edit.info())
+        return MethodOutput(image=edit.image, inversion=inv.image, paste=edit.paste, info=info)

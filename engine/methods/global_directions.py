@@ -39,7 +39,6 @@ from .directions import (
     edit_along,
 )
 from .guidance import (
-    advise_paste,
     framed_inputs,
     invert_region,
     keep_unnamed_param,
@@ -47,7 +46,6 @@ from .guidance import (
     region_captions,
     region_reader,
     similarity_info,
-    unnamed_directions,
 )
 
 __all__ = ["GlobalDirections", "split_prompt"]
@@ -100,16 +98,11 @@ class GlobalDirections(EditMethod):
         with torch.no_grad():
             target = clip.encode_prompt(target_text).to(inputs.device)
             direction = target - clip.encode_prompt(neutral).to(inputs.device)
-            keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
-                    if captions is not None and p["keep_unnamed"] else None)
-            weights, kept = directions.style_direction(direction, float(p["beta"]), keep)
-        paste = advise_paste(target_text, pack, read, recolour="colour")
-        edited, alpha = edit_along(inputs, x, mask, inv, read, directions, weights, paste,
-                                   target_text)
-        stages.step(2, f"{kept} style channels moved by α {alpha:g} ({neutral!r} -> "
-                       f"{target_text!r})", edited[0])
+        edit = edit_along(inputs, x, mask, inv, read, directions, direction, target_text,
+                          texts_from_region=captions is not None)
+        stages.step(2, f"{edit.channels_moved} style channels moved by α {edit.alpha:g} "
+                       f"({neutral!r} -> {target_text!r})", edit.image[0])
         cancel.check()
-        info = similarity_info(clip, inv.image, edited, target)
-        info.update({"channels_moved": kept, "neutral": neutral, "target": target_text,
-                     "changes_kept_out": 0 if keep is None else len(keep), "alpha": alpha})
-        return MethodOutput(image=edited, inversion=inv.image, paste=paste, info=info)
+        info = similarity_info(clip, inv.image, edit.image, target)
+        info.update({"neutral": neutral, "target": target_text, **edit.info()})
+        return MethodOutput(image=edit.image, inversion=inv.image, paste=edit.paste, info=info)
