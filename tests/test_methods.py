@@ -505,22 +505,23 @@ def test_step_read_as_asked_tries_the_nearest_steps_first() -> None:
     def accepts(*steps: float) -> Callable[[torch.Tensor], bool]:
         return lambda image: float(image) in steps
 
-    image, step = step_read_as_asked(render, 2.0, accepts(2.0))
-    assert (float(image), step, rendered) == (2.0, 2.0, [2.0])  # read as asked: as it was
+    image, step, as_asked = step_read_as_asked(render, 2.0, accepts(2.0))
+    assert (float(image), step, as_asked, rendered) == (2.0, 2.0, True, [2.0])  # as it was
     rendered.clear()
-    image, step = step_read_as_asked(render, 2.0, accepts(3.0, 1.0))
-    assert (float(image), step) == (3.0, 3.0)  # the nearest step that reads as asked
+    image, step, as_asked = step_read_as_asked(render, 2.0, accepts(3.0, 1.0))
+    assert (float(image), step, as_asked) == (3.0, 3.0, True)  # the nearest that reads so
     assert rendered == [2.0, 1.5, 3.0]
     rendered.clear()
-    image, step = step_read_as_asked(render, 2.0, accepts(1.0))  # a shorter one
-    assert (float(image), step) == (1.0, 1.0) and rendered == [2.0, 1.5, 3.0, 1.0]
+    image, step, as_asked = step_read_as_asked(render, 2.0, accepts(1.0))  # a shorter one
+    assert (float(image), step, as_asked) == (1.0, 1.0, True)
+    assert rendered == [2.0, 1.5, 3.0, 1.0]
     rendered.clear()
-    image, step = step_read_as_asked(render, 2.0, accepts(0.1))  # none: the plain edit
-    assert (float(image), step) == (2.0, 2.0)
+    image, step, as_asked = step_read_as_asked(render, 2.0, accepts(0.1))  # none: the plain
+    assert (float(image), step, as_asked) == (2.0, 2.0, False)
     assert rendered == [2.0, *(2.0 * f for f in NEAREST_STEPS)]
     assert sorted(NEAREST_STEPS, key=lambda f: abs(math.log(f))) == list(NEAREST_STEPS)
     rendered.clear()
-    assert step_read_as_asked(render, 2.0, None)[1] == 2.0 and rendered == [2.0]
+    assert step_read_as_asked(render, 2.0, None)[1:] == (2.0, False) and rendered == [2.0]
 
 
 def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
@@ -563,17 +564,23 @@ def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
     assert never.or_none() is None and check.or_none() is check  # no steps tried for nothing
 
 
-def test_clipinverter_auto_strength_tries_other_steps(registry: PackRegistry,
-                                                      tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch
-                                                      ) -> None:
-    import engine.methods.clipinverter as clipinverter_module
+@pytest.fixture
+def trained_clipinverter(registry: PackRegistry, tmp_path: Path) -> PackRegistry:
+    """The tiny pack with CLIPInverter networks trained for a step (a fresh registry)."""
     from engine.training.clipinverter import train_clipinverter
 
     pack = registry.get("tiny")
     train_clipinverter(pack, tmp_path, torch.device("cpu"), stage1_steps=1, stage2_steps=1,
                        batch=2, progress=False)
-    fresh = PackRegistry([Path(pack.manifest.root).parent])
+    return PackRegistry([Path(pack.manifest.root).parent])
+
+
+def test_clipinverter_auto_strength_tries_other_steps(trained_clipinverter: PackRegistry,
+                                                      monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
+    import engine.methods.clipinverter as clipinverter_module
+
+    fresh = trained_clipinverter
     checks: list[int] = []
     # accepts the third render it is shown: strength x 1.5
     monkeypatch.setattr(clipinverter_module, "EditCheck", _check_accepting_render(3, checks))
@@ -582,11 +589,40 @@ def test_clipinverter_auto_strength_tries_other_steps(registry: PackRegistry,
     auto = method.run(_inputs(fresh, "clipinverter", strength=0.5), lambda *a: None,
                       CancelFlag())
     assert auto.info["strength"] == 0.75 and len(checks) == 3
+    assert auto.info["passes"] == 1  # read as asked: no second pass
     torch.manual_seed(0)
     plain = method.run(_inputs(fresh, "clipinverter", strength=0.75, auto_strength=False),
                        lambda *a: None, CancelFlag())
     assert torch.allclose(auto.image, plain.image, atol=1e-6) and len(checks) == 3
-    assert plain.info["strength"] == 0.75
+    assert plain.info["strength"] == 0.75 and plain.info["passes"] == 1
+
+
+def test_clipinverter_passes_again_where_no_step_reads_as_asked(
+        trained_clipinverter: PackRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No strength of the first pass reads as asked (six renders): the adapter runs again
+    on the edit's render, whose second step tried (x 0.75) is accepted; ``passes=1`` keeps
+    the first pass's plain edit."""
+    import engine.methods.clipinverter as clipinverter_module
+
+    fresh = trained_clipinverter
+    method = methods.get("clipinverter")()
+    runs = {}
+    for passes in (1, 2):
+        checks: list[int] = []
+        monkeypatch.setattr(clipinverter_module, "EditCheck",
+                            _check_accepting_render(1 + len(NEAREST_STEPS) + 2, checks))
+        torch.manual_seed(0)
+        runs[passes] = method.run(_inputs(fresh, "clipinverter", passes=passes),
+                                  lambda *a: None, CancelFlag())
+        first = 1 + len(NEAREST_STEPS)  # the first pass's renders, none accepted
+        assert len(checks) == {1: first, 2: first + 2}[passes]
+        assert runs[passes].info["passes"] == passes
+    torch.manual_seed(0)
+    plain = method.run(_inputs(fresh, "clipinverter", auto_strength=False), lambda *a: None,
+                       CancelFlag())
+    assert torch.allclose(runs[1].image, plain.image, atol=1e-6)
+    assert not torch.allclose(runs[2].image, plain.image, atol=1e-4)
+    assert plain.info["passes"] == 1  # no check, no second pass
 
 
 def test_global_directions_neutral_is_the_region_as_read(runner: EditRunner) -> None:
@@ -686,7 +722,8 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     def record(step: int, total: int, message: str, preview: object) -> None:
         messages.append(message)
 
-    at = r" at strength (0\.5|0\.75|1|1\.5|2|3)"  # the strength, or auto_strength's others
+    # the strength, or auto_strength's others; a second pass where none reads as asked
+    at = r" at strength (0\.5|0\.75|1|1\.5|2|3)( in 2 passes)?"
     for describe, pattern in ((True, r"edited towards 'a (small|large) red star'" + at),
                               (False, r"edited towards 'a red star'" + at)):
         method.run(_inputs(fresh, "clipinverter", describe_region=describe), record,
@@ -712,7 +749,8 @@ def test_optimisers_start_from_clipinverters_edit(registry: PackRegistry,
     fresh = PackRegistry([Path(pack.manifest.root).parent])
     torch.manual_seed(0)
     image = torch.rand(1, 3, 32, 32) * 2 - 1
-    inputs = _inputs(fresh, "clipinverter", refine=False)
+    # the optimisers start from CLIPInverter's first pass (no second: BENCHMARKS, session 16)
+    inputs = _inputs(fresh, "clipinverter", refine=False, passes=1)
     inputs.image = image
     edit = methods.get("clipinverter")().run(inputs, lambda *a: None, CancelFlag())
     for method in OPTIMISERS:

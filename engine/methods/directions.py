@@ -133,5 +133,5 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     def render(alpha: float) -> Tensor:
         return apply_direction(gen, inv.styles, mask, directions, weights, alpha)
 
-    image, alpha = step_read_as_asked(render, step, done)
+    image, alpha, _ = step_read_as_asked(render, step, done)
     return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ __all__ = [
     "Inversion",
     "Keep",
     "Stages",
+    "StepRead",
     "advise_paste",
     "anchor_caption",
     "anchored_prompt",
@@ -479,11 +480,20 @@ class EditCheck:
 NEAREST_STEPS = (0.75, 1.5, 0.5, 2.0, 3.0)
 
 
+class StepRead(NamedTuple):
+    """What :func:`step_read_as_asked` chose: the render, its step, and whether the check
+    read it as asked (``False`` also where there was no check)."""
+
+    image: Tensor
+    step: float
+    as_asked: bool
+
+
 def step_read_as_asked(render: Callable[[float], Tensor], step: float,
-                       done: Callable[[Tensor], bool] | None) -> tuple[Tensor, float]:
+                       done: Callable[[Tensor], bool] | None) -> StepRead:
     """``render(step)``, unless ``done`` (an :class:`EditCheck`) does not accept it and
     accepts another step of :data:`NEAREST_STEPS`: then the first such, the nearest to
-    ``step``. Returns the render and its step.
+    ``step``.
 
     One step for every edit does not fit all: a residual trained under latent
     regularisation stops short of a new shape more often than of a new colour, and a
@@ -491,13 +501,15 @@ def step_read_as_asked(render: Callable[[float], Tensor], step: float,
     yellow comes out green). An edit that reads as asked, or that no step makes read so,
     is the plain one. Each try costs a render and a CLIP image encoding: milliseconds."""
     image = render(step)
-    if done is None or done(image):
-        return image, step
+    if done is None:
+        return StepRead(image, step, False)
+    if done(image):
+        return StepRead(image, step, True)
     for factor in NEAREST_STEPS:
         other = render(step * factor)
         if done(other):
-            return other, step * factor
-    return image, step
+            return StepRead(other, step * factor, True)
+    return StepRead(image, step, False)
 
 
 def auto_step_param(name: str, step: str) -> Param:

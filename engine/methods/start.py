@@ -86,8 +86,10 @@ def optimisation_start(inputs: MethodInputs, x: Tensor, mask: Tensor, read: Read
         raise InputRejected(f"start=clipinverter needs the pack's CLIPInverter networks, "
                             f"which pack {name!r} does not have; use start=inversion")
     if choice == "clipinverter" or (choice == "auto" and has("clipinverter")):
+        # one adapter pass: paint-by-word from CLIPInverter's second pass reached fewer
+        # two-at-once edits on held-out validation scenes (BENCHMARKS.md, session 16)
         edit = one_pass_edit(pack_networks(pack, inputs.device), inputs, x, mask, read,
-                             progress, cancel, steps)
+                             progress, cancel, steps, passes=1)
         return Start(edit.inversion, edit.w, edit.styles, edit.stages, from_edit=True,
                      image=edit.image,
                      described=f"CLIPInverter's edit (strength {edit.strength:g})")
