@@ -617,6 +617,7 @@ def test_clipinverter_passes_again_where_no_step_reads_as_asked(
         first = 1 + len(NEAREST_STEPS)  # the first pass's renders, none accepted
         assert len(checks) == {1: first, 2: first + 2}[passes]
         assert runs[passes].info["passes"] == passes
+        assert runs[passes].info["read_as_asked"] is (passes == 2)  # the check's verdict
     torch.manual_seed(0)
     plain = method.run(_inputs(fresh, "clipinverter", auto_strength=False), lambda *a: None,
                        CancelFlag())

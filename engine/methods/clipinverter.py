@@ -151,7 +151,7 @@ class OnePassEdit:
     image: Tensor
     inversion: Inversion
     stages: Stages
-    strength: float  # in units of the file's residual gain, as the parameter
+    strength: float  # the first pass's, in units of the file's residual gain (the parameter's)
     target: Tensor
     target_text: str
     paste: str
@@ -204,6 +204,7 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     for _ in range(passes - 1):
         if done is None or as_asked:
             break
+        cancel.check()
         # the edit does not read as asked: the adapter again, on the edit's render (the
         # paper's cycle pass feeds the adapter its own edits in training, so it knows them)
         with torch.no_grad():
