@@ -3,8 +3,9 @@
 layer + selection --frame_region--> model crop --method--> edited render
                   --paste_back--> RGBA patch (alpha = the selection) at a document offset
 
-Variations, seeds, previews, paste modes and the inversion-quality warning live here
-once, so every method gets them the same way.
+Variations, seeds, previews, paste modes and the warnings (inversion quality, edits the
+method's own check does not read as asked) live here once, so every method gets them the
+same way.
 """
 
 from __future__ import annotations
@@ -275,5 +276,12 @@ class EditRunner:
                     f"the region inverted poorly ({psnr:.1f} dB < "
                     f"{pack.manifest.inversion_warning_psnr:g} dB): it may not look like this "
                     f"pack's world ({expects}); the edit may be poor")
+        if first.info.get("read_as_asked") is False:
+            # the one-pass methods' own check (the pack's CLIP on the pasted edit): edits
+            # it does not read as asked fail the judge four times in five on held-out
+            # scenes (BENCHMARKS.md, session 16)
+            info["warnings"].append(
+                "the pack's CLIP does not read the edit as asked: it may not show what you "
+                "asked for (try another strength, paint-by-word, or another selection)")
         info.update({k: v for k, v in first.info.items() if k not in info})
         return JobOutcome(offset=offset, patches=patches, info=info)

@@ -920,6 +920,37 @@ def test_direction_methods_auto_alpha_tries_other_steps(runner: EditRunner, meth
     assert bytes(auto_patch) == bytes(plain_patch)
 
 
+def test_an_edit_its_check_does_not_read_as_asked_is_warned_of(
+        runner: EditRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-pass methods report their check's verdict (``read_as_asked``); the engine
+    turns a no into a warning the editors show. Unchecked (a prompt naming none of the
+    pack's words): no verdict, no warning."""
+    import engine.methods.directions as directions_module
+
+    rgba, sel = _canvas()
+
+    def edit(prompt: str, accepted_render: int) -> dict[str, object]:
+        checks: list[int] = []
+        monkeypatch.setattr(directions_module, "EditCheck",
+                            _check_accepting_render(accepted_render, checks))
+        return runner.run_local(_request(rgba, sel, method="global-directions",
+                                         prompt=prompt)).info
+
+    def warned(info: dict[str, object]) -> bool:
+        warnings = info["warnings"]
+        assert isinstance(warnings, list)
+        return any("does not read the edit as asked" in w for w in warnings)
+
+    never = edit("a green star", 0)  # no render is ever the 0th: none reads as asked
+    assert never["read_as_asked"] is False and warned(never)
+    first = edit("a green star", 1)
+    assert first["read_as_asked"] is True and not warned(first)
+    monkeypatch.undo()
+    unchecked = runner.run_local(_request(rgba, sel, method="global-directions",
+                                          prompt="something nice")).info
+    assert "read_as_asked" not in unchecked and not warned(unchecked)
+
+
 @pytest.mark.parametrize("method", ["global-directions", "feu"])
 def test_direction_methods_keep_unnamed_changes_out(runner: EditRunner, method: str) -> None:
     rgba, sel = _canvas()

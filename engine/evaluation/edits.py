@@ -428,7 +428,8 @@ def evaluate_edits(runner: Any, pack: str, methods: Sequence[str], kinds: Sequen
              "read": r.read, "reached": r.reached, "kept": r.kept,
              "seconds": round(r.seconds, 3), "paste": r.info.get("paste"),
              "l1": round(r.l1, 4), "clip_similarity": round(r.clip_similarity, 4),
-             "inversion_psnr": r.info.get("inversion_psnr")}
+             "inversion_psnr": r.info.get("inversion_psnr"),
+             "read_as_asked": r.info.get("read_as_asked")}
             for r in results + indep_results]
         report["methods"][method] = summary
     return report

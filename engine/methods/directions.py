@@ -101,10 +101,14 @@ class DirectionEdit:
     alpha: float  # the step used (α x strength, or the ladder's)
     channels_moved: int
     changes_kept_out: int
+    read_as_asked: bool | None = None  # the auto_alpha check's verdict (None: not checked)
 
     def info(self) -> dict[str, Any]:
-        return {"channels_moved": self.channels_moved,
-                "changes_kept_out": self.changes_kept_out, "alpha": self.alpha}
+        out = {"channels_moved": self.channels_moved,
+               "changes_kept_out": self.changes_kept_out, "alpha": self.alpha}
+        if self.read_as_asked is not None:
+            out["read_as_asked"] = self.read_as_asked
+        return out
 
 
 @torch.no_grad()
@@ -133,5 +137,6 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     def render(alpha: float) -> Tensor:
         return apply_direction(gen, inv.styles, mask, directions, weights, alpha)
 
-    image, alpha, _ = step_read_as_asked(render, step, done)
-    return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep))
+    image, alpha, as_asked = step_read_as_asked(render, step, done)
+    return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep),
+                         None if done is None else as_asked)
