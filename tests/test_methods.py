@@ -623,7 +623,8 @@ def test_clipinverter_passes_again_where_no_step_reads_as_asked(
                        CancelFlag())
     assert torch.allclose(runs[1].image, plain.image, atol=1e-6)
     assert not torch.allclose(runs[2].image, plain.image, atol=1e-4)
-    assert plain.info["passes"] == 1  # no check, no second pass
+    assert plain.info["passes"] == 1  # no check, no second pass, no verdict
+    assert "read_as_asked" not in plain.info
 
 
 def test_global_directions_neutral_is_the_region_as_read(runner: EditRunner) -> None:

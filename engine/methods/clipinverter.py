@@ -121,7 +121,7 @@ class ClipInverter(EditMethod):
         info = similarity_info(clip, edit.inversion.image, edit.image, edit.target)
         info["strength"] = round(edit.strength, 4)
         info["passes"] = edit.passes
-        if edit.checked:
+        if edit.as_asked is not None:
             info["read_as_asked"] = edit.as_asked
         return MethodOutput(image=edit.image, inversion=edit.inversion.image, paste=edit.paste,
                             info=info)
@@ -157,8 +157,9 @@ class OnePassEdit:
     target_text: str
     paste: str
     passes: int = 1  # adapter passes made (a second where the first did not read as asked)
-    as_asked: bool = False  # the pack's CLIP reads the pasted edit as asked (auto_strength)
-    checked: bool = False  # whether that was checked (a prompt naming the pack's words)
+    # the pack's CLIP reads the pasted edit as asked (auto_strength's check; None: no check,
+    # for a prompt naming none of the pack's words)
+    as_asked: bool | None = None
 
 
 def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask: Tensor,
@@ -223,4 +224,4 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     return OnePassEdit(w=w_edit, styles=styles_at(s), image=edited, inversion=inv,
                        stages=stages, strength=s / gain, target=target,
                        target_text=target_text, paste=paste, passes=used,
-                       as_asked=as_asked, checked=done is not None)
+                       as_asked=None if done is None else as_asked)
