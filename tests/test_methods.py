@@ -521,7 +521,7 @@ def test_step_read_as_asked_tries_the_nearest_steps_first() -> None:
     assert rendered == [2.0, *(2.0 * f for f in NEAREST_STEPS)]
     assert sorted(NEAREST_STEPS, key=lambda f: abs(math.log(f))) == list(NEAREST_STEPS)
     rendered.clear()
-    assert step_read_as_asked(render, 2.0, None)[1:] == (2.0, False) and rendered == [2.0]
+    assert step_read_as_asked(render, 2.0, None)[1:] == (2.0, None) and rendered == [2.0]
 
 
 def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,

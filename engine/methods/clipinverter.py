@@ -205,7 +205,7 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     edited, s, as_asked = step_read_as_asked(render, strength * gain, done)
     w_edit, used = inv.w + s * delta, 1
     for _ in range(passes - 1):
-        if done is None or as_asked:
+        if as_asked is not False:  # read as asked, or nothing to check it with
             break
         cancel.check()
         # the edit does not read as asked: the adapter again, on the edit's render (the
@@ -224,4 +224,4 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     return OnePassEdit(w=w_edit, styles=styles_at(s), image=edited, inversion=inv,
                        stages=stages, strength=s / gain, target=target,
                        target_text=target_text, paste=paste, passes=used,
-                       as_asked=None if done is None else as_asked)
+                       as_asked=as_asked)

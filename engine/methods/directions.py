@@ -139,4 +139,4 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
 
     image, alpha, as_asked = step_read_as_asked(render, step, done)
     return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep),
-                         None if done is None else as_asked)
+                         as_asked)

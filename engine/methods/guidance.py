@@ -482,11 +482,11 @@ NEAREST_STEPS = (0.75, 1.5, 0.5, 2.0, 3.0)
 
 class StepRead(NamedTuple):
     """What :func:`step_read_as_asked` chose: the render, its step, and whether the check
-    read it as asked (``False`` also where there was no check)."""
+    read it as asked (``None`` where there was no check)."""
 
     image: Tensor
     step: float
-    as_asked: bool
+    as_asked: bool | None
 
 
 def step_read_as_asked(render: Callable[[float], Tensor], step: float,
@@ -502,7 +502,7 @@ def step_read_as_asked(render: Callable[[float], Tensor], step: float,
     is the plain one. Each try costs a render and a CLIP image encoding: milliseconds."""
     image = render(step)
     if done is None:
-        return StepRead(image, step, False)
+        return StepRead(image, step, None)
     if done(image):
         return StepRead(image, step, True)
     for factor in NEAREST_STEPS:
