@@ -24,6 +24,7 @@ from engine.methods.guidance import (
     anchor_caption,
     anchored_prompt,
     clip_read,
+    clip_reads,
     described_change,
     named_values,
     paste_advice,
@@ -341,6 +342,11 @@ def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
     with torch.no_grad():
         sims = clip.encode_text(texts) @ clip.encode_image(image, differentiable=False)[0]
     assert "a " + " ".join(read.values()) == texts[int(sims.argmax())]
+    # a batch is read image by image, as each alone
+    batch = torch.cat([image, -image, image.flip(-1)])
+    choices = {"size": ["small", "large"], "shape": ["circle", "star"]}
+    assert clip_reads(clip, batch, choices) == [clip_read(clip, one[None], choices)
+                                                for one in batch]
     # a method's reader encodes its region once, however many reads it makes
     encoded: list[torch.Tensor] = []
     original = clip.encode_image
@@ -488,40 +494,45 @@ def _check_accepting_render(n: int, checks: list[int]) -> type:
         def or_none(self) -> AcceptsNth:
             return self
 
-        def __call__(self, image: torch.Tensor) -> bool:
-            checks.append(1)
-            return len(checks) == n
+        def __call__(self, images: torch.Tensor) -> list[bool]:
+            verdicts = []
+            for _ in range(len(images)):
+                checks.append(1)
+                verdicts.append(len(checks) == n)
+            return verdicts
 
     return AcceptsNth
 
 
 def test_step_read_as_asked_tries_the_nearest_steps_first() -> None:
-    rendered: list[float] = []
+    """The plain step alone, then the other steps in one batch; of those, the first in
+    :data:`NEAREST_STEPS` order that reads as asked."""
+    rendered: list[list[float]] = []
 
-    def render(step: float) -> torch.Tensor:
-        rendered.append(step)
-        return torch.full((1,), step)
+    def render(steps: list[float]) -> torch.Tensor:
+        rendered.append(list(steps))
+        return torch.tensor(steps)[:, None]
 
-    def accepts(*steps: float) -> Callable[[torch.Tensor], bool]:
-        return lambda image: float(image) in steps
+    def accepts(*steps: float) -> Callable[[torch.Tensor], list[bool]]:
+        return lambda images: [float(image) in steps for image in images]
 
+    others = [2.0 * f for f in NEAREST_STEPS]
     image, step, as_asked = step_read_as_asked(render, 2.0, accepts(2.0))
-    assert (float(image), step, as_asked, rendered) == (2.0, 2.0, True, [2.0])  # as it was
+    assert (float(image), step, as_asked, rendered) == (2.0, 2.0, True, [[2.0]])  # as it was
     rendered.clear()
     image, step, as_asked = step_read_as_asked(render, 2.0, accepts(3.0, 1.0))
     assert (float(image), step, as_asked) == (3.0, 3.0, True)  # the nearest that reads so
-    assert rendered == [2.0, 1.5, 3.0]
+    assert image.shape == (1, 1) and rendered == [[2.0], others]
     rendered.clear()
     image, step, as_asked = step_read_as_asked(render, 2.0, accepts(1.0))  # a shorter one
     assert (float(image), step, as_asked) == (1.0, 1.0, True)
-    assert rendered == [2.0, 1.5, 3.0, 1.0]
     rendered.clear()
     image, step, as_asked = step_read_as_asked(render, 2.0, accepts(0.1))  # none: the plain
     assert (float(image), step, as_asked) == (2.0, 2.0, False)
-    assert rendered == [2.0, *(2.0 * f for f in NEAREST_STEPS)]
+    assert rendered == [[2.0], others]
     assert sorted(NEAREST_STEPS, key=lambda f: abs(math.log(f))) == list(NEAREST_STEPS)
     rendered.clear()
-    assert step_read_as_asked(render, 2.0, None)[1:] == (2.0, None) and rendered == [2.0]
+    assert step_read_as_asked(render, 2.0, None)[1:] == (2.0, None) and rendered == [[2.0]]
 
 
 def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
@@ -543,24 +554,25 @@ def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
     seen: list[torch.Tensor] = []
     answer = {"size": "large", "color": "green", "shape": "circle"}
 
-    def fake_read(clip: object, image: torch.Tensor, choices: dict) -> dict[str, str]:
-        seen.append(image)
-        return dict(answer)
+    def fake_reads(clip: object, images: torch.Tensor, choices: dict) -> list[dict[str, str]]:
+        seen.append(images)
+        return [dict(answer) for _ in images]
 
-    monkeypatch.setattr(guidance, "clip_read", fake_read)
+    monkeypatch.setattr(guidance, "clip_reads", fake_reads)
     edit = torch.full((1, 3, 4, 4), -0.25)
     check = EditCheck("make it green", pack, read, None, frame, inversion, mask, "colour")
-    assert check.wanted == answer and check(edit)
+    assert check.wanted == answer and check(edit) == [True]
     expected = frame + mask * (edit - inversion)  # the user's frame plus the change
     assert torch.equal(seen[-1], expected)
+    assert check(edit.expand(3, -1, -1, -1)) == [True] * 3  # one verdict an image
     answer["shape"] = "square"  # the outline moved: not as asked
-    assert not check(edit)
+    assert check(edit) == [False]
     render = EditCheck("make it green", pack, read, None, frame, inversion, mask, "render")
     render(edit)
     assert torch.equal(seen[-1], frame * (1 - mask) + edit * mask)
     never = EditCheck("something nice", pack, read, None, frame, inversion, mask, "delta")
     calls = len(seen)
-    assert never.wanted is None and not never(edit) and len(seen) == calls
+    assert never.wanted is None and never(edit) == [False] and len(seen) == calls
     assert never.or_none() is None and check.or_none() is check  # no steps tried for nothing
 
 
@@ -588,12 +600,13 @@ def test_clipinverter_auto_strength_tries_other_steps(trained_clipinverter: Pack
     torch.manual_seed(0)  # the same random region for both runs
     auto = method.run(_inputs(fresh, "clipinverter", strength=0.5), lambda *a: None,
                       CancelFlag())
-    assert auto.info["strength"] == 0.75 and len(checks) == 3
+    assert auto.info["strength"] == 0.75 and len(checks) == 1 + len(NEAREST_STEPS)
     assert auto.info["passes"] == 1  # read as asked: no second pass
     torch.manual_seed(0)
     plain = method.run(_inputs(fresh, "clipinverter", strength=0.75, auto_strength=False),
                        lambda *a: None, CancelFlag())
-    assert torch.allclose(auto.image, plain.image, atol=1e-6) and len(checks) == 3
+    assert torch.allclose(auto.image, plain.image, atol=1e-5)
+    assert len(checks) == 1 + len(NEAREST_STEPS)  # the other steps were drawn as one batch
     assert plain.info["strength"] == 0.75 and plain.info["passes"] == 1
 
 
@@ -615,7 +628,7 @@ def test_clipinverter_passes_again_where_no_step_reads_as_asked(
         runs[passes] = method.run(_inputs(fresh, "clipinverter", passes=passes),
                                   lambda *a: None, CancelFlag())
         first = 1 + len(NEAREST_STEPS)  # the first pass's renders, none accepted
-        assert len(checks) == {1: first, 2: first + 2}[passes]
+        assert len(checks) == {1: first, 2: 2 * first}[passes]
         assert runs[passes].info["passes"] == passes
         assert runs[passes].info["read_as_asked"] is (passes == 2)  # the check's verdict
     torch.manual_seed(0)
@@ -915,9 +928,9 @@ def test_direction_methods_auto_alpha_tries_other_steps(runner: EditRunner, meth
         return outcome.info, outcome.patches[0].data
 
     auto_info, auto_patch = edit(alpha=4.0)
-    assert auto_info["alpha"] == 3.0 and len(checks) == 2
+    assert auto_info["alpha"] == 3.0 and len(checks) == 1 + len(NEAREST_STEPS)
     plain_info, plain_patch = edit(alpha=3.0, auto_alpha=False)
-    assert plain_info["alpha"] == 3.0 and len(checks) == 2
+    assert plain_info["alpha"] == 3.0 and len(checks) == 1 + len(NEAREST_STEPS)
     assert bytes(auto_patch) == bytes(plain_patch)
 
 

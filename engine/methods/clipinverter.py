@@ -192,15 +192,19 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
     gain = nets.residual_gain
 
-    def styles_at(s: float) -> StylesFn:
+    def styles_at(s: float | Tensor) -> StylesFn:
         def styles(w: Tensor, along: float = 1.0) -> list[Tensor]:
             return remapped_styles(gen, w, nets.remapper, target[None], along * s * remap)
         return styles
 
+    def steps_of(steps: list[float]) -> Tensor:
+        return torch.tensor(steps, dtype=inv.w.dtype, device=inv.w.device)[:, None, None]
+
     @torch.no_grad()
-    def render(s: float) -> Tensor:
-        return gen.synthesis_from_styles(styles_at(s)(inv.w + s * delta), noise="fixed",
-                                         style_mix=mix)
+    def render(steps: list[float]) -> Tensor:
+        s = steps_of(steps)  # one W+ and one remapper blend for each step: [B, 1, 1]
+        return gen.synthesis_from_styles(styles_at(s[:, 0])(inv.w + s * delta),
+                                         noise="fixed", style_mix=mix)
 
     edited, s, as_asked = step_read_as_asked(render, strength * gain, done)
     w_edit, used = inv.w + s * delta, 1
@@ -214,9 +218,9 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
             w_render, delta = adapter_residual(enc, nets.adapter, edited, target[None])
 
         @torch.no_grad()
-        def render_again(t: float, w_render: Tensor = w_render, delta: Tensor = delta
-                         ) -> Tensor:
-            return gen.synthesis_from_styles(styles_at(s)(w_render + t * delta),
+        def render_again(steps: list[float], w_render: Tensor = w_render,
+                         delta: Tensor = delta) -> Tensor:
+            return gen.synthesis_from_styles(styles_at(s)(w_render + steps_of(steps) * delta),
                                              noise="fixed", style_mix=mix)
 
         edited, t, as_asked = step_read_as_asked(render_again, strength * gain, done)

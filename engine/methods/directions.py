@@ -81,13 +81,17 @@ class StyleDirections:
 
 
 def apply_direction(generator: torch.nn.Module, styles: list[Tensor], mask: Tensor,
-                    directions: StyleDirections, weights: Tensor, alpha: float) -> Tensor:
-    """Render ``styles`` moved by ``alpha * std * weights`` inside ``mask`` only."""
-    moved = [s.clone() for s in styles]
-    delta = alpha * directions.std * weights
+                    directions: StyleDirections, weights: Tensor,
+                    alphas: float | list[float]) -> Tensor:
+    """Render ``styles`` moved by ``alpha * std * weights`` inside ``mask`` only, one image
+    for each of ``alphas``."""
+    alpha = torch.as_tensor(alphas, dtype=styles[0].dtype, device=styles[0].device)
+    alpha = alpha.reshape(-1, 1)
+    moved = [s.expand(len(alpha), -1).clone() for s in styles]
+    delta = alpha * (directions.std * weights).to(alpha)
     for layer in directions.layers.unique().tolist():
         pick = directions.layers == layer
-        moved[layer][0, directions.channels[pick]] += delta[pick].to(moved[layer].dtype)
+        moved[layer][:, directions.channels[pick]] += delta[:, pick]
     mix = SpatialStyleMix.from_mask(styles, mask, generator.size)
     return generator.synthesis_from_styles(moved, noise="fixed", style_mix=mix)
 
@@ -134,8 +138,8 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     if p.get("auto_alpha") and step != 0:
         done = EditCheck(asked, pack, read, clip, x, inv.image, mask, paste).or_none()
 
-    def render(alpha: float) -> Tensor:
-        return apply_direction(gen, inv.styles, mask, directions, weights, alpha)
+    def render(alphas: list[float]) -> Tensor:
+        return apply_direction(gen, inv.styles, mask, directions, weights, alphas)
 
     image, alpha, as_asked = step_read_as_asked(render, step, done)
     return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep),

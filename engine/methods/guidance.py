@@ -32,6 +32,7 @@ __all__ = [
     "auto_step_param",
     "clip_loss",
     "clip_read",
+    "clip_reads",
     "clip_target",
     "described_change",
     "framed_inputs",
@@ -362,6 +363,17 @@ def keeps_background(prompt: str, pack: Any) -> bool:
         prompt, vocabulary, ("background",), pack_synonyms(pack))
 
 
+def _best_combinations(clip: Any, embeddings: Tensor,
+                       choices: dict[str, list[str]]) -> list[dict[str, str]]:
+    """For each row of ``embeddings`` (image embeddings), the combination of values (one per
+    key, in ``choices`` order) whose text "a <value> <value>" it is most like."""
+    keys = list(choices)
+    combos = list(itertools.product(*(choices[k] for k in keys)))
+    texts = ["a " + " ".join(combo) for combo in combos]
+    sims = embeddings @ clip.encode_text(texts).to(embeddings).T
+    return [dict(zip(keys, combos[int(i)], strict=True)) for i in sims.argmax(dim=1)]
+
+
 @torch.no_grad()
 def region_reader(clip: Any, image: Tensor) -> ReadFn:
     """A :data:`ReadFn` on ``image`` by the pack's CLIP, zero-shot: the combination of
@@ -377,21 +389,23 @@ def region_reader(clip: Any, image: Tensor) -> ReadFn:
         key = tuple((k, tuple(v)) for k, v in choices.items())
         if key not in answers:
             if not embedding:
-                embedding.append(clip.encode_image(image, differentiable=False)[0])
-            emb = embedding[0]
-            keys = list(choices)
-            combos = list(itertools.product(*(choices[k] for k in keys)))
-            texts = ["a " + " ".join(combo) for combo in combos]
-            sims = clip.encode_text(texts).to(emb) @ emb
-            answers[key] = dict(zip(keys, combos[int(sims.argmax())], strict=True))
+                embedding.append(clip.encode_image(image, differentiable=False)[:1])
+            answers[key] = _best_combinations(clip, embedding[0], choices)[0]
         return dict(answers[key])
 
     return read
 
 
+@torch.no_grad()
+def clip_reads(clip: Any, images: Tensor, choices: dict[str, list[str]]) -> list[dict[str, str]]:
+    """One read of each image of the batch ``images`` (as :func:`region_reader` reads one),
+    the batch encoded at once."""
+    return _best_combinations(clip, clip.encode_image(images, differentiable=False), choices)
+
+
 def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[str, str]:
     """One read of ``image`` (:func:`region_reader`)."""
-    return region_reader(clip, image)(choices)
+    return clip_reads(clip, image[:1], choices)[0]
 
 
 def region_captions(prompt: str, pack: Any, read: ReadFn) -> tuple[str, str] | None:
@@ -468,11 +482,12 @@ class EditCheck:
         return self.frame + self.mask * (image - self.inversion)
 
     @torch.no_grad()
-    def __call__(self, image: Tensor) -> bool:
+    def __call__(self, images: Tensor) -> list[bool]:
+        """One verdict for each image of the batch ``images``."""
         if self.wanted is None:
-            return False
-        got = clip_read(self.clip, self.pasted(image).clamp(-1, 1), self.choices)
-        return got == self.wanted
+            return [False] * len(images)
+        got = clip_reads(self.clip, self.pasted(images).clamp(-1, 1), self.choices)
+        return [read == self.wanted for read in got]
 
 
 #: the multiples of a one-pass edit's step that :func:`step_read_as_asked` tries after it,
@@ -489,26 +504,30 @@ class StepRead(NamedTuple):
     as_asked: bool | None
 
 
-def step_read_as_asked(render: Callable[[float], Tensor], step: float,
-                       done: Callable[[Tensor], bool] | None) -> StepRead:
-    """``render(step)``, unless ``done`` (an :class:`EditCheck`) does not accept it and
+def step_read_as_asked(render: Callable[[list[float]], Tensor], step: float,
+                       done: Callable[[Tensor], list[bool]] | None) -> StepRead:
+    """``render([step])``, unless ``done`` (an :class:`EditCheck`) does not accept it and
     accepts another step of :data:`NEAREST_STEPS`: then the first such, the nearest to
-    ``step``.
+    ``step``. ``render`` draws a batch, one image per step; ``done`` gives one verdict per
+    image.
 
     One step for every edit does not fit all: a residual trained under latent
     regularisation stops short of a new shape more often than of a new colour, and a
     style direction's fixed α carries some recolours past the asked hue (red asked to be
     yellow comes out green). An edit that reads as asked, or that no step makes read so,
-    is the plain one. Each try costs a render and a CLIP image encoding: milliseconds."""
-    image = render(step)
+    is the plain one. The plain step is drawn alone, since most edits read as asked at
+    it; the other steps in one batch, which on a CPU costs about half as much as drawing
+    them one by one (BENCHMARKS.md, session 17)."""
+    image = render([step])
     if done is None:
         return StepRead(image, step, None)
-    if done(image):
+    if done(image)[0]:
         return StepRead(image, step, True)
-    for factor in NEAREST_STEPS:
-        other = render(step * factor)
-        if done(other):
-            return StepRead(other, step * factor, True)
+    steps = [step * factor for factor in NEAREST_STEPS]
+    others = render(steps)
+    for k, accepted in enumerate(done(others)):
+        if accepted:
+            return StepRead(others[k:k + 1], steps[k], True)
     return StepRead(image, step, False)
 
 
