@@ -137,7 +137,9 @@ def test_harness_keeps_the_invariants(pack_dir: Path) -> None:
         assert 0.0 <= case["l1"] <= 1.0 and -1.0 <= case["clip_similarity"] <= 1.0
     assert abs(s["cmp"] - sum((1 - c["l1"]) * c["clip_similarity"] for c in s["cases"][:2]) / 2
                ) < 1e-3
-    assert "paint-by-word" in format_report(report)
+    seconds = sorted(c["seconds"] for c in s["cases"][:2])
+    assert seconds[0] - 1e-3 <= s["seconds_median"] <= s["seconds_p90"] <= seconds[-1] + 1e-3
+    assert "paint-by-word" in format_report(report) and "slowest tenth" in format_report(report)
 
 
 def test_an_edit_is_the_same_whichever_kinds_run(pack_dir: Path,

@@ -362,7 +362,11 @@ def summarise(results: list[CaseResult]) -> dict[str, Any]:
     out["outside_mae"] = float(np.mean([r.outside_mae for r in results]))
     out["unselected_unchanged"] = float(np.mean([r.unselected_unchanged for r in results]))
     out["outside_changed_px"] = int(sum(r.outside_changed_px for r in results))
-    out["seconds_median"] = float(np.median([r.seconds for r in results]))
+    seconds = [r.seconds for r in results]
+    out["seconds_median"] = float(np.median(seconds))
+    # the slowest tenth: a method whose fallbacks (a second pass, other steps) run on some
+    # edits only can meet a time goal at the median and miss it there
+    out["seconds_p90"] = float(np.percentile(seconds, 90))
     return out
 
 
@@ -457,7 +461,8 @@ def format_report(report: dict[str, Any]) -> str:
             multiple = "-" if s.get("ama_multiple") is None else f"{100 * s['ama_multiple']:.1f}%"
             lines.append(f"  AMA-single {100 * s['ama_single']:.1f}% (goal 60%), AMA-multiple "
                          f"{multiple}, CMP {s['cmp']:.3f}")
-        lines.append(f"  median seconds per edit: {s['seconds_median']:.2f}")
+        lines.append(f"  seconds per edit: median {s['seconds_median']:.2f}, slowest tenth "
+                     f"from {s['seconds_p90']:.2f}")
         if "independent" in s:
             ind = s["independent"]
             lines.append(f"  independently drawn scenes: judge reads {ind['originals_read_right']}"
@@ -470,10 +475,11 @@ def format_report(report: dict[str, Any]) -> str:
 
 def _comparison(report: dict[str, Any]) -> list[str]:
     """All methods side by side (the papers' Table 1 on this world): per prompt kind,
-    asked attribute reached / others kept in %, then the median time per edit."""
+    asked attribute reached / others kept in %, then the time per edit: the median and
+    the slowest tenth's shortest (p90)."""
     kinds = list(dict.fromkeys(k for s in report["methods"].values() for k in s["kinds"]))
     head = "".join(f"{k + ' reached/kept':>21}" for k in kinds)
-    lines = ["", f"{'method':<21}{'AMA-1':>7}{'AMA-2':>7}{'CMP':>7}{head}{'ms/edit':>9}"]
+    lines = ["", f"{'method':<21}{'AMA-1':>7}{'AMA-2':>7}{'CMP':>7}{head}{'ms/edit':>9}{'p90':>7}"]
     for method, s in report["methods"].items():
         cells = []
         for k in kinds:
@@ -482,5 +488,5 @@ def _comparison(report: dict[str, Any]) -> list[str]:
         amas = "".join("      -" if s.get(k) is None else f"{100 * s[k]:6.0f}%"
                        for k in ("ama_single", "ama_multiple"))
         lines.append(f"{method:<21}{amas}{s['cmp']:7.3f}{''.join(cells)}"
-                     f"{1000 * s['seconds_median']:9.0f}")
+                     f"{1000 * s['seconds_median']:9.0f}{1000 * s['seconds_p90']:7.0f}")
     return lines
