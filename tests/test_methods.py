@@ -23,7 +23,6 @@ from engine.methods.guidance import (
     EditCheck,
     anchor_caption,
     anchored_prompt,
-    clip_read,
     clip_reads,
     described_change,
     named_values,
@@ -335,7 +334,7 @@ def test_project_edit_goes_through_the_encoder(registry: PackRegistry) -> None:
 def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
     clip = registry.get("tiny").get("clip")
     image = torch.rand(1, 3, 32, 32) * 2 - 1
-    read = clip_read(clip, image, {"size": ["small", "large"], "shape": ["circle", "star"]})
+    read = region_reader(clip, image)({"size": ["small", "large"], "shape": ["circle", "star"]})
     assert list(read) == ["size", "shape"]
     assert read["size"] in ("small", "large") and read["shape"] in ("circle", "star")
     texts = ["a small circle", "a small star", "a large circle", "a large star"]
@@ -345,7 +344,7 @@ def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
     # a batch is read image by image, as each alone
     batch = torch.cat([image, -image, image.flip(-1)])
     choices = {"size": ["small", "large"], "shape": ["circle", "star"]}
-    assert clip_reads(clip, batch, choices) == [clip_read(clip, one[None], choices)
+    assert clip_reads(clip, batch, choices) == [region_reader(clip, one[None])(choices)
                                                 for one in batch]
     # a method's reader encodes its region once, however many reads it makes
     encoded: list[torch.Tensor] = []
@@ -464,7 +463,7 @@ def test_one_pass_methods_ask_recolours_for_the_colour_paste(registry: PackRegis
     read = region_reader(clip, region)
     assert advise_paste("make it red", pack, read) == "delta"  # names no outline
     assert advise_paste("make it red", pack, read, recolour="colour") == "colour"
-    shape = clip_read(clip, region, {"shape": list(world_vocab()["shape"])})["shape"]
+    shape = region_reader(clip, region)({"shape": list(world_vocab()["shape"])})["shape"]
     other = next(s for s in world_vocab()["shape"] if s != shape)
     assert advise_paste(f"a red {other}", pack, read, recolour="colour") == "render"
 

@@ -201,10 +201,13 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
         return torch.tensor(steps, dtype=inv.w.dtype, device=inv.w.device)[:, None, None]
 
     @torch.no_grad()
+    def draw(w: Tensor, blend: float | Tensor) -> Tensor:
+        """The renders of W+ ``w`` (a batch) inside the selection, the remapper at ``blend``."""
+        return gen.synthesis_from_styles(styles_at(blend)(w), noise="fixed", style_mix=mix)
+
     def render(steps: list[float]) -> Tensor:
         s = steps_of(steps)  # one W+ and one remapper blend for each step: [B, 1, 1]
-        return gen.synthesis_from_styles(styles_at(s[:, 0])(inv.w + s * delta),
-                                         noise="fixed", style_mix=mix)
+        return draw(inv.w + s * delta, s[:, 0])
 
     edited, s, as_asked = step_read_as_asked(render, strength * gain, done)
     w_edit, used = inv.w + s * delta, 1
@@ -217,11 +220,9 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
         with torch.no_grad():
             w_render, delta = adapter_residual(enc, nets.adapter, edited, target[None])
 
-        @torch.no_grad()
         def render_again(steps: list[float], w_render: Tensor = w_render,
                          delta: Tensor = delta) -> Tensor:
-            return gen.synthesis_from_styles(styles_at(s)(w_render + steps_of(steps) * delta),
-                                             noise="fixed", style_mix=mix)
+            return draw(w_render + steps_of(steps) * delta, s)  # the first pass's blend
 
         edited, t, as_asked = step_read_as_asked(render_again, strength * gain, done)
         w_edit, used = w_render + t * delta, used + 1

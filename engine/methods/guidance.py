@@ -31,7 +31,6 @@ __all__ = [
     "anchored_prompt",
     "auto_step_param",
     "clip_loss",
-    "clip_read",
     "clip_reads",
     "clip_target",
     "described_change",
@@ -401,11 +400,6 @@ def clip_reads(clip: Any, images: Tensor, choices: dict[str, list[str]]) -> list
     """One read of each image of the batch ``images`` (as :func:`region_reader` reads one),
     the batch encoded at once."""
     return _best_combinations(clip, clip.encode_image(images, differentiable=False), choices)
-
-
-def clip_read(clip: Any, image: Tensor, choices: dict[str, list[str]]) -> dict[str, str]:
-    """One read of ``image`` (:func:`region_reader`)."""
-    return clip_reads(clip, image[:1], choices)[0]
 
 
 def region_captions(prompt: str, pack: Any, read: ReadFn) -> tuple[str, str] | None:
