@@ -25,6 +25,7 @@ from engine.methods.guidance import (
     anchored_prompt,
     clip_reads,
     described_change,
+    ladder_batch,
     named_values,
     paste_advice,
     project_edit,
@@ -33,7 +34,8 @@ from engine.methods.guidance import (
     wants_projection,
 )
 from engine.models.clipinverter import GAIN_KEY
-from engine.packs import PackRegistry
+from engine.models.stylegan2 import Generator
+from engine.packs import REPO_PACKS, PackRegistry
 from engine.runner import EditRunner
 from engine.training.clipinverter import GAIN_GRID
 from engine.training.data import vocab as world_vocab
@@ -532,6 +534,26 @@ def test_step_read_as_asked_tries_the_nearest_steps_first() -> None:
     assert sorted(NEAREST_STEPS, key=lambda f: abs(math.log(f))) == list(NEAREST_STEPS)
     rendered.clear()
     assert step_read_as_asked(render, 2.0, None)[1:] == (2.0, None) and rendered == [[2.0]]
+    # in batches of two: the same choices, and the ladder stops at the batch that has one
+    rendered.clear()
+    image, step, as_asked = step_read_as_asked(render, 2.0, accepts(1.0, 6.0), batch=2)
+    assert (float(image), step, as_asked) == (1.0, 1.0, True) and image.shape == (1, 1)
+    assert rendered == [[2.0], others[:2], others[2:4]]
+    rendered.clear()
+    assert step_read_as_asked(render, 2.0, accepts(0.1), batch=2)[1:] == (2.0, False)
+    assert rendered == [[2.0], others[:2], others[2:4], others[4:]]
+
+
+def test_ladder_batch_follows_the_generators_cost_on_a_cpu() -> None:
+    """The demo pack's ladder in one batch on a CPU, a full-size generator's one image at a
+    time (slower per image batched, and several GB more); a GPU batches every size."""
+    demo = PackRegistry([REPO_PACKS]).get("demo").get("generator").synthesis_macs()
+    full = Generator(1024, 512, 8, channel_multiplier=2).synthesis_macs()
+    assert demo < 10**9 < 10**11 < full
+    assert ladder_batch(demo, "cpu") == len(NEAREST_STEPS)
+    assert ladder_batch(full, "cpu") == 1
+    assert ladder_batch(full, torch.device("cuda")) == len(NEAREST_STEPS)
+    assert ladder_batch(0, "cpu") == len(NEAREST_STEPS)
 
 
 def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,

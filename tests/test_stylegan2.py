@@ -477,3 +477,14 @@ def test_ada_refuses_other_generators(tmp_path: Path) -> None:
     torch.save({"g_ema": {}}, path)
     with pytest.raises(AdaPickleError, match="load_rosinality"):
         load_stylegan2_ada(path)
+
+
+def test_synthesis_macs_counts_every_modulated_convolution() -> None:
+    """By hand for an 8-px generator with widths 4 and 2: conv1 4->4 3x3 at 4x4, to_rgb1
+    4->3 1x1 at 4x4, the upsampling conv 4->2 3x3 at 8x8, the conv 2->2 3x3 at 8x8 and
+    to_rgbs.0 2->3 1x1 at 8x8."""
+    g = Generator(8, style_dim=8, n_mlp=1, channels={4: 4, 8: 2})
+    by_hand = (4 * 4 * 9 * 16) + (3 * 4 * 16) + (2 * 4 * 9 * 64) + (2 * 2 * 9 * 64) + (3 * 2 * 64)
+    assert g.synthesis_macs() == by_hand == 9792
+    # the 1024 x 1024 FFHQ generator (guidance.ladder_batch draws it one image at a time)
+    assert 1.3e11 < Generator(1024, 512, 8, channel_multiplier=2).synthesis_macs() < 1.5e11

@@ -30,6 +30,7 @@ from .guidance import (
     ReadFn,
     advise_paste,
     auto_step_param,
+    ladder_batch,
     step_read_as_asked,
     unnamed_directions,
 )
@@ -141,6 +142,7 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     def render(alphas: list[float]) -> Tensor:
         return apply_direction(gen, inv.styles, mask, directions, weights, alphas)
 
-    image, alpha, as_asked = step_read_as_asked(render, step, done)
+    batch = ladder_batch(gen.synthesis_macs(), inputs.device)
+    image, alpha, as_asked = step_read_as_asked(render, step, done, batch)
     return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep),
                          as_asked)

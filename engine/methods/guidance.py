@@ -38,6 +38,7 @@ __all__ = [
     "invert_region",
     "keep_unnamed_param",
     "keeps_background",
+    "ladder_batch",
     "named_values",
     "optimised_output",
     "pack_synonyms",
@@ -488,6 +489,26 @@ class EditCheck:
 #: nearest first
 NEAREST_STEPS = (0.75, 1.5, 0.5, 2.0, 3.0)
 
+#: multiply-accumulates a CPU draws in one batch of the ladder: all its steps for the demo
+#: pack (2e8 an image), one image at a time for full-size generators (5.5e10 and more)
+CPU_BATCH_MACS = 10**10
+
+
+def ladder_batch(macs: int, device: torch.device | str) -> int:
+    """How many of :data:`NEAREST_STEPS` one call of a ladder's ``render`` may draw, for a
+    generator whose one image costs ``macs`` (:meth:`Generator.synthesis_macs`), on
+    ``device``.
+
+    On a CPU a batch spares each render's fixed cost, which counts for small generators
+    (five demo-pack renders at once take 0.67 of their time one by one), but not for
+    large ones, whose batched convolutions run slower per image (five 1024 x 1024 renders
+    take 1.45 of their time one by one and hold 4.9 GB instead of 1.7; BENCHMARKS.md,
+    session 19). Drawn one by one, the ladder also stops at the first step that reads as
+    asked. A GPU draws the whole ladder at once."""
+    if torch.device(device).type != "cpu":
+        return len(NEAREST_STEPS)
+    return max(1, min(len(NEAREST_STEPS), CPU_BATCH_MACS // max(1, macs)))
+
 
 class StepRead(NamedTuple):
     """What :func:`step_read_as_asked` chose: the render, its step, and whether the check
@@ -499,29 +520,33 @@ class StepRead(NamedTuple):
 
 
 def step_read_as_asked(render: Callable[[list[float]], Tensor], step: float,
-                       done: Callable[[Tensor], list[bool]] | None) -> StepRead:
+                       done: Callable[[Tensor], list[bool]] | None,
+                       batch: int = len(NEAREST_STEPS)) -> StepRead:
     """``render([step])``, unless ``done`` (an :class:`EditCheck`) does not accept it and
     accepts another step of :data:`NEAREST_STEPS`: then the first such, the nearest to
-    ``step``. ``render`` draws a batch, one image per step; ``done`` gives one verdict per
-    image.
+    ``step``. ``render`` draws a batch, one image per step, of at most ``batch`` steps
+    (:func:`ladder_batch`); ``done`` gives one verdict per image.
 
     One step for every edit does not fit all: a residual trained under latent
     regularisation stops short of a new shape more often than of a new colour, and a
     style direction's fixed α carries some recolours past the asked hue (red asked to be
     yellow comes out green). An edit that reads as asked, or that no step makes read so,
     is the plain one. The plain step is drawn alone, since most edits read as asked at
-    it; the other steps in one batch, which on a CPU costs about half as much as drawing
-    them one by one (BENCHMARKS.md, session 17)."""
+    it; the other steps in batches of ``batch``: for the demo pack on a CPU one batch of
+    all five costs about 0.6 of drawing them one by one (BENCHMARKS.md, session 17). A
+    batch stops the ladder only once all its images are drawn."""
     image = render([step])
     if done is None:
         return StepRead(image, step, None)
     if done(image)[0]:
         return StepRead(image, step, True)
     steps = [step * factor for factor in NEAREST_STEPS]
-    others = render(steps)
-    for k, accepted in enumerate(done(others)):
-        if accepted:
-            return StepRead(others[k:k + 1], steps[k], True)
+    for first in range(0, len(steps), max(1, batch)):
+        chunk = steps[first:first + max(1, batch)]
+        others = render(chunk)
+        for k, accepted in enumerate(done(others)):
+            if accepted:
+                return StepRead(others[k:k + 1], chunk[k], True)
     return StepRead(image, step, False)
 
 
