@@ -10,8 +10,8 @@
 The Krita plugin goes into Krita's user plugin folder (``pykrita``) with ``protocol/`` and
 pyzmq + msgpack built for Krita's own Python vendored next to it, is enabled in
 ``kritarc``, and is told how to start this engine. The GIMP 3 plug-in goes into GIMP's
-``plug-ins/wordbrush/`` folder the same way. The remote-engine options come with their
-issue.
+``plug-ins/wordbrush/`` folder the same way. ``--endpoint``, ``--server-key`` and
+``--client-key`` point both at a remote engine instead (``--help``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import sys
 import venv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -162,6 +163,16 @@ def engine_command() -> list[str]:
     return [str(exe), "serve"]
 
 
+def plugin_settings(kept: dict[str, Any], remote: dict[str, str] | None) -> dict[str, Any]:
+    """A plug-in's ``wordbrush.json``: what the user had, the command that starts this
+    checkout's engine, and a remote engine's endpoint and keys (which switch starting a
+    local engine off)."""
+    settings = {**kept, "engine_command": engine_command(), **(remote or {})}
+    if remote and remote.get("endpoint"):
+        settings["autostart"] = False
+    return settings
+
+
 def vendor_into(vendor: Path, python: str, platform_tag: str) -> None:
     """``protocol/`` plus pyzmq and msgpack wheels built for an editor's own Python."""
     shutil.copytree(ROOT / "protocol", vendor / "protocol", dirs_exist_ok=True,
@@ -187,11 +198,7 @@ def install_krita(target: KritaInstall, remote: dict[str, str] | None = None) ->
     shutil.copytree(KRITA_PLUGIN / "wordbrush", package,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "vendor"))
     vendor_into(package / "vendor", target.python, target.platform_tag)
-    settings = json.loads(kept) if kept else {}
-    settings["engine_command"] = engine_command()
-    settings.update(remote or {})
-    if remote and remote.get("endpoint"):
-        settings["autostart"] = False
+    settings = plugin_settings(json.loads(kept) if kept else {}, remote)
     settings_file.write_text(json.dumps(settings, indent=2) + "\n")
     enable_in_kritarc(target.kritarc)
     print(f"Krita plugin installed in {package} (Krita's Python {target.python})")
@@ -265,8 +272,7 @@ def install_gimp(target: GimpInstall, remote: dict[str, str] | None = None) -> P
     shutil.copytree(GIMP_PLUGIN, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (folder / "wordbrush.py").chmod(0o755)
     vendor_into(folder / "vendor", target.python, target.platform_tag)
-    kept.update(remote or {})
-    settings_file.write_text(json.dumps(kept, indent=2) + "\n")
+    settings_file.write_text(json.dumps(plugin_settings(kept, remote), indent=2) + "\n")
     print(f"GIMP plug-in installed in {folder} (GIMP's Python {target.python})")
     return folder
 

@@ -3,6 +3,7 @@ process with the test-only method. Real GIMP runs the same code through wordbrus
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from array import array
 from pathlib import Path
@@ -15,8 +16,9 @@ sys.path.insert(0, str(REPO / "plugins" / "gimp" / "wordbrush"))
 
 from wordbrush_core import EditOptions, PluginError, edit_selection  # noqa: E402
 
+from protocol.launch import launch_detached  # noqa: E402
 from protocol.regions import Box  # noqa: E402
-from tests.support.engine import EngineProcess  # noqa: E402
+from tests.support.engine import EngineProcess, write_test_pack  # noqa: E402
 
 W, H = 200, 150
 
@@ -154,6 +156,69 @@ def test_not_rgb_and_unreachable(engine: EngineProcess, tmp_path: Path) -> None:
     with pytest.raises(PluginError, match="no wordbrush engine answers"):
         edit_selection(image, _options(engine, endpoint=f"ipc://{tmp_path}/none.sock"))
     assert image.added == []
+
+
+def test_a_local_engine_is_started_where_none_answers(tmp_path: Path) -> None:
+    """As Krita does: the command install.py wrote, started detached, waited for with
+    progress; the next edit finds it running."""
+    endpoint = f"ipc://{tmp_path}/started.sock"
+    packs = write_test_pack(tmp_path / "packs")
+    command = [sys.executable, "-m", "engine", "serve", "--endpoint", endpoint, "--device",
+               "cpu", "--pack-dir", str(packs), "--extra-methods", "tests.support.fake_methods"]
+    started: list = []
+
+    def launcher(cmd: list[str], log: Path) -> subprocess.Popen:
+        started.append((cmd, log, launch_detached(cmd, log)))
+        return started[-1][2]
+
+    options = EditOptions("a green star", method="test-invert", endpoint=endpoint,
+                          pack="test-pack", seed=1, engine_command=command)
+    try:
+        image = FakeImage()
+        assert edit_selection(image, options, launcher=launcher).startswith("added 1 layer")
+        assert [(cmd, log.name) for cmd, log, _ in started] == [
+            (command, "wordbrush-gimp-engine.log")]
+        assert image.progress_calls[0][1].startswith("starting the local engine")
+        again = FakeImage()
+        edit_selection(again, options, launcher=launcher)
+        assert len(started) == 1 and again.added  # the engine kept serving
+        assert not [t for _, t in again.progress_calls if t.startswith("starting")]
+    finally:
+        for _, _, proc in started:
+            proc.terminate()
+            proc.wait(15)
+
+
+def test_when_no_engine_is_started(tmp_path: Path) -> None:
+    """Nothing configured, autostart off, a remote endpoint, or an engine that dies at
+    start-up: a sentence each, and nothing added."""
+    none = f"ipc://{tmp_path}/none.sock"
+    launched: list = []
+
+    def launcher(cmd: list[str], log: Path) -> subprocess.Popen:
+        launched.append(cmd)
+        return subprocess.Popen(cmd)
+
+    image = FakeImage()
+    for options, message in (
+            (EditOptions("x", endpoint=none), "none is configured to start: run `python3 "
+                                              "install.py`"),
+            (EditOptions("x", endpoint=none, engine_command=["wordbrush", "serve"],
+                         autostart=False), r"Start one with `wordbrush serve`"),
+            (EditOptions("x", endpoint="tcp://192.0.2.1:47615", timeout_s=1,
+                         engine_command=["wordbrush", "serve"]), "Start one with"),
+            (EditOptions("x", endpoint=none,
+                         engine_command=[sys.executable, "-c", "raise SystemExit(3)"]),
+             "exited at start-up .see .*wordbrush-gimp-engine.log"),
+            (EditOptions("x", endpoint=none, engine_command=[str(tmp_path / "missing")]),
+             "could not start the engine")):
+        with pytest.raises(PluginError, match=message):
+            edit_selection(image, options, launcher=launcher)
+    assert launched == [[sys.executable, "-c", "raise SystemExit(3)"],
+                        [str(tmp_path / "missing")]] and image.added == []
+    settings = {"engine_command": ["/v/bin/wordbrush", "serve"], "autostart": False}
+    filled = EditOptions("x").with_settings(settings)
+    assert filled.engine_command == ["/v/bin/wordbrush", "serve"] and not filled.autostart
 
 
 def test_plugin_file_is_executable_and_named_like_its_folder() -> None:

@@ -3,6 +3,7 @@ for the editors' own Pythons (network: the package registry only)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,9 @@ def test_gimp_plugin_installs_executable_with_cp313_wheels(home: Path) -> None:
     assert list((folder / "vendor" / "msgpack").glob("*cpython-313-x86_64-linux-gnu.so"))
     tags = "".join(p.read_text() for p in (folder / "vendor").glob("pyzmq-*/WHEEL"))
     assert "abi3" in tags or "cp313" in tags
+    # told how to start this checkout's engine, as the Krita plugin is
+    settings = json.loads((folder / "wordbrush.json").read_text())
+    assert settings["engine_command"] == install.engine_command()
 
 
 def test_remote_settings_and_uninstall(home: Path, tmp_path: Path, monkeypatch) -> None:
@@ -86,6 +90,9 @@ def test_remote_settings_and_uninstall(home: Path, tmp_path: Path, monkeypatch) 
     package = install.install_krita(target, remote)
     settings = (package / "wordbrush.json").read_text()
     assert "tcp://box:47615" in settings and '"autostart": false' in settings
+    gimp = install.install_gimp(install.GimpInstall(
+        "linux", home / ".config/GIMP/3.0/plug-ins", "3.13", "manylinux_2_28_x86_64"), remote)
+    assert json.loads((gimp / "wordbrush.json").read_text())["autostart"] is False
     # --uninstall removes the plugins and the kritarc entry, and nothing else
     monkeypatch.setattr(install, "krita_installs", lambda: [target])
     monkeypatch.setattr(install, "gimp_installs", lambda: [install.GimpInstall(

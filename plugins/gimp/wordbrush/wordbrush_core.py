@@ -26,8 +26,9 @@ from protocol.errors import (
     VersionMismatch,
     WordbrushError,
 )
-from protocol.events import Progress
+from protocol.events import Progress, Welcome
 from protocol.framing import Buffer
+from protocol.launch import ENGINE_START_S, engine_log, launch_detached
 from protocol.messages import EditRequest, parse_assignments
 from protocol.regions import Box, Framing, context_box
 
@@ -65,6 +66,8 @@ class EditOptions:
     timeout_s: float = 60.0
     server_key: str = ""  # remote engine: its public key file (CURVE)
     client_key: str = ""  # remote engine: this machine's secret key file
+    engine_command: list[str] = field(default_factory=list)  # written by install.py
+    autostart: bool = True  # start a local engine when none answers
 
     def with_settings(self, settings: dict[str, Any]) -> EditOptions:
         """Fill what the procedure's arguments left empty from ``wordbrush.json``."""
@@ -72,6 +75,12 @@ class EditOptions:
         for key in ("endpoint", "server_key", "client_key"):
             if not filled[key] and isinstance(settings.get(key), str):
                 filled[key] = settings[key]
+        command = settings.get("engine_command")
+        if not filled["engine_command"] and isinstance(command, list) \
+                and all(isinstance(part, str) for part in command):
+            filled["engine_command"] = list(command)
+        if isinstance(settings.get("autostart"), bool):
+            filled["autostart"] = settings["autostart"]
         return EditOptions(**filled)
 
 
@@ -105,8 +114,60 @@ def babl_format(precision: str) -> tuple[str, str]:
         raise PluginError(f"unsupported image precision {precision!r}") from None
 
 
+def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: EditOptions,
+             host: GimpHost, launcher: Callable[[list[str], Path], Any]
+             ) -> tuple[EngineClient, Welcome]:
+    """A connected client and the engine's welcome; where no engine answers at a local
+    endpoint, the one ``install.py`` configured is started and waited for, with progress."""
+    client = open_client()
+    try:
+        return client, _hello(client)
+    except (EngineUnavailable, Timeout):
+        client.close()
+    if not (options.autostart and endpoints.is_local(endpoint)):
+        raise PluginError(f"no wordbrush engine answers at {endpoint}. Start one with "
+                          "`wordbrush serve` (or check the endpoint)")
+    if not options.engine_command:
+        raise PluginError(f"no wordbrush engine answers at {endpoint} and none is configured "
+                          "to start: run `python3 install.py` in the wordbrush folder, or "
+                          "start `wordbrush serve` yourself")
+    log = engine_log("gimp")
+    try:
+        proc = launcher(list(options.engine_command), log)
+    except OSError as exc:
+        raise PluginError(f"could not start the engine ({exc}); start `wordbrush serve` "
+                          "yourself") from None
+    started = time.monotonic()
+    while True:
+        waited = time.monotonic() - started
+        host.progress(0.0, f"starting the local engine (it loads its models)… {waited:.0f} s")
+        if proc.poll() is not None:
+            raise PluginError(f"the local engine exited at start-up (see {log})")
+        client = open_client()
+        try:
+            return client, _hello(client)
+        except (EngineUnavailable, Timeout):
+            client.close()
+        if time.monotonic() - started > ENGINE_START_S:
+            raise PluginError(f"the local engine did not answer within {ENGINE_START_S:.0f} s "
+                              f"(see {log})")
+
+
+def _hello(client: EngineClient) -> Welcome:
+    """``client.connect()``, its refusals as sentences; no answer is left to the caller."""
+    try:
+        return client.connect()
+    except VersionMismatch as exc:
+        client.close()
+        raise PluginError(f"the engine speaks another protocol version: {exc}") from None
+    except AuthFailed as exc:
+        client.close()
+        raise PluginError(f"the engine refused this machine's key: {exc}") from None
+
+
 def edit_selection(host: GimpHost, options: EditOptions,
-                   client_factory: Callable[..., EngineClient] = EngineClient) -> str:
+                   client_factory: Callable[..., EngineClient] = EngineClient,
+                   launcher: Callable[[list[str], Path], Any] = launch_detached) -> str:
     """Run one edit; returns the sentence for the status. Raises PluginError."""
     if not options.prompt.strip():
         raise PluginError("type a description of what the selection should become")
@@ -120,19 +181,13 @@ def edit_selection(host: GimpHost, options: EditOptions,
             curve = CurveKeys.from_files(options.server_key, options.client_key)
         except (OSError, ValueError, WordbrushError) as exc:
             raise PluginError(f"cannot use the engine's key files: {exc}") from None
-    client = client_factory(endpoint, curve=curve, connect_timeout=3.0,
-                            progress_timeout=options.timeout_s, client_name="wordbrush-gimp")
+
+    def open_client() -> EngineClient:
+        return client_factory(endpoint, curve=curve, connect_timeout=3.0,
+                              progress_timeout=options.timeout_s, client_name="wordbrush-gimp")
+
+    client, welcome = _connect(open_client, endpoint, options, host, launcher)
     try:
-        try:
-            welcome = client.connect()
-        except VersionMismatch as exc:
-            raise PluginError(f"the engine speaks another protocol version: {exc}") from None
-        except AuthFailed as exc:
-            raise PluginError(f"the engine refused this machine's key: {exc}") from None
-        except (EngineUnavailable, Timeout):
-            raise PluginError(
-                f"no wordbrush engine answers at {endpoint}. Start one with "
-                "`wordbrush serve` (or check the endpoint)") from None
         pack = welcome.pack(options.pack or welcome.default_pack or "")
         drawable = host.drawable_box()
         selection = host.selection_box()

@@ -10,9 +10,6 @@ pending event, and runs after every send), and a slow ``QTimer`` calls :meth:`Co
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ from protocol.errors import (
 )
 from protocol.events import Cancelled, EngineError, Progress, Result, Welcome
 from protocol.framing import Buffer
+from protocol.launch import ENGINE_START_S, engine_log, launch_detached
 from protocol.messages import EditRequest
 
 from .document import KritaDocument, Region
@@ -39,8 +37,6 @@ from .pixels import UnsupportedImage
 from .settings import Settings
 
 __all__ = ["Controller", "EngineState", "Observer", "RunOptions"]
-
-ENGINE_START_S = 90.0
 
 
 class EngineState(Enum):
@@ -88,7 +84,7 @@ class Controller:
         self.observer = observer
         self.settings = settings
         self._client_factory = client_factory
-        self._launcher = launcher or _launch
+        self._launcher = launcher or launch_detached
         self.client: EngineClient | None = None
         self.welcome: Welcome | None = None
         self.state = EngineState.DISCONNECTED
@@ -162,7 +158,7 @@ class Controller:
                             "`python3 install.py` in the wordbrush folder, or start "
                             "`wordbrush serve` yourself")
             return True
-        log = Path(tempfile.gettempdir()) / "wordbrush-krita-engine.log"
+        log = engine_log("krita")
         try:
             self._engine_proc = self._launcher(list(self.settings.engine_command), log)
         except OSError as exc:
@@ -283,7 +279,7 @@ class Controller:
             if self._engine_proc is not None and self._engine_proc.poll() is not None:
                 self._starting_since = None
                 self._set_state(EngineState.UNREACHABLE, "the local engine exited at start-up "
-                                "(see wordbrush-krita-engine.log in the temp folder)")
+                                f"(see {engine_log('krita')})")
                 return
             self.connect()
             return
@@ -327,15 +323,3 @@ class Controller:
             text += f" (warning: {warnings})"
         self.observer.on_progress(1.0, "done")
         self._finish(text, error=False)
-
-
-def _launch(command: list[str], log: Path) -> subprocess.Popen:
-    """Start the engine detached from Krita (it keeps serving other clients)."""
-    log_file = open(log, "ab")  # noqa: SIM115 - handed to the child process
-    kwargs: dict[str, Any] = {"stdout": log_file, "stderr": subprocess.STDOUT,
-                              "stdin": subprocess.DEVNULL}
-    if sys.platform == "win32":
-        kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | NEW_PROCESS_GROUP
-    else:
-        kwargs["start_new_session"] = True
-    return subprocess.Popen(command, **kwargs)

@@ -1,0 +1,43 @@
+"""Starting a local engine for an editor: ``wordbrush serve`` detached from the editor.
+
+Both plug-ins start the engine the same way when none answers at a local endpoint and
+``install.py`` told them how (``engine_command`` in their ``wordbrush.json``). The engine
+outlives the editor's call: it keeps its models loaded for the next edit and serves other
+clients; ``wordbrush serve`` stops it on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENGINE_START_S", "engine_log", "launch_detached"]
+
+#: how long an editor waits for a local engine it started to answer (the first start loads
+#: torch and the pack's models)
+ENGINE_START_S = 90.0
+
+
+def engine_log(editor: str) -> Path:
+    """Where the engine an editor starts writes its output, e.g. for ``"gimp"``
+    ``<temp>/wordbrush-gimp-engine.log``."""
+    return Path(tempfile.gettempdir()) / f"wordbrush-{editor}-engine.log"
+
+
+def launch_detached(command: list[str], log: Path) -> subprocess.Popen:
+    """Start ``command`` in its own session (process group on Windows), its output
+    appended to ``log``, so that it outlives the editor's process and keeps serving."""
+    log_file = open(log, "ab")  # noqa: SIM115 - handed to the child process
+    kwargs: dict[str, Any] = {"stdout": log_file, "stderr": subprocess.STDOUT,
+                              "stdin": subprocess.DEVNULL}
+    if sys.platform == "win32":
+        kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | NEW_PROCESS_GROUP
+    else:
+        kwargs["start_new_session"] = True
+    try:
+        return subprocess.Popen(command, **kwargs)
+    finally:
+        log_file.close()  # the child holds its own copy
