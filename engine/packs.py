@@ -176,7 +176,11 @@ class LoadedPack:
     manifest: Manifest
     device: Any = "cpu"
     _cache: dict[str, Any] = field(default_factory=dict)
+    #: guards the dictionaries only, never held while anything loads: the engine's I/O
+    #: thread reads :meth:`loaded` for every ``hello`` and ``status``
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: one component loads at a time (a second ``get`` of it waits, then finds it)
+    _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _derived: dict[str, Any] = field(default_factory=dict)
 
     def derived(self, key: str, build: Callable[[], Any]) -> Any:
@@ -210,6 +214,10 @@ class LoadedPack:
         with self._lock:
             if component in self._cache:
                 return self._cache[component]
+        with self._load_lock:
+            with self._lock:
+                if component in self._cache:  # loaded while this call waited
+                    return self._cache[component]
             if not self.has(component):
                 raise PackError(f"pack {self.name!r} has no {component!r}")
             from . import loaders  # registers the built-in component loaders
@@ -228,7 +236,8 @@ class LoadedPack:
                 raise PackError(
                     f"pack {self.name!r}: could not load the {component} from {path}: {exc}"
                 ) from None
-            self._cache[component] = value
+            with self._lock:
+                self._cache[component] = value
             return value
 
     def loaded(self) -> list[str]:

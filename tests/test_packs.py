@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,36 @@ def test_components_load_strictly_and_lazily(tiny_pack: Path) -> None:
     assert emb.shape == (1, 32)
     assert pack.get("generator") is g  # stays loaded
     assert pack.framing.to_dict()["kind"] == "box"
+
+
+def test_a_loading_component_does_not_block_the_pack_listing(tiny_pack: Path,
+                                                             monkeypatch) -> None:
+    """The engine's I/O thread lists loaded components for every hello and status while
+    the worker may be loading one for seconds."""
+    from engine import packs
+
+    loading, release = threading.Event(), threading.Event()
+
+    def slow(manifest: Manifest, device: object) -> str:
+        loading.set()
+        assert release.wait(10)
+        return "loaded"
+
+    monkeypatch.setitem(packs._loaders, "generator", slow)
+    pack = LoadedPack(Manifest.read(tiny_pack))
+    worker = threading.Thread(target=pack.get, args=("generator",))
+    worker.start()
+    assert loading.wait(10)
+    listed: list = []
+    reader = threading.Thread(target=lambda: listed.append(pack.loaded()))
+    reader.start()
+    reader.join(2)
+    released_late = reader.is_alive()
+    release.set()
+    worker.join(10)
+    reader.join(10)
+    assert not released_late and listed == [[]]
+    assert pack.loaded() == ["generator"] and pack.get("generator") == "loaded"
 
 
 def test_registry_describes_packs_and_methods(tiny_pack: Path) -> None:
