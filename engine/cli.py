@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,12 +86,16 @@ def engine_for_call(endpoint: str | None, extra_args: Sequence[str] = (),
     client = EngineClient(target, connect_timeout=1.0)
     try:
         client.connect()
-        yield client, "running engine"
-        return
     except EngineUnavailable:
         client.close()
         if endpoint is not None:
             raise
+    else:
+        # the engine goes away mid-call: that error is the caller's, not a reason to start
+        # another engine; `bye` on every way out, so the engine frees this call's rings
+        with contextlib.closing(client):
+            yield client, "running engine"
+        return
     # no engine: start one for this call on a private socket
     with private_engine(extra_args, start_timeout) as (client, _):
         yield client, "engine started for this call"
@@ -134,6 +139,8 @@ def private_engine(extra_args: Sequence[str] = (),
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _progress_bar(desc: str) -> Any:

@@ -130,3 +130,36 @@ def test_info_without_engine_fails_clearly(tmp_path: Path,
 def test_serve_refuses_public_tcp_without_curve(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--endpoint", "tcp://0.0.0.0:47999", "--device", "cpu"]) != 0
     assert "without encryption" in capsys.readouterr().err
+
+
+def test_an_engine_lost_mid_call_is_its_error_not_a_second_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running engine goes away during `wordbrush edit`: the error reaches the user,
+    no private engine is started, and the client says `bye` on every way out."""
+    from engine import cli
+    from protocol import client as client_module
+    from protocol.errors import EngineUnavailable
+
+    closed: list[bool] = []
+
+    class Client:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def connect(self) -> None:
+            return None
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def no_private_engine(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a second engine was started")
+
+    monkeypatch.setattr(client_module, "EngineClient", Client)
+    monkeypatch.setattr(cli, "private_engine", no_private_engine)
+    with pytest.raises(EngineUnavailable, match="lost"), cli.engine_for_call(None) as (_, where):
+        assert where == "running engine"
+        raise EngineUnavailable("lost the connection to the engine")
+    with cli.engine_for_call(None):
+        pass
+    assert closed == [True, True]
