@@ -166,6 +166,9 @@ class EditRunner:
             params = validate_params(specs, request.params)
         except InvalidRequest as exc:
             raise WordbrushError(f"{cls.id}: {exc}", code=ErrorCode.INVALID_PARAMS) from None
+        if request.mask is not None and not np.frombuffer(request.mask.data, np.uint8).any():
+            raise InvalidRequest("the selection is empty: select the region to edit, or send "
+                                 "no mask to edit the whole layer")
         seed = request.seed if request.seed is not None else secrets.randbits(31)
         return JobPlan(method=cls.id, pack=pack.name, params=params, seed=seed)
 
@@ -209,23 +212,27 @@ class EditRunner:
             pack.get(component)
             job.cancel.check()
 
-        layer = imaging.decode_pixels(request.layer.data, request.layer.width,
-                                      request.layer.height, request.layer.format)
-        mask = None
-        if request.mask is not None:
-            mask = imaging.decode_pixels(request.mask.data, request.mask.width,
-                                         request.mask.height, "a8")
-        framed = imaging.frame_region(layer, mask, framing=pack.framing,
-                                      resolution=pack.resolution,
-                                      transfer=request.layer.transfer, offset=request.offset,
-                                      fmt=request.layer.format)
-        reference = None
-        if request.reference is not None:
-            ref = request.reference
-            ref_pixels = imaging.decode_pixels(ref.data, ref.width, ref.height, ref.format)
-            reference = imaging.frame_region(ref_pixels, None, framing=pack.framing,
-                                             resolution=pack.resolution, transfer=ref.transfer,
-                                             fmt=ref.format).image.to(self.device)
+        try:  # what the request's pixels cannot give is the request's error, not the method's
+            layer = imaging.decode_pixels(request.layer.data, request.layer.width,
+                                          request.layer.height, request.layer.format)
+            mask = None
+            if request.mask is not None:
+                mask = imaging.decode_pixels(request.mask.data, request.mask.width,
+                                             request.mask.height, "a8")
+            framed = imaging.frame_region(layer, mask, framing=pack.framing,
+                                          resolution=pack.resolution,
+                                          transfer=request.layer.transfer,
+                                          offset=request.offset, fmt=request.layer.format)
+            reference = None
+            if request.reference is not None:
+                ref = request.reference
+                ref_pixels = imaging.decode_pixels(ref.data, ref.width, ref.height, ref.format)
+                reference = imaging.frame_region(ref_pixels, None, framing=pack.framing,
+                                                 resolution=pack.resolution,
+                                                 transfer=ref.transfer,
+                                                 fmt=ref.format).image.to(self.device)
+        except imaging.RegionError as exc:
+            raise InvalidRequest(str(exc)) from None
 
         variations = request.variations
         patches: list[Buffer] = []

@@ -400,6 +400,9 @@ def test_svm_direction_contrasts_the_region_when_asked() -> None:
     corpus = np.concatenate([g + 0.1 * rng.standard_normal((30, 4)) for g in groups])
     corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
     paper = svm_direction(corpus, e[0], k=30, seed=1)
+    # any seed a request may carry (up to 2**63 - 1), though scikit-learn takes < 2**32
+    assert np.allclose(svm_direction(corpus, e[0], k=30, seed=2**63 - 1),
+                       svm_direction(corpus, e[0], k=30, seed=2**63 - 1))
     contrast = svm_direction(corpus, e[0], k=30, seed=1, negative_text=e[1])
     assert paper[0] > 0.8 and abs(paper[1]) < 0.3
     assert contrast[0] > 0.4 and contrast[1] < -0.4

@@ -99,6 +99,7 @@ def test_variations_and_determinism(engine: EngineProcess) -> None:
         ({"params": {"steps": 0}}, ErrorCode.INVALID_PARAMS),
         ({"params": {"bogus": 1}}, ErrorCode.INVALID_PARAMS),
         ({"params": {"paste": "sideways"}}, ErrorCode.INVALID_PARAMS),
+        ({"mask": Buffer("mask", 40, 30, "a8", bytes(40 * 30))}, ErrorCode.INVALID_REQUEST),
     ],
 )
 def test_bad_requests_get_clear_errors(engine: EngineProcess, change: dict,

@@ -71,7 +71,8 @@ def svm_direction(corpus: np.ndarray, text: np.ndarray, k: int, c: float = 1.0,
     neg = corpus[bottom][rng.choice(k, m, replace=False)]
     x = np.concatenate([pos, neg])
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
-    svm = LinearSVC(C=c, random_state=seed, max_iter=5000).fit(x, y)
+    # scikit-learn takes seeds below 2**32; requests may carry any up to 2**63 - 1
+    svm = LinearSVC(C=c, random_state=seed % 2**32, max_iter=5000).fit(x, y)
     normal = svm.coef_[0]
     return normal / max(np.linalg.norm(normal), 1e-12)
 
