@@ -36,8 +36,18 @@ class CliError(Exception):
 
 
 def _listed(specs: Sequence[Any]) -> str:
-    """Parameters with their defaults, as ``wordbrush info`` lists them."""
-    return ", ".join(f"{p.name}={p.default}" for p in specs)
+    """Parameters with their defaults and what they take, as ``wordbrush info`` lists
+    them: ``steps=40 (1..1000)``, ``paste=auto (auto|delta|colour|render)``."""
+    def takes(p: Any) -> str:
+        if p.choices:
+            return f" ({'|'.join(p.choices)})"
+        if p.minimum is not None or p.maximum is not None:
+            low = "" if p.minimum is None else f"{p.minimum:g}"
+            high = "" if p.maximum is None else f"{p.maximum:g}"
+            return f" ({low}..{high})"
+        return ""
+
+    return ", ".join(f"{p.name}={p.default}{takes(p)}" for p in specs)
 
 
 def _param_pair(text: str) -> str:
@@ -251,6 +261,22 @@ def cmd_packs(args: argparse.Namespace) -> int:
     return 0
 
 
+def framing_arg(text: str) -> dict[str, Any]:
+    """``--framing``: ``pad``, or ``box:F`` (the model crop's side is the selection box's
+    longer side / F)."""
+    kind, _, factor = text.partition(":")
+    if kind == "pad" and not factor:
+        return {"kind": "pad"}
+    try:
+        value = float(factor)
+    except ValueError:
+        value = 0.0
+    if kind != "box" or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: use pad, or box:F with F in (0, 1], "
+                                         "e.g. box:0.6")
+    return {"kind": "box", "factor": value}
+
+
 def cmd_pack_create(args: argparse.Namespace) -> int:
     import shutil
 
@@ -259,18 +285,16 @@ def cmd_pack_create(args: argparse.Namespace) -> int:
     from .packs import LoadedPack, Manifest, PackError, create_pack, user_pack_dir
 
     out = Path(args.out) if args.out else user_pack_dir() / args.name
-    framing = {"kind": "pad"} if args.framing == "pad" else \
-        {"kind": "box", "factor": float(args.framing.split(":", 1)[1])}
     existed = out.exists()
     path = create_pack(out, name=args.name, generator=Path(args.generator),
                        resolution=args.resolution,
                        encoder=Path(args.encoder) if args.encoder else None,
                        clip_model=args.clip_model,
                        clip_weights=Path(args.clip_weights) if args.clip_weights else None,
-                       framing=framing, domain=args.domain, expects=args.expects,
+                       framing=args.framing, domain=args.domain, expects=args.expects,
                        link=args.link)
-    pack = LoadedPack(Manifest.read(out))
-    try:
+    try:  # a manifest or a model that does not load leaves nothing behind
+        pack = LoadedPack(Manifest.read(out))
         for component in tqdm(pack.manifest.components(), desc="verifying", unit="model"):
             pack.get(component)
     except PackError:
@@ -292,7 +316,7 @@ def _load_rgba8(path: Path) -> tuple[Any, int, int]:
     try:
         with Image.open(path) as img:
             rgba = img.convert("RGBA")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise CliError(f"cannot read image {path}: {exc}") from None
     return rgba, rgba.width, rgba.height
 
@@ -302,8 +326,14 @@ def _load_mask(path: Path, size: tuple[int, int]) -> bytes:
 
     try:
         with Image.open(path) as img:
-            mask = img.getchannel("A") if img.mode in ("RGBA", "LA") else img.convert("L")
-    except (OSError, ValueError) as exc:
+            mask = img.convert("L")
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                alpha = img.convert("RGBA").getchannel("A")
+                # a selection saved as transparency; an opaque black-and-white mask is
+                # read by its grey levels, as --mask's help says
+                if alpha.getextrema() != (255, 255):
+                    mask = alpha
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise CliError(f"cannot read mask {path}: {exc}") from None
     if mask.size != size:
         raise CliError(f"the mask is {mask.size[0]}x{mask.size[1]} but the image is "
@@ -463,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=1024)
     p.add_argument("--clip-model", default="ViT-B-32", help="an open_clip model name")
     p.add_argument("--clip-weights", help="open_clip weights file for that model")
-    p.add_argument("--framing", default="pad", help="pad, or box:F for aligned objects")
+    p.add_argument("--framing", type=framing_arg, default={"kind": "pad"},
+                   help="pad, or box:F for aligned objects (F in (0, 1])")
     p.add_argument("--domain", default="")
     p.add_argument("--expects", default="")
     p.add_argument("--link", action="store_true", help="symlink the files instead of copying")
@@ -787,10 +818,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         options[args.stage] = {"steps": args.steps}
     if args.out:
         options.setdefault("export", {})["out"] = Path(args.out)
-    try:
-        device = pick_device(args.device)
-    except RuntimeError as exc:
-        raise CliError(str(exc)) from None
+    device = pick_device(args.device)  # a ValueError: one line from main()
     finished = run_stages(stages, work, device, minutes=args.minutes,
                           stage_minutes=args.stage_minutes, stage_options=options)
     if not finished:

@@ -25,6 +25,7 @@ were let go gets ``shm_unknown`` for a buffer in them and sends it again as a fr
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -163,7 +164,15 @@ class EngineServer:
         endpoints.prepare_endpoint(endpoint)
         if endpoint.startswith("ipc://"):
             self._clear_stale_ipc(Path(endpoint[len("ipc://"):]))
-        sock.bind(endpoint)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            if exc.errno == errno.EADDRINUSE:
+                raise WordbrushError(f"another program is already listening at {endpoint} "
+                                     "(another engine?); stop it or choose another "
+                                     "--endpoint") from None
+            raise WordbrushError(f"cannot serve at {endpoint}: {exc.strerror}") from None
         self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if endpoint.startswith("ipc://"):
             os.chmod(endpoint[len("ipc://"):], 0o600)

@@ -85,3 +85,8 @@ def check_endpoint_syntax(endpoint: str) -> None:
         )
     if endpoint.startswith("ipc://") and sys.platform == "win32":
         raise ValueError("ipc:// endpoints are not available on Windows; use tcp://127.0.0.1:PORT")
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint[len("tcp://"):].rpartition(":")
+        if not host or not (port == "*" or (port.isdigit() and int(port) < 65536)):
+            raise ValueError(f"endpoint {endpoint!r} needs a host and a port, "
+                             "e.g. tcp://127.0.0.1:47615")

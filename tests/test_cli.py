@@ -115,7 +115,9 @@ def test_info(engine: EngineProcess, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["info", "--endpoint", engine.endpoint]) == 0
     out = capsys.readouterr().out
     assert "test-invert" in out and "test-pack" in out
-    assert "every method also takes: paste=auto, feather=0.0" in out
+    assert "every method also takes: paste=auto (auto|render|delta|colour), feather=0.0 " \
+           "(0..64), keep_background=True" in out
+    assert "steps=" in out and "(1..1000)" in out  # ranges, as the errors would give them
     expected = ("large buffers through shared memory" if shm.supported()
                 else "every buffer as a frame")
     assert f"transport: {expected}" in out
@@ -163,3 +165,49 @@ def test_an_engine_lost_mid_call_is_its_error_not_a_second_engine(
     with cli.engine_for_call(None):
         pass
     assert closed == [True, True]
+
+
+def test_mistakes_on_the_command_line_are_one_line(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """An endpoint without a port, a port in use, an unknown device, a framing that is
+    not one: a sentence each, no traceback."""
+    import socket
+
+    assert main(["info", "--endpoint", "tcp://127.0.0.1"]) == 2
+    assert "needs a host and a port" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--endpoint", f"tcp://127.0.0.1:{port}", "--device", "cpu",
+                     "--pack-dir", str(tmp_path)]) != 0
+    assert "already listening at" in capsys.readouterr().err
+    assert main(["train", "clipinverter", "--device", "nonsense"]) == 2
+    assert "--device nonsense" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["pack", "create", "p", "--generator", "g.pt", "--resolution", "32",
+              "--framing", "box:2"])
+    assert "box:F with F in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA-opaque", "RGBA-alpha", "LA-alpha"])
+def test_masks_are_read_by_grey_or_by_transparency(tmp_path: Path, mode: str) -> None:
+    """White selects in a grey or colour mask, with or without an opaque alpha channel;
+    a mask saved as transparency selects where it is opaque."""
+    from engine.cli import _load_mask
+
+    grey = np.zeros((6, 8), np.uint8)
+    grey[2:4, 3:6] = 255
+    grey[2, 3] = 100
+    if mode == "L":
+        image = Image.fromarray(grey, "L")
+    elif mode == "RGB":
+        image = Image.fromarray(np.stack([grey] * 3, -1), "RGB")
+    elif mode == "RGBA-opaque":
+        image = Image.fromarray(np.dstack([grey, grey, grey, np.full_like(grey, 255)]), "RGBA")
+    elif mode == "RGBA-alpha":
+        image = Image.fromarray(np.dstack([np.zeros((6, 8, 3), np.uint8), grey]), "RGBA")
+    else:
+        image = Image.fromarray(np.dstack([np.zeros_like(grey), grey]), "LA")
+    image.save(tmp_path / "mask.png")
+    assert _load_mask(tmp_path / "mask.png", (8, 6)) == grey.tobytes()

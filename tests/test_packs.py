@@ -167,6 +167,11 @@ def test_pack_create_refuses_wrong_resolution(tiny_pack: Path, tmp_path: Path,
     assert code != 0
     assert "generator" in capsys.readouterr().err
     assert not out.exists()
+    # a manifest the pack reader refuses leaves nothing behind either
+    code = main(["pack", "create", "w", "--generator", str(tiny_pack / "generator.pt"),
+                 "--resolution", "3", "--out", str(out)])
+    assert code != 0 and "resolution" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_create_pack_needs_existing_files(tmp_path: Path) -> None:

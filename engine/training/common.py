@@ -29,12 +29,17 @@ __all__ = [
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given."""
+    """``auto`` -> CUDA when present, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given.
+    Raises ValueError (a sentence for ``--device``) for a name torch does not know or a
+    CUDA device torch does not see."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {name}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
     return device
 
 

@@ -183,8 +183,12 @@ def edit_selection(host: GimpHost, options: EditOptions,
             raise PluginError(f"cannot use the engine's key files: {exc}") from None
 
     def open_client() -> EngineClient:
-        return client_factory(endpoint, curve=curve, connect_timeout=3.0,
-                              progress_timeout=options.timeout_s, client_name="wordbrush-gimp")
+        try:
+            return client_factory(endpoint, curve=curve, connect_timeout=3.0,
+                                  progress_timeout=options.timeout_s,
+                                  client_name="wordbrush-gimp")
+        except ValueError as exc:  # the endpoint's syntax
+            raise PluginError(f"the engine's address: {exc}") from None
 
     client, welcome = _connect(open_client, endpoint, options, host, launcher)
     try:
