@@ -53,7 +53,7 @@ def bench_edit(args: argparse.Namespace) -> int:
             pack_info = welcome.pack(pack_name or "")
             if pack_info is None:
                 raise SystemExit(f"the engine has no pack {pack_name!r}")
-            params = read_request_params(args.param, welcome, args.method)
+            params = read_request_params(args.param, welcome, args.method, pack_name)
             request, prompt = _scene_request(pack_info.framing, args, params)
             t0 = time.perf_counter()
             client.edit(request)

@@ -75,10 +75,12 @@ def read_params(pairs: Sequence[str], specs: Sequence[Any] | None, method: str) 
         raise CliError(f"--param for {method}: {exc}") from None
 
 
-def read_request_params(pairs: Sequence[str], welcome: Any, method: str | None) -> dict:
+def read_request_params(pairs: Sequence[str], welcome: Any, method: str | None,
+                        pack: str | None = None) -> dict:
     """:func:`read_params` for a request to a running engine: against what its ``welcome``
-    advertises for ``method`` (or the engine's default method)."""
-    method = method or welcome.default_method or ""
+    advertises for ``method`` (or the method the engine runs on ``pack`` for a request
+    naming none)."""
+    method = method or welcome.method_for(pack) or ""
     return read_params(pairs, welcome.param_specs(method), method)
 
 
@@ -354,7 +356,7 @@ def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
     if args.reference:
         ref_img, rw, rh = _load_rgba8(Path(args.reference))
         reference = Buffer("reference", rw, rh, "rgba8", ref_img.tobytes())
-    params = read_request_params(args.param, welcome, args.method)
+    params = read_request_params(args.param, welcome, args.method, args.pack)
     if args.strength is not None:
         params["strength"] = args.strength
     try:
@@ -382,7 +384,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     extra = [a for p in args.pack_dir for a in ("--pack-dir", p)]
     with engine_for_call(args.endpoint, extra) as (client, how):
         request, original = build_request(args, client.welcome)
-        bar = _progress_bar(f"{args.method or client.welcome.default_method or 'edit'}")
+        bar = _progress_bar(args.method or client.welcome.method_for(args.pack) or "edit")
         last = [0]
 
         def on_progress(p: Any) -> None:

@@ -117,10 +117,14 @@ class EditRunner:
         return None
 
     def describe(self) -> dict[str, Any]:
+        packs = self.packs.describe(self._method_needs())
+        for info in packs:
+            if not info.get("error"):
+                info["default_method"] = self.default_method(info["name"])
         return {
             "methods": [method_info(cls).to_dict() for cls in methods.available().values()],
             "pipeline_params": [p.to_dict() for p in PIPELINE_PARAMS],
-            "packs": self.packs.describe(self._method_needs()),
+            "packs": packs,
             "default_pack": self.packs.default,
             "default_method": self.default_method(None),
             "device": str(self.device),

@@ -56,6 +56,7 @@ class PackInfo:
     examples: tuple[str, ...] = ()
     loaded: bool = False
     error: str | None = None
+    default_method: str | None = None  # what a request for this pack naming none runs
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackInfo:
@@ -70,6 +71,7 @@ class PackInfo:
             examples=tuple(data.get("examples", ())),
             loaded=bool(data.get("loaded", False)),
             error=data.get("error"),
+            default_method=data.get("default_method"),
         )
 
 
@@ -110,6 +112,13 @@ class Welcome:
 
     def pack(self, name: str) -> PackInfo | None:
         return next((p for p in self.packs if p.name == name), None)
+
+    def method_for(self, pack: str | None) -> str | None:
+        """The method the engine runs for a request that names none, on ``pack`` (None:
+        the default pack): packs may prefer their own (an FFHQ pack paint-by-word, the demo
+        pack CLIPInverter)."""
+        info = self.pack(pack or self.default_pack or "")
+        return (info.default_method if info else None) or self.default_method
 
     def param_specs(self, method_id: str) -> tuple[ParamSpec, ...] | None:
         """Every parameter a request for ``method_id`` may set: the method's own, then the

@@ -54,6 +54,9 @@ def test_welcome_advertises_methods_packs_limits(engine: EngineProcess) -> None:
         assert welcome.pack("test-pack").resolution == 32
         assert "test-invert" in welcome.pack("test-pack").methods
         assert welcome.limits.max_prompt_chars == 1000
+        # each pack says what a request naming no method runs on it
+        assert welcome.pack("test-pack").default_method == welcome.default_method
+        assert welcome.method_for("test-pack") == welcome.method_for(None) is not None
         assert client.ping() < 1.0
         assert client.status()["jobs"]["max_queue"] == 3
 
@@ -304,3 +307,22 @@ def test_a_job_whose_client_is_gone_is_cancelled_after_the_grace(tmp_path: Path)
         assert "job.orphaned" in eng.log.read_text()
     finally:
         eng.stop()
+
+
+def test_a_packs_own_default_method_decides_which_parameters_a_request_takes() -> None:
+    """`wordbrush edit --pack ffhq --param steps=80` is read against what the engine will
+    run on that pack (its manifest's preference), not against the default pack's method."""
+    from protocol.events import Welcome
+    from protocol.framing import Message
+
+    welcome = Welcome.from_message(Message("welcome", {
+        "protocol": 1, "default_method": "clipinverter", "default_pack": "demo",
+        "methods": [], "packs": [
+            {"name": "demo", "resolution": 64, "methods": [], "default_method": "clipinverter"},
+            {"name": "ffhq", "resolution": 1024, "methods": [],
+             "default_method": "paint-by-word"},
+            {"name": "old-engine", "resolution": 64, "methods": []}]}))
+    assert welcome.method_for("ffhq") == "paint-by-word"
+    assert welcome.method_for(None) == welcome.method_for("demo") == "clipinverter"
+    assert welcome.method_for("old-engine") == "clipinverter"  # an engine that does not say
+    assert welcome.method_for("nope") == "clipinverter"

@@ -207,7 +207,7 @@ def edit_selection(host: GimpHost, options: EditOptions,
         pixels = host.read_pixels(box, babl)
         mask = Buffer("mask", box.w, box.h, "a8", host.read_mask(box)) if selection else None
         params = dict(options.params)
-        method = options.method or welcome.default_method or ""
+        method = options.method or welcome.method_for(options.pack or None) or ""
         info = welcome.method(method)
         if options.params_text.strip():
             if info is None:
