@@ -273,6 +273,12 @@ class EngineServer:
             outcome = self.runner.run(job, progress)
             if job.cancel.is_set():
                 raise Cancelled()
+            info = dict(outcome.info)
+            info["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            body = {"job": job.id, "offset": list(outcome.offset), "info": info,
+                    "variations": len(outcome.patches)}
+            # a result the wire cannot carry fails the job here, not the worker thread
+            frames = encode(Message("result", body, outcome.patches, ref=job.id), self.limits)
         except Cancelled:
             message = Message("cancelled", {"job": job.id}, ref=job.id)
             frames = encode(message, self.limits)
@@ -291,12 +297,6 @@ class EngineServer:
             frames = encode(message, self.limits)
             self.jobs.finish(job, JobState.FAILED, frames, 0)
         else:
-            info = dict(outcome.info)
-            info["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
-            body = {"job": job.id, "offset": list(outcome.offset), "info": info,
-                    "variations": len(outcome.patches)}
-            message = Message("result", body, outcome.patches, ref=job.id)
-            frames = encode(message, self.limits)
             nbytes = sum(memoryview(p.data).nbytes for p in outcome.patches)
             self.jobs.finish(job, JobState.DONE, frames, nbytes)
             log.info("job.done job=%s ms=%s", job.id, info["elapsed_ms"])

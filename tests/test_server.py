@@ -122,6 +122,11 @@ def test_method_failure_is_reported_and_engine_keeps_serving(engine: EngineProce
             client.edit(_request(params={"fail": True}))
         assert info.value.code is ErrorCode.METHOD_FAILED
         assert client.edit(_request()).patches
+        # a result the wire cannot carry is that job's failure; the worker keeps running
+        with pytest.raises(EngineRejected, match="the edit failed") as info:
+            client.edit(_request(params={"unsendable_info": True}))
+        assert info.value.code is ErrorCode.METHOD_FAILED
+        assert client.edit(_request()).patches
 
 
 def test_cancel_mid_job(engine: EngineProcess) -> None:

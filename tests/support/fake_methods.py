@@ -34,6 +34,7 @@ class InvertForTests(EditMethod):
         Param("strength", "float", 1.0, minimum=0.0, maximum=1.0),
         Param("fail", "bool", False),
         Param("jitter", "float", 0.0, minimum=0.0, maximum=1.0),
+        Param("unsendable_info", "bool", False),  # a result the wire cannot carry
     )
     accepts_reference = True
 
@@ -50,5 +51,8 @@ class InvertForTests(EditMethod):
         noise = torch.rand(1, generator=torch.Generator().manual_seed(inputs.seed)).item()
         # in [-1, 1], inverting is negating; `jitter` makes seeds (variations) differ
         edited = inputs.image * (1 - 2 * s) + inputs.params["jitter"] * (noise - 0.5)
+        info: dict = {"noise": noise}
+        if inputs.params["unsendable_info"]:
+            info["oops"] = object()
         return MethodOutput(image=edited, inversion=inputs.image.clone(), paste="render",
-                            info={"noise": noise})
+                            info=info)
