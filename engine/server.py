@@ -121,8 +121,9 @@ class EngineServer:
         if not endpoints.is_local(config.endpoint) and not curve:
             raise RefuseInsecureBind(
                 f"refusing to listen on {config.endpoint} without encryption: a non-loopback "
-                "TCP endpoint needs CURVE keys (run `wordbrush keys init`, then serve with "
-                "--server-key and --allow-dir), or use tcp://127.0.0.1:PORT or ipc://"
+                "TCP endpoint needs CURVE keys (run `wordbrush keys init` once: `wordbrush "
+                "serve` then finds them; or give --server-key and --allow-dir), or use "
+                "tcp://127.0.0.1:PORT or ipc://"
             )
         self.runner = runner
         self.config = config
@@ -137,6 +138,7 @@ class EngineServer:
         self._auth: Any = None
         self.bound_endpoint: str | None = None
         self._startup_error: BaseException | None = None
+        self._io_error: BaseException | None = None  # the I/O loop died: serving stopped
         self.started_at = time.time()
         # peer routing id -> its shared-memory rings (I/O thread only)
         self._links: OrderedDict[bytes, shm.SharedLink] = OrderedDict()
@@ -231,6 +233,9 @@ class EngineServer:
         while not self._stop.is_set():
             self._stop.wait(0.5)
         self.stop()
+        if self._io_error is not None:
+            raise WordbrushError(f"the engine stopped serving: {type(self._io_error).__name__}: "
+                                 f"{self._io_error} (see the log)")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -339,7 +344,11 @@ class EngineServer:
                     self._expire_links()
                     self._cancel_orphans()
                     last_housekeeping = time.monotonic()
+        except Exception as exc:  # a bug: stop the process (a supervisor restarts it)
+            log.exception("io.crashed")
+            self._io_error = exc
         finally:
+            self._stop.set()  # nothing serves any more: serve_forever must not wait on
             self._shutdown(router, inbox)
 
     def _shutdown(self, router: zmq.Socket, inbox: zmq.Socket) -> None:

@@ -57,3 +57,36 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     assert engine.proc.wait(15) == 0
     assert not socket_file.exists()
     assert "engine stopped" in engine.log.read_text()
+
+
+def test_an_io_loop_that_dies_stops_the_engine(tmp_path: Path, monkeypatch) -> None:
+    """A bug in the I/O thread must not leave a process that looks alive and serves
+    nothing: serve_forever ends with the error, so a supervisor restarts the engine."""
+    import threading
+
+    from engine.server import EngineServer, ServerConfig
+    from protocol.errors import WordbrushError
+
+    class NoRunner:
+        def describe(self) -> dict:
+            return {}
+
+    def broken(self, router) -> None:
+        raise RuntimeError("a bug in the I/O loop")
+
+    monkeypatch.setattr(EngineServer, "_heartbeat", broken)
+    server = EngineServer(NoRunner(), ServerConfig(endpoint=f"ipc://{tmp_path}/e.sock"))
+    raised: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.serve_forever(install_signals=False)
+        except BaseException as exc:  # the test looks at it
+            raised.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], WordbrushError)
+    assert "stopped serving: RuntimeError: a bug in the I/O loop" in str(raised[0])
