@@ -500,11 +500,11 @@ def ladder_batch(macs: int, device: torch.device | str) -> int:
     ``device``.
 
     On a CPU a batch spares each render's fixed cost, which counts for small generators
-    (five demo-pack renders at once take 0.67 of their time one by one), but not for
+    (five demo-pack renders at once take 0.64 of their time one by one), but not for
     large ones, whose batched convolutions run slower per image (five 1024 x 1024 renders
-    take 1.45 of their time one by one and hold 4.9 GB instead of 1.7; BENCHMARKS.md,
-    session 19). Drawn one by one, the ladder also stops at the first step that reads as
-    asked. A GPU draws the whole ladder at once."""
+    take 1.62 of their time one by one and hold 4.9 GB instead of 1.7; ``wordbrush bench
+    models``, BENCHMARKS.md session 19). Drawn one by one, the ladder also stops at the
+    first step that reads as asked. A GPU draws the whole ladder at once."""
     if torch.device(device).type != "cpu":
         return len(NEAREST_STEPS)
     return max(1, min(len(NEAREST_STEPS), CPU_BATCH_MACS // max(1, macs)))
