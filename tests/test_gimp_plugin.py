@@ -211,7 +211,7 @@ def test_when_no_engine_is_started(tmp_path: Path) -> None:
                          engine_command=[sys.executable, "-c", "raise SystemExit(3)"]),
              "exited at start-up .see .*wordbrush-gimp-engine.log"),
             (EditOptions("x", endpoint=none, engine_command=[str(tmp_path / "missing")]),
-             "could not start the engine")):
+             "no wordbrush engine answers at .*could not start")):
         with pytest.raises(PluginError, match=message):
             edit_selection(image, options, launcher=launcher)
     assert launched == [[sys.executable, "-c", "raise SystemExit(3)"],

@@ -135,8 +135,9 @@ def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: Ed
     try:
         proc = launcher(list(options.engine_command), log)
     except OSError as exc:
-        raise PluginError(f"could not start the engine ({exc}); start `wordbrush serve` "
-                          "yourself") from None
+        raise PluginError(f"no wordbrush engine answers at {endpoint}, and the one "
+                          f"install.py configured could not start ({exc}); start "
+                          "`wordbrush serve` yourself") from None
     started = time.monotonic()
     while True:
         waited = time.monotonic() - started
