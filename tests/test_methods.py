@@ -584,13 +584,21 @@ def test_edit_check_reads_the_pasted_edit(registry: PackRegistry,
 
     monkeypatch.setattr(guidance, "clip_reads", fake_reads)
     edit = torch.full((1, 3, 4, 4), -0.25)
-    check = EditCheck("make it green", pack, read, None, frame, inversion, mask, "colour")
+    check = EditCheck("make it green", pack, read, None, frame, inversion, mask, "delta")
     assert check.wanted == answer and check(edit) == [True]
     expected = frame + mask * (edit - inversion)  # the user's frame plus the change
     assert torch.equal(seen[-1], expected)
     assert check(edit.expand(3, -1, -1, -1)) == [True] * 3  # one verdict an image
     answer["shape"] = "square"  # the outline moved: not as asked
     assert check(edit) == [False]
+    # a `colour` paste recolours the user's own pixels: their outline cannot move, so
+    # only the colour is read (CLIP misreading a recoloured circle as a square is noise)
+    colour = EditCheck("make it green", pack, read, None, frame, inversion, mask, "colour")
+    assert colour.wanted == {"color": "green"} and list(colour.choices) == ["color"]
+    answer = {"color": "green"}
+    assert colour(edit) == [True] and torch.equal(seen[-1], expected)
+    answer = {"color": "red"}
+    assert colour(edit) == [False]
     render = EditCheck("make it green", pack, read, None, frame, inversion, mask, "render")
     render(edit)
     assert torch.equal(seen[-1], frame * (1 - mask) + edit * mask)

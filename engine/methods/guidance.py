@@ -280,6 +280,8 @@ def named_values(prompt: str, vocabulary: dict[str, list[str]],
 
 #: the attributes an edit anchors when the prompt leaves them out, in caption order
 ANCHOR_KEYS = ("size", "color", "shape")
+#: the keys a ``colour`` paste cannot change (:class:`EditCheck`)
+GEOMETRY_KEYS = ("size", "shape")
 
 
 def anchored_prompt(prompt: str, vocabulary: dict[str, list[str]] | None,
@@ -460,8 +462,11 @@ class EditCheck:
         self.choices: dict[str, list[str]] = {}
         if change is not None and vocabulary is not None:
             current, named = change
-            self.wanted = {**current, **named}
-            self.choices = {k: list(vocabulary[k]) for k in ANCHOR_KEYS}
+            # a `colour` paste maps the colours of the user's own pixels: their shape and
+            # size cannot change, so reading them again only adds CLIP's misreads
+            keys = [k for k in ANCHOR_KEYS if not (paste == "colour" and k in GEOMETRY_KEYS)]
+            self.wanted = {k: v for k, v in {**current, **named}.items() if k in keys}
+            self.choices = {k: list(vocabulary[k]) for k in keys}
 
     def or_none(self) -> EditCheck | None:
         """This check, or ``None`` where it can never accept (the prompt names none of the
