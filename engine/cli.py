@@ -50,6 +50,19 @@ def _listed(specs: Sequence[Any]) -> str:
     return ", ".join(f"{p.name}={p.default}{takes(p)}" for p in specs)
 
 
+def _count(least: int) -> Any:
+    """An argparse type: a whole number of at least ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is under {least}")
+        return value
+    return parse
+
+
 def _param_pair(text: str) -> str:
     """``NAME=VALUE`` as typed; the value is read by the parameter's kind later
     (:func:`read_params`), against the specs of the method it goes to."""
@@ -536,18 +549,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "\"target\": {\"color\": ...}, \"region\": \"object0\"|\"object1\"|"
                         "\"all\"}; or built-in prompt kinds, comma-separated from "
                         "color,shape,size,two (default: all four, in held-out templates)")
-    p.add_argument("--n", type=int, help="cases per prompt kind (edits, default 20) or "
+    p.add_argument("--n", type=_count(1), help="cases per prompt kind (edits, default 20) or "
                                          "held-out crops per set (pack, default 600)")
     p.add_argument("--samples", type=int, default=1000,
                    help="pack: generator samples from random z to judge")
     p.add_argument("--n-refined", type=int, default=200,
                    help="pack: crops per set inverted with the pack's refinement steps (the "
                         "inversion gates); the encoder alone is reported on all --n")
-    p.add_argument("--first-scene", type=int, metavar="INDEX",
+    p.add_argument("--first-scene", type=_count(0), metavar="INDEX",
                    help="edits: index of the first held-out scene of the built-in kinds "
                         "(default: the report's scenes); choose settings on another block "
                         "(e.g. 95000), so that the report is not what they were tuned on")
-    p.add_argument("--independent", type=int, default=10,
+    p.add_argument("--independent", type=_count(0), default=10,
                    help="independently drawn scenes to recolour (edits)")
     p.add_argument("--param", action="append", type=_param_pair, default=[],
                    metavar="NAME=VALUE", help="a method parameter for every edit")
@@ -710,7 +723,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(str(exc)) from None
     elif args.prompts:
-        kinds = args.prompts.split(",")
+        kinds = list(dict.fromkeys(args.prompts.split(",")))  # each kind once
         bad = [k for k in kinds if k not in KINDS]
         if bad:
             raise CliError(f"--prompts takes a JSON-lines file or kinds from "

@@ -17,6 +17,7 @@ from engine.evaluation.edits import (
     format_report,
     independent_cases,
     make_cases,
+    overlaps_report,
     read_prompt_file,
 )
 from engine.packs import PackRegistry
@@ -69,6 +70,10 @@ def test_validation_scenes_are_not_the_reports(pack_dir: Path) -> None:
                             n_independent=0, params=FAST, progress=False, first_scene=95_000)
     assert report["first_scene"] == 95_000
     assert "from scene 95,000 (not the report's)" in format_report(report)
+    # a block that shares scenes with the report's says so
+    assert not overlaps_report(95_000, 60) and not overlaps_report(0, 60)
+    assert overlaps_report(50_001, 20) and overlaps_report(60_000, 20)
+    assert "(overlapping the report's)" in format_report({**report, "first_scene": 60_000})
 
 
 def test_built_in_prompts_use_held_out_templates() -> None:
@@ -112,6 +117,13 @@ def test_prompt_file_cases(tmp_path: Path) -> None:
     ('{"prompt": "x", "target": {"texture": "rough"}, "region": "all"}', "texture"),
     ('{"prompt": "x", "target": {"color": "teal"}, "region": "all"}', "'teal' is not a color"),
     ('{"prompt": "x", "target": {"color": "red"}, "region": "object7"}', "'region'"),
+    ('{"prompt": "x", "target": {"color": "red"}, "region": "all", "n": 3}', "unknown keys"),
+    ('{"prompt": "a green triangle", "target": {"color": "green"}, "region": "object0"}',
+     "asks for {'shape': 'triangle'}, which the target does not"),
+    ('{"prompt": "a red star", "target": {"color": "blue"}, "region": "object0"}',
+     "asks for .*'color': 'red'"),
+    ('{"prompt": "a large one", "target": {"size": "large"}, "region": "all"}',
+     "already large"),
 ])
 def test_a_bad_prompt_line_is_named(tmp_path: Path, line: str, error: str) -> None:
     path = tmp_path / "prompts.jsonl"
@@ -140,6 +152,17 @@ def test_harness_keeps_the_invariants(pack_dir: Path) -> None:
     seconds = sorted(c["seconds"] for c in s["cases"][:2])
     assert seconds[0] - 1e-3 <= s["seconds_median"] <= s["seconds_p90"] <= seconds[-1] + 1e-3
     assert "paint-by-word" in format_report(report) and "slowest tenth" in format_report(report)
+    # the JSON's cases reproduce the table: the independent ones are marked, and each
+    # carries its target, its preservation figures and its CMP
+    built_in = [c for c in s["cases"] if not c["independent"]]
+    assert [c["kind"] for c in built_in] == ["color", "size"]
+    assert len(s["cases"]) == 3 and s["cases"][2]["independent"]
+    assert s["color"]["reached"] == float(built_in[0]["reached"])
+    assert all(c["outside_changed_px"] == 0 and c["unselected_unchanged"] for c in s["cases"])
+    assert abs(s["cmp"] - sum(c["cmp"] for c in built_in) / 2) < 1e-3
+    assert built_in[0]["target"] == {"color": built_in[0]["target"]["color"]}
+    assert s["independent"]["unselected_unchanged"] == 1.0
+    assert "unselected objects unchanged 100.0%" in format_report(report)
 
 
 def test_an_edit_is_the_same_whichever_kinds_run(pack_dir: Path,
