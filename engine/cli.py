@@ -405,7 +405,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 bar.total = p.total
             bar.update(max(0, p.step - last[0]))
             last[0] = max(last[0], p.step)
-            if not p.heartbeat:
+            if p.worth_showing:
                 bar.set_postfix_str(p.message[:40])
 
         try:

@@ -84,6 +84,11 @@ class JobBook:
             except ValueError:
                 return -1
 
+    def queued(self) -> list[Job]:
+        """The waiting jobs, next first."""
+        with self._lock:
+            return list(self._queue)
+
     def add(self, job: Job) -> int:
         """Queue a new job; return its position. Raises QueueFull."""
         with self._lock:

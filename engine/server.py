@@ -398,14 +398,20 @@ class EngineServer:
         return self._send_raw(router, peer, encode(message, self.limits))
 
     def _heartbeat(self, router: zmq.Socket) -> None:
-        job = self.jobs.running
+        """A heartbeat a second to every client whose job is running or waiting, so a
+        client's silence timeout means a dead engine, not a busy one; a waiting job's
+        says how many are ahead of it."""
         now = time.monotonic()
-        if job is None or now - job.last_sent < HEARTBEAT_SECONDS:
-            return
-        job.last_sent = now
-        body = {"job": job.id, "step": job.step, "total": job.total,
-                "message": "working", "heartbeat": True}
-        self._send(router, job.peer, Message("progress", body, ref=job.id))
+        running = self.jobs.running
+        waiting = [(job, f"queued, {ahead} ahead")
+                   for ahead, job in enumerate(self.jobs.queued(), 1 if running else 0)]
+        for job, text in [(running, "working"), *waiting]:
+            if job is None or now - job.last_sent < HEARTBEAT_SECONDS:
+                continue
+            job.last_sent = now
+            body = {"job": job.id, "step": job.step, "total": job.total,
+                    "message": text, "heartbeat": True}
+            self._send(router, job.peer, Message("progress", body, ref=job.id))
 
     def _drain_router(self, router: zmq.Socket) -> None:
         """Receive every ready message, frame by frame, with the frame-count cap."""

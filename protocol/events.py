@@ -146,6 +146,13 @@ class Progress:
     def fraction(self) -> float:
         return self.step / self.total if self.total > 0 else 0.0
 
+    @property
+    def worth_showing(self) -> bool:
+        """Whether an editor shows this event's message: every step, and the heartbeats
+        before the job's first step ("queued, 2 ahead"); later heartbeats only say the
+        engine is alive, and would hide the step's text."""
+        return not self.heartbeat or self.total == 0
+
 
 @dataclass(frozen=True)
 class Result:

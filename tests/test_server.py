@@ -164,6 +164,23 @@ def test_cancel_queued_job_and_unknown_job(engine: EngineProcess) -> None:
         assert info.value.code is ErrorCode.UNKNOWN_JOB
 
 
+def test_a_waiting_job_hears_a_heartbeat_with_its_place(engine: EngineProcess) -> None:
+    """A client behind another's long job must not take the engine for dead: its job gets
+    a heartbeat a second, saying how many are ahead."""
+    with engine.client() as busy, engine.client(progress_timeout=2.5) as waiting:
+        first = busy.submit(_request(params={"steps": 100, "delay": 0.04}))
+        second = waiting.submit(_request())
+        seen: list[Progress] = []
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            seen += [e for e in waiting.poll(0.1) if isinstance(e, Progress)]
+            waiting.check_timeouts()  # 2.5 s of silence would raise
+        busy.cancel(first)
+        assert [e.message for e in seen if e.heartbeat][:2] == ["queued, 1 ahead"] * 2
+        assert all(e.worth_showing for e in seen)  # editors show where the job waits
+        assert waiting.wait(second).patches  # then it runs
+
+
 def test_queue_full(engine: EngineProcess) -> None:
     with engine.client() as client:
         jobs = [client.submit(_request(params={"steps": 100, "delay": 0.01})) for _ in range(6)]

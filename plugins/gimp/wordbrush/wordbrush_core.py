@@ -230,7 +230,7 @@ def edit_selection(host: GimpHost, options: EditOptions,
         started = time.monotonic()
 
         def on_progress(p: Progress) -> None:
-            if not p.heartbeat:
+            if p.worth_showing:
                 host.progress(p.fraction, p.message)
 
         try:

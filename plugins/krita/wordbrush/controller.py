@@ -297,7 +297,7 @@ class Controller:
         if job is None or (getattr(event, "job", None) or getattr(event, "ref", None)) != job.id:
             return
         if isinstance(event, Progress):
-            if not event.heartbeat:
+            if event.worth_showing:
                 self.observer.on_progress(event.fraction, event.message)
             if event.preview is not None and event.preview.format == "rgba8":
                 p = event.preview
