@@ -191,6 +191,29 @@ def test_cancel_mid_job_leaves_the_document_as_it_was(
     assert "cancelled" in rec.messages[-1][0]
 
 
+def test_reconnecting_during_an_edit_keeps_it(controller: tuple[Controller, Recorder],
+                                              tmp_path: Path) -> None:
+    """Reconnect (or OK in Engine…) mid-edit: the new connection takes the job over and
+    its result still arrives; with no engine left to answer, the docker is freed with a
+    message instead of staying busy."""
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
+                                   params={"steps": 20, "delay": 0.05}))
+    time.sleep(0.2)
+    assert ctl.connect()  # a new client, a new routing id
+    _wait(ctl, rec)
+    assert rec.messages[-1][1] is False
+    assert rec.messages[-1][0].startswith("added 1 layer")
+    assert [n.name() for n in doc.layers()] == ["paint", "[wordbrush] x"]
+    assert ctl.run(_document(), RunOptions("x", method="test-invert", pack="test-pack",
+                                           params={"steps": 50, "delay": 0.05}))
+    ctl.settings.endpoint = f"ipc://{tmp_path}/none.sock"
+    assert not ctl.connect()
+    assert ctl.job is None and rec.busy[-1] is False
+    assert "lost" in rec.messages[-1][0] and rec.messages[-1][1] is True
+
+
 def test_bad_input_gets_a_message_not_a_crash(controller: tuple[Controller, Recorder]) -> None:
     ctl, rec = controller
     assert not ctl.run(_document(), RunOptions("   "))

@@ -111,7 +111,25 @@ class Controller:
                                     client_name="wordbrush-krita")
 
     def connect(self) -> bool:
-        """Try the engine once; start a local one when allowed. True when connected."""
+        """Try the engine once; start a local one when allowed. True when connected.
+
+        A running edit follows the connection: the new client asks the engine for it
+        (``fetch`` re-attaches the job to this client), or, where no engine answers, the
+        edit is given up with a message rather than leaving the docker busy."""
+        connected = self._connect()
+        job = self.job
+        if job is not None and connected and self.client is not None:
+            try:
+                self.client.fetch(job.id)
+            except WordbrushError as exc:
+                self._finish(f"the running edit was lost on reconnecting ({exc}); the "
+                             "document was not changed", error=True)
+        elif job is not None and not connected:
+            self._finish("the running edit was lost: no engine answered on reconnecting; "
+                         "the document was not changed", error=True)
+        return connected
+
+    def _connect(self) -> bool:
         self.close_client()
         try:
             client = self._new_client()
