@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENGINE_START_S", "engine_log", "launch_detached"]
+__all__ = ["ENGINE_START_S", "command_for", "engine_log", "launch_detached"]
 
 #: how long an editor waits for a local engine it started to answer (the first start loads
 #: torch and the pack's models)
@@ -25,6 +25,14 @@ def engine_log(editor: str) -> Path:
     """Where the engine an editor starts writes its output, e.g. for ``"gimp"``
     ``<temp>/wordbrush-gimp-engine.log``."""
     return Path(tempfile.gettempdir()) / f"wordbrush-{editor}-engine.log"
+
+
+def command_for(command: list[str], endpoint: str) -> list[str]:
+    """``command`` (install.py's ``wordbrush serve``) serving ``endpoint``, the one the
+    editor will connect to ("": the default endpoint, which the engine serves by itself)."""
+    if not endpoint or "--endpoint" in command:
+        return list(command)
+    return [*command, "--endpoint", endpoint]
 
 
 def launch_detached(command: list[str], log: Path) -> subprocess.Popen:

@@ -214,8 +214,9 @@ def test_when_no_engine_is_started(tmp_path: Path) -> None:
              "no wordbrush engine answers at .*could not start")):
         with pytest.raises(PluginError, match=message):
             edit_selection(image, options, launcher=launcher)
-    assert launched == [[sys.executable, "-c", "raise SystemExit(3)"],
-                        [str(tmp_path / "missing")]] and image.added == []
+    # each told the endpoint the plug-in calls
+    assert launched == [[sys.executable, "-c", "raise SystemExit(3)", "--endpoint", none],
+                        [str(tmp_path / "missing"), "--endpoint", none]] and image.added == []
     settings = {"engine_command": ["/v/bin/wordbrush", "serve"], "autostart": False}
     filled = EditOptions("x").with_settings(settings)
     assert filled.engine_command == ["/v/bin/wordbrush", "serve"] and not filled.autostart

@@ -261,3 +261,62 @@ def test_engine_dying_mid_job_changes_nothing(tmp_path: Path) -> None:
         assert ctl.state == EngineState.UNREACHABLE
     finally:
         proc.stop()
+
+
+def test_a_damaged_settings_file_is_read_as_far_as_it_goes(tmp_path: Path) -> None:
+    """Values of the wrong kind fall back to their defaults, with a note; a file that is
+    not a JSON object is kept aside (install.py's engine command and keys are in it) and
+    the defaults are used; a saved file has no note in it."""
+    import json
+
+    path = tmp_path / "wordbrush.json"
+    path.write_text(json.dumps({"endpoint": "ipc:///e", "variations": "2", "seed": 1.5,
+                                "timeout_s": None, "engine_command": "wordbrush serve",
+                                "autostart": False, "strength": 1, "unknown": 3}))
+    settings = Settings.load(path)
+    assert (settings.endpoint, settings.autostart, settings.strength) == ("ipc:///e", False, 1)
+    assert (settings.variations, settings.seed, settings.timeout_s) == (1, None, 30.0)
+    assert settings.engine_command == []
+    assert "ignored engine_command, variations, seed, timeout_s" in settings.note
+    for text in ("[]", "null", "{not json"):
+        path.write_text(text)
+        settings = Settings.load(path)
+        assert settings == Settings() and "kept as wordbrush.json.bad" in settings.note
+        assert (tmp_path / "wordbrush.json.bad").read_text() == text
+    settings.save(path)
+    assert "note" not in json.loads(path.read_text())
+    assert Settings.load(tmp_path / "missing.json").note == ""
+
+
+def test_autostart_serves_the_configured_endpoint_and_never_starts_two(tmp_path: Path) -> None:
+    """The engine started is told the endpoint the docker will call; one that has not
+    answered in time is waited on again, not joined by a second engine."""
+    from protocol.launch import ENGINE_START_S, command_for
+
+    endpoint = f"ipc://{tmp_path}/none.sock"
+    assert command_for(["wordbrush", "serve"], "") == ["wordbrush", "serve"]
+    assert command_for(["w", "serve", "--endpoint", "x"], endpoint) == ["w", "serve",
+                                                                       "--endpoint", "x"]
+
+    class Alive:
+        def poll(self) -> None:
+            return None
+
+    launched: list[list[str]] = []
+
+    def launcher(command: list[str], log: Path) -> Alive:
+        launched.append(command)
+        return Alive()
+
+    rec = Recorder()
+    ctl = Controller(rec, Settings(endpoint=endpoint, autostart=True,
+                                   engine_command=["wordbrush", "serve"]), launcher=launcher)
+    assert not ctl.connect()
+    assert launched == [["wordbrush", "serve", "--endpoint", endpoint]]
+    assert ctl.state == EngineState.STARTING
+    ctl._starting_since -= ENGINE_START_S + 1  # the engine is taking too long
+    assert not ctl.connect()
+    assert ctl.state == EngineState.UNREACHABLE and "did not answer" in rec.states[-1][1]
+    assert not ctl.connect()  # Run or Reconnect again: the same engine, waited on
+    assert len(launched) == 1 and ctl.state == EngineState.STARTING
+    assert "started earlier" in rec.states[-1][1]

@@ -28,7 +28,7 @@ from protocol.errors import (
 )
 from protocol.events import Progress, Welcome
 from protocol.framing import Buffer
-from protocol.launch import ENGINE_START_S, engine_log, launch_detached
+from protocol.launch import ENGINE_START_S, command_for, engine_log, launch_detached
 from protocol.messages import EditRequest, parse_assignments
 from protocol.regions import Box, Framing, context_box
 
@@ -133,7 +133,7 @@ def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: Ed
                           "start `wordbrush serve` yourself")
     log = engine_log("gimp")
     try:
-        proc = launcher(list(options.engine_command), log)
+        proc = launcher(command_for(options.engine_command, options.endpoint), log)
     except OSError as exc:
         raise PluginError(f"no wordbrush engine answers at {endpoint}, and the one "
                           f"install.py configured could not start ({exc}); start "

@@ -29,7 +29,7 @@ from protocol.errors import (
 )
 from protocol.events import Cancelled, EngineError, Progress, Result, Welcome
 from protocol.framing import Buffer
-from protocol.launch import ENGINE_START_S, engine_log, launch_detached
+from protocol.launch import ENGINE_START_S, command_for, engine_log, launch_detached
 from protocol.messages import EditRequest
 
 from .document import KritaDocument, Region
@@ -167,9 +167,16 @@ class Controller:
             if time.monotonic() - self._starting_since > ENGINE_START_S:
                 self._starting_since = None
                 self._set_state(EngineState.UNREACHABLE,
-                                f"the local engine did not answer within {ENGINE_START_S:.0f} s")
+                                f"the local engine did not answer within {ENGINE_START_S:.0f} s "
+                                f"(see {engine_log('krita')})")
                 return True
             return True  # still starting; tick() retries
+        if self._engine_proc is not None and self._engine_proc.poll() is None:
+            # started earlier and still not answering: wait on it, never start a second
+            self._starting_since = time.monotonic()
+            self._set_state(EngineState.STARTING, "waiting for the local engine started "
+                                                  "earlier…")
+            return True
         if not self.settings.engine_command:
             self._set_state(EngineState.UNREACHABLE,
                             "no engine is running and none is configured to start: run "
@@ -178,7 +185,8 @@ class Controller:
             return True
         log = engine_log("krita")
         try:
-            self._engine_proc = self._launcher(list(self.settings.engine_command), log)
+            self._engine_proc = self._launcher(
+                command_for(self.settings.engine_command, self.settings.endpoint), log)
         except OSError as exc:
             self._set_state(EngineState.UNREACHABLE, f"could not start the engine: {exc}")
             return True

@@ -42,6 +42,8 @@ class WordbrushDocker(DockWidget):
         self.reference: Buffer | None = None
         self._param_widgets: dict[str, Any] = {}
         self._build()
+        if self.settings.note:
+            self.on_message(self.settings.note, True)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._tick)
         self.timer.start(500)
