@@ -320,3 +320,44 @@ def test_autostart_serves_the_configured_endpoint_and_never_starts_two(tmp_path:
     assert not ctl.connect()  # Run or Reconnect again: the same engine, waited on
     assert len(launched) == 1 and ctl.state == EngineState.STARTING
     assert "started earlier" in rec.states[-1][1]
+
+
+def test_any_layer_kind_is_read_as_it_shows(controller: tuple[Controller, Recorder]) -> None:
+    """A vector, group, file, clone or fill layer has no pixels of its own in libkis: its
+    projection is read. A layer in another colour space than the image is refused with
+    what to do."""
+    ctl, rec = controller
+    doc = _document()
+    vector = doc.layers()[0]
+    vector._type = "vectorlayer"
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack"))
+    _wait(ctl, rec)
+    assert rec.messages[-1][0].startswith("added 1 layer"), rec.messages[-1]
+    assert [n.name() for n in doc.layers()] == ["paint", "[wordbrush] x"]
+    other = _document()
+    other.layers()[0].depth = "F32"
+    assert not ctl.run(other, RunOptions("x", method="test-invert", pack="test-pack"))
+    assert "Convert Layer Color Space" in rec.messages[-1][0]
+
+
+@pytest.mark.parametrize("change,message", [
+    ("depth", "colour space changed"),
+    ("size", "canvas was resized"),
+    ("closed", "document was closed"),
+])
+def test_a_document_changed_during_the_edit_gets_nothing(
+        controller: tuple[Controller, Recorder], change: str, message: str) -> None:
+    """The pixels would land in the wrong format or place: say so, add nothing."""
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
+                                   params={"steps": 10, "delay": 0.05}))
+    if change == "depth":
+        doc.depth = "U16"
+    elif change == "size":
+        doc._w += 10
+    else:
+        doc.createNode = lambda name, kind: None  # type: ignore[method-assign]
+    _wait(ctl, rec)
+    assert message in rec.messages[-1][0] and rec.messages[-1][1] is True
+    assert [n.name() for n in doc.layers()] == ["paint"]

@@ -33,6 +33,8 @@ class FakeNode:
         size = doc.width() * doc.height() * BPP[doc.depth]
         self.pixels = bytearray(pixels if pixels is not None else bytes(size))
         self.writes = 0
+        self.model: str | None = None  # a layer's own colour space; None: the image's
+        self.depth: str | None = None
 
     def name(self) -> str:
         return self._name
@@ -52,7 +54,18 @@ class FakeNode:
     def setVisible(self, on: bool) -> None:
         self.visible = on
 
+    def colorModel(self) -> str:
+        return self.model or self.doc.model
+
+    def colorDepth(self) -> str:
+        return self.depth or self.doc.depth
+
     def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:
+        if self._type != "paintlayer":  # as libkis: no paint device of its own
+            return b""
+        return self.projectionPixelData(x, y, w, h)
+
+    def projectionPixelData(self, x: int, y: int, w: int, h: int) -> bytes:
         bpp = BPP[self.doc.depth]
         if x < 0 or y < 0 or x + w > self.doc.width() or y + h > self.doc.height():
             raise AssertionError("the plugin read outside the canvas")

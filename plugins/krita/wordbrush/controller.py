@@ -338,7 +338,8 @@ class Controller:
     def _apply(self, job: _Job, result: Result) -> None:
         try:
             names = job.document.insert_results(job.region.source, list(result.patches),
-                                                result.offset, job.prompt, job.region.layout)
+                                                result.offset, job.prompt, job.region.layout,
+                                                job.region.canvas)
         except Exception as exc:  # a closed document, a deleted layer: say so, add nothing
             self._finish(f"the result could not be added: {exc}", error=True)
             return

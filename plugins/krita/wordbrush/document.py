@@ -14,7 +14,7 @@ from typing import Any
 from protocol.framing import Buffer
 from protocol.regions import Box, Framing, context_box, mask_bbox
 
-from .pixels import Layout, from_wire, layout_for, to_wire, transfer_for
+from .pixels import Layout, UnsupportedImage, from_wire, layout_for, to_wire, transfer_for
 
 __all__ = ["LAYER_PREFIX", "KritaDocument", "NoActiveLayer", "Region"]
 
@@ -36,6 +36,7 @@ class Region:
     note: str  # for the status line ("whole layer: no selection", ...)
     layout: Layout
     source: Any  # the source node, to insert the results above it
+    canvas: tuple[int, int] = (0, 0)  # the document's size when it was read
 
 
 def _paintable(node: Any) -> bool:
@@ -59,7 +60,14 @@ class KritaDocument:
         layout = self.layout()  # raises UnsupportedImage with what to do
         node = node if node is not None else self.doc.activeNode()
         if not _paintable(node):
-            raise NoActiveLayer("select a paint layer to edit (the active node is not a layer)")
+            raise NoActiveLayer("select a layer to edit (the active node is a mask or "
+                                "a filter layer, or nothing)")
+        own = (node.colorModel(), node.colorDepth())
+        if own != (self.doc.colorModel(), self.doc.colorDepth()):
+            raise UnsupportedImage(
+                f"this layer is {own[0]}/{own[1]} but the image is {self.doc.colorModel()}/"
+                f"{self.doc.colorDepth()}: convert the layer with Layer › Convert › Convert "
+                "Layer Color Space… first")
         width, height = self.doc.width(), self.doc.height()
         transfer = transfer_for(self.doc.colorProfile())
         selection = self.doc.selection()
@@ -81,39 +89,62 @@ class KritaDocument:
         else:
             box = Box(0, 0, width, height)
             note = "no selection: editing the whole layer"
-        raw = bytes(node.pixelData(box.x, box.y, box.w, box.h))
+        # a group, vector, file, clone or fill layer has no pixels of its own to read
+        # (libkis gives nothing, or a fill's selection): what it shows is its projection
+        read = node.pixelData if node.type() == "paintlayer" else node.projectionPixelData
+        raw = bytes(read(box.x, box.y, box.w, box.h))
         pixels = to_wire(raw, box.w, box.h, layout)
         layer = Buffer("layer", box.w, box.h, layout.wire_format, pixels, transfer)
-        return Region(layer, mask_buf, (box.x, box.y), sel_box, note, layout, node)
+        return Region(layer, mask_buf, (box.x, box.y), sel_box, note, layout, node,
+                      (width, height))
 
     # ------------------------------------------------------------------ writing
 
     def insert_results(self, source: Any, patches: list[Buffer], offset: tuple[int, int],
-                       prompt: str, layout: Layout) -> list[str]:
+                       prompt: str, layout: Layout, canvas: tuple[int, int] | None = None
+                       ) -> list[str]:
         """New paint layers directly above the source layer (a group for several
         variations, the first visible). Returns the new layers' names.
 
         The source is the Node object itself: Krita 5.1's ``nodeByUniqueID`` returns a bare
-        QObject that ``addChildNode`` refuses (found by the real-Krita test)."""
+        QObject that ``addChildNode`` refuses (found by the real-Krita test). A document
+        whose colour space or size changed while the engine worked (``canvas``: its size
+        then) gets nothing: the pixels would land in the wrong format or place."""
         parent = source.parentNode() if source is not None else None
         if parent is None:
             raise ValueError("the layer that was edited no longer exists; nothing was added")
+        if layout_for(self.doc.colorModel(), self.doc.colorDepth()) != layout:
+            raise ValueError("the image's colour space changed during the edit; nothing was "
+                             "added")
+        if canvas is not None and canvas != (self.doc.width(), self.doc.height()):
+            raise ValueError("the canvas was resized during the edit; nothing was added")
         name = LAYER_PREFIX + (prompt.strip() or "edit")
         x, y = offset
         nodes = []
         for i, patch in enumerate(patches):
             node = self.doc.createNode(name if len(patches) == 1 else f"{name} #{i + 1}",
                                        "paintlayer")
-            node.setPixelData(from_wire(patch.data, patch.width, patch.height, layout),
-                              x, y, patch.width, patch.height)
+            if node is None:
+                raise ValueError("the document was closed during the edit; nothing was added")
+            written = node.setPixelData(from_wire(patch.data, patch.width, patch.height,
+                                                  layout), x, y, patch.width, patch.height)
+            if written is False:
+                raise ValueError("Krita refused the result's pixels; nothing was added")
             node.setVisible(i == 0)
             nodes.append(node)
         if len(nodes) == 1:
-            parent.addChildNode(nodes[0], source)
+            _add(parent, nodes[0], source)
         else:
             group = self.doc.createNode(name, "grouplayer")
-            parent.addChildNode(group, source)
+            if group is None:
+                raise ValueError("the document was closed during the edit; nothing was added")
+            _add(parent, group, source)
             for node in reversed(nodes):  # first variation on top
-                group.addChildNode(node, None)
+                _add(group, node, None)
         self.doc.refreshProjection()
         return [n.name() for n in nodes]
+
+
+def _add(parent: Any, child: Any, above: Any) -> None:
+    if parent.addChildNode(child, above) is False:
+        raise ValueError("Krita refused the new layer; nothing was added")
