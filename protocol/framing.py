@@ -223,6 +223,19 @@ def unpack_header(raw: memoryview | bytes, limits: Limits = DEFAULT_LIMITS) -> d
     return header
 
 
+def area_too_large(width: int, height: int, fmt: str, limits: Limits) -> str | None:
+    """Why a ``width`` x ``height`` buffer of ``fmt`` would be refused by ``limits``, as a
+    sentence for an editor to show before it reads the pixels (a 16-bit 8000 x 6000 layer
+    takes seconds to read and convert); None when it fits."""
+    nbytes = width * height * FORMATS[fmt]
+    if width <= limits.max_side and height <= limits.max_side and \
+            nbytes <= limits.max_frame_bytes:
+        return None
+    return (f"the area to edit is {width}×{height} ({nbytes / 2**20:.0f} MiB as {fmt}); the "
+            f"engine takes at most {limits.max_side} pixels a side and "
+            f"{limits.max_frame_bytes / 2**20:.0f} MiB: select a smaller region")
+
+
 def check_buffer_spec(spec: Any, limits: Limits) -> dict[str, Any]:
     """Validate one entry of header["buffers"]; return it normalised."""
     if not isinstance(spec, dict):

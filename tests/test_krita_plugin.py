@@ -361,3 +361,43 @@ def test_a_document_changed_during_the_edit_gets_nothing(
     _wait(ctl, rec)
     assert message in rec.messages[-1][0] and rec.messages[-1][1] is True
     assert [n.name() for n in doc.layers()] == ["paint"]
+
+
+def test_an_area_too_large_for_the_engine_is_refused_before_it_is_read() -> None:
+    """Reading and converting a huge 16-bit layer takes seconds; the engine's limits are
+    known from its welcome, so the refusal comes first, saying what to do."""
+    from protocol.framing import Limits, area_too_large
+
+    assert area_too_large(8192, 8192, "rgba8", Limits()) is None
+    assert "select a smaller region" in area_too_large(8193, 10, "a8", Limits())
+    assert "1024 MiB as rgbaf32" in area_too_large(8192, 8192, "rgbaf32", Limits())
+    doc = _document("U16", select=False)
+    with pytest.raises(ValueError, match=r"48×40 .*at most 32 pixels a side"):
+        KritaDocument(doc).region({"kind": "pad"}, limits=Limits(max_side=32))
+    assert not [r for r in doc.reads if r[0] == "paint"]  # no pixel was read
+
+
+def test_cancel_means_nothing_is_added(controller: tuple[Controller, Recorder],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result already on its way when Cancel is pressed is dropped; an engine that does
+    not confirm a cancel (a first edit still loading its pack) frees the docker anyway."""
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack"))
+    time.sleep(1.0)  # done in the engine; its result waits unread
+    ctl.cancel()
+    _wait(ctl, rec)
+    assert [n.name() for n in doc.layers()] == ["paint"]
+    assert rec.messages[-1] == ("cancelled; the document was not changed", False)
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
+                                   params={"steps": 100, "delay": 0.05}))
+    assert ctl.client is not None
+    monkeypatch.setattr(ctl.client, "cancel", lambda job: None)  # never confirmed
+    ctl.cancel()
+    assert ctl.job is not None
+    ctl.job.cancel_asked -= 11
+    ctl.tick()
+    assert ctl.job is None and rec.busy[-1] is False and "cancelled" in rec.messages[-1][0]
+    time.sleep(0.5)
+    ctl.pump()
+    assert [n.name() for n in doc.layers()] == ["paint"]

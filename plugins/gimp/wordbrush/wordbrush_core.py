@@ -27,7 +27,7 @@ from protocol.errors import (
     WordbrushError,
 )
 from protocol.events import Progress, Welcome
-from protocol.framing import Buffer
+from protocol.framing import Buffer, area_too_large
 from protocol.launch import ENGINE_START_S, command_for, engine_log, launch_detached
 from protocol.messages import EditRequest, parse_assignments
 from protocol.regions import Box, Framing, context_box
@@ -205,6 +205,8 @@ def edit_selection(host: GimpHost, options: EditOptions,
             box = box.translate(drawable.x, drawable.y)
         else:
             box = drawable
+        if why := area_too_large(box.w, box.h, wire, welcome.limits):
+            raise PluginError(why)
         pixels = host.read_pixels(box, babl)
         mask = Buffer("mask", box.w, box.h, "a8", host.read_mask(box)) if selection else None
         params = dict(options.params)

@@ -75,6 +75,12 @@ class _Job:
     region: Region
     prompt: str
     started: float
+    cancel_asked: float | None = None  # when the artist pressed Cancel
+
+
+#: seconds a cancelled edit waits for the engine to confirm before the docker lets it go
+#: (a first edit loads the pack before it can see the cancel)
+CANCEL_GIVE_UP_S = 10.0
 
 
 class Controller:
@@ -234,7 +240,8 @@ class Controller:
             return False
         doc = KritaDocument(document)
         try:
-            region = doc.region(self.framing_for(options.pack), node)
+            region = doc.region(self.framing_for(options.pack), node,
+                                self.welcome.limits if self.welcome else None)
         except (UnsupportedImage, ValueError) as exc:
             self.observer.on_message(str(exc), True)
             return False
@@ -263,6 +270,7 @@ class Controller:
             return
         try:
             self.client.cancel(self.job.id)
+            self.job.cancel_asked = self.job.cancel_asked or time.monotonic()
             self.observer.on_progress(0.0, "cancelling…")
         except WordbrushError as exc:
             self._finish(f"could not cancel: {exc}", error=True)
@@ -300,7 +308,13 @@ class Controller:
             self._handle(event)
 
     def tick(self) -> None:
-        """Slow timer: silence becomes a timeout; a starting engine is retried."""
+        """Slow timer: silence becomes a timeout; a starting engine is retried; a
+        cancelled edit the engine has not confirmed in time is let go."""
+        job = self.job
+        if job is not None and job.cancel_asked is not None \
+                and time.monotonic() - job.cancel_asked > CANCEL_GIVE_UP_S:
+            self._finish("cancelled (the engine had not confirmed; nothing of this edit "
+                         "will be added)", error=False)
         if self.state == EngineState.STARTING:
             if self._engine_proc is not None and self._engine_proc.poll() is not None:
                 self._starting_since = None
@@ -328,6 +342,8 @@ class Controller:
             if event.preview is not None and event.preview.format == "rgba8":
                 p = event.preview
                 self.observer.on_preview(p.width, p.height, bytes(p.data))
+        elif isinstance(event, Result) and job.cancel_asked is not None:
+            self._finish("cancelled; the document was not changed", error=False)
         elif isinstance(event, Result):
             self._apply(job, event)
         elif isinstance(event, Cancelled):

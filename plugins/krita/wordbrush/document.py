@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.framing import Buffer
+from protocol.framing import Buffer, Limits, area_too_large
 from protocol.regions import Box, Framing, context_box, mask_bbox
 
 from .pixels import Layout, UnsupportedImage, from_wire, layout_for, to_wire, transfer_for
@@ -53,7 +53,8 @@ class KritaDocument:
     def layout(self) -> Layout:
         return layout_for(self.doc.colorModel(), self.doc.colorDepth())
 
-    def region(self, framing: Framing | dict | None, node: Any = None) -> Region:
+    def region(self, framing: Framing | dict | None, node: Any = None,
+               limits: Limits | None = None) -> Region:
         """The active layer (or ``node``) within the model square around the selection
         (clipped to the canvas), and the selection over the same box. No selection: the
         whole layer."""
@@ -89,6 +90,9 @@ class KritaDocument:
         else:
             box = Box(0, 0, width, height)
             note = "no selection: editing the whole layer"
+        if limits is not None and (why := area_too_large(box.w, box.h, layout.wire_format,
+                                                          limits)):
+            raise ValueError(why)
         # a group, vector, file, clone or fill layer has no pixels of its own to read
         # (libkis gives nothing, or a fill's selection): what it shows is its projection
         read = node.pixelData if node.type() == "paintlayer" else node.projectionPixelData
