@@ -254,7 +254,7 @@ class EditRunner:
             inputs = MethodInputs(image=framed.image.to(self.device),
                                   mask=framed.mask.to(self.device), prompt=request.prompt,
                                   params=params, seed=seed, pack=pack, reference=reference,
-                                  device=self.device)
+                                  device=self.device, paste=paste_mode)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 try:

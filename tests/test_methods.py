@@ -1005,3 +1005,28 @@ def test_direction_methods_keep_unnamed_changes_out(runner: EditRunner, method: 
         info = runner.run_local(_request(rgba, sel, method=method, prompt="a green star",
                                          params=params)).info
         assert info["changes_kept_out"] == kept_out
+
+
+def test_the_check_reads_the_edit_as_it_will_be_pasted(runner: EditRunner,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ladder's check is built for the paste the request asked for (a forced
+    ``render`` can move the outline, so it is read in full), else the method's advice."""
+    import engine.methods.directions as directions_module
+
+    seen: list[str] = []
+    real = directions_module.EditCheck
+
+    def recording(*args: object) -> object:
+        seen.append(str(args[-1]))
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(directions_module, "EditCheck", recording)
+    rgba, sel = _canvas()
+    for paste in ("render", "delta", "auto"):
+        runner.run_local(_request(rgba, sel, method="feu", prompt="a green star",
+                                  params={**_fast("feu"), "paste": paste}))
+    assert seen[:2] == ["render", "delta"] and seen[2] in ("render", "delta", "colour")
+    assert MethodInputs(image=None, mask=None, prompt="", params={}, seed=0, pack=None,
+                        paste="render").pasted_as("colour") == "render"
+    assert MethodInputs(image=None, mask=None, prompt="", params={}, seed=0,
+                        pack=None).pasted_as("colour") == "colour"

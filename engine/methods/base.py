@@ -80,6 +80,12 @@ class MethodInputs:
     pack: Any  # engine.packs.LoadedPack: the models the method declared in `needs`
     reference: torch.Tensor | None = None  # [1, 3, R', R'] a reference image, framed
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: the paste the request asked for; "auto": the method's advice (MethodOutput.paste)
+    paste: str = "auto"
+
+    def pasted_as(self, advised: str) -> str:
+        """How the result will be pasted: the request's choice, else the method's advice."""
+        return advised if self.paste == "auto" else self.paste
 
 
 @dataclass

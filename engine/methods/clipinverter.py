@@ -189,7 +189,8 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     paste = advise_paste(inputs.prompt, pack, read, recolour="colour")
     done = None
     if auto_strength and strength > 0:
-        done = EditCheck(inputs.prompt, pack, read, clip, x, inv.image, mask, paste).or_none()
+        done = EditCheck(inputs.prompt, pack, read, clip, x, inv.image, mask,
+                         inputs.pasted_as(paste)).or_none()
     mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)
     gain = nets.residual_gain
 

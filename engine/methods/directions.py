@@ -137,7 +137,8 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     step = float(p["alpha"]) * float(p["strength"])
     done = None
     if p.get("auto_alpha") and step != 0:
-        done = EditCheck(asked, pack, read, clip, x, inv.image, mask, paste).or_none()
+        done = EditCheck(asked, pack, read, clip, x, inv.image, mask,
+                         inputs.pasted_as(paste)).or_none()
 
     def render(alphas: list[float]) -> Tensor:
         return apply_direction(gen, inv.styles, mask, directions, weights, alphas)
