@@ -474,7 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("edit", help="edit a region of an image from a text prompt")
     p.add_argument("image")
     p.add_argument("--prompt", default="")
-    p.add_argument("--mask", help="selection mask PNG (white = selected, soft edges kept)")
+    p.add_argument("--mask", help="selection mask PNG (white = selected, soft edges kept; "
+                                  "a mask with transparency selects where it is opaque)")
     p.add_argument("--reference", help="a reference image instead of (or beside) the prompt")
     p.add_argument("--method")
     p.add_argument("--strength", type=float)

@@ -170,7 +170,7 @@ class EngineServer:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
-            if exc.errno == errno.EADDRINUSE:
+            if exc.errno in (zmq.EADDRINUSE, errno.EADDRINUSE):
                 raise WordbrushError(f"another program is already listening at {endpoint} "
                                      "(another engine?); stop it or choose another "
                                      "--endpoint") from None

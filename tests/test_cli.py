@@ -211,3 +211,26 @@ def test_masks_are_read_by_grey_or_by_transparency(tmp_path: Path, mode: str) ->
         image = Image.fromarray(np.dstack([np.zeros_like(grey), grey]), "LA")
     image.save(tmp_path / "mask.png")
     assert _load_mask(tmp_path / "mask.png", (8, 6)) == grey.tobytes()
+
+
+def test_params_are_read_against_the_method_the_chosen_pack_runs() -> None:
+    """`wordbrush edit --pack ffhq --param steps=80`: an FFHQ pack that prefers
+    paint-by-word takes `steps`, though the default pack's CLIPInverter does not."""
+    from engine.cli import CliError, read_request_params
+    from protocol.events import Welcome
+    from protocol.framing import Message
+
+    def method(mid: str, *params: dict) -> dict:
+        return {"id": mid, "title": mid, "params": list(params)}
+
+    steps = {"name": "steps", "kind": "int", "default": 40, "min": 1, "max": 1000}
+    strength = {"name": "strength", "kind": "float", "default": 1.0, "min": 0, "max": 2}
+    welcome = Welcome.from_message(Message("welcome", {
+        "protocol": 1, "default_method": "clipinverter", "default_pack": "demo",
+        "methods": [method("clipinverter", strength), method("paint-by-word", steps)],
+        "packs": [{"name": "demo", "default_method": "clipinverter"},
+                  {"name": "ffhq", "default_method": "paint-by-word"}]}))
+    assert read_request_params(["steps=80"], welcome, None, "ffhq") == {"steps": 80}
+    with pytest.raises(CliError, match="unknown parameter 'steps'"):
+        read_request_params(["steps=80"], welcome, None, None)
+    assert read_request_params(["steps=80"], welcome, "paint-by-word") == {"steps": 80}

@@ -278,11 +278,11 @@ def test_a_damaged_settings_file_is_read_as_far_as_it_goes(tmp_path: Path) -> No
     assert (settings.variations, settings.seed, settings.timeout_s) == (1, None, 30.0)
     assert settings.engine_command == []
     assert "ignored engine_command, variations, seed, timeout_s" in settings.note
-    for text in ("[]", "null", "{not json"):
-        path.write_text(text)
+    for text in (b"[]", b"null", b"{not json", b'{"endpoint": "\xff"}'):
+        path.write_bytes(text)
         settings = Settings.load(path)
         assert settings == Settings() and "kept as wordbrush.json.bad" in settings.note
-        assert (tmp_path / "wordbrush.json.bad").read_text() == text
+        assert (tmp_path / "wordbrush.json.bad").read_bytes() == text
     settings.save(path)
     assert "note" not in json.loads(path.read_text())
     assert Settings.load(tmp_path / "missing.json").note == ""
@@ -320,6 +320,12 @@ def test_autostart_serves_the_configured_endpoint_and_never_starts_two(tmp_path:
     assert not ctl.connect()  # Run or Reconnect again: the same engine, waited on
     assert len(launched) == 1 and ctl.state == EngineState.STARTING
     assert "started earlier" in rec.states[-1][1]
+    # another local endpoint chosen in Engine…: an engine for that one
+    other = f"ipc://{tmp_path}/other.sock"
+    ctl.settings.endpoint = other
+    ctl._starting_since = None
+    assert not ctl.connect()
+    assert launched[-1] == ["wordbrush", "serve", "--endpoint", other] and len(launched) == 2
 
 
 def test_any_layer_kind_is_read_as_it_shows(controller: tuple[Controller, Recorder]) -> None:
@@ -357,7 +363,7 @@ def test_a_document_changed_during_the_edit_gets_nothing(
     elif change == "size":
         doc._w += 10
     else:
-        doc.createNode = lambda name, kind: None  # type: ignore[method-assign]
+        doc.close()
     _wait(ctl, rec)
     assert message in rec.messages[-1][0] and rec.messages[-1][1] is True
     assert [n.name() for n in doc.layers()] == ["paint"]

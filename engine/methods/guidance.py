@@ -494,8 +494,9 @@ class EditCheck:
 #: nearest first
 NEAREST_STEPS = (0.75, 1.5, 0.5, 2.0, 3.0)
 
-#: multiply-accumulates a CPU draws in one batch of the ladder: all its steps for the demo
-#: pack (2e8 an image), one image at a time for full-size generators (5.5e10 and more)
+#: multiply-accumulates (:meth:`Generator.synthesis_macs`) a CPU draws in one batch of the
+#: ladder: all five steps up to 2e9 an image (the demo pack: 2e8), two to four up to 5e9,
+#: one at a time above (a 256 x 256 or 1024 x 1024 FFHQ generator: 8e10, 1.4e11)
 CPU_BATCH_MACS = 10**10
 
 

@@ -516,9 +516,10 @@ class Generator(nn.Module):
         return len(self.style_layers)
 
     def synthesis_macs(self) -> int:
-        """Multiply-accumulates of one image's synthesis: every modulated layer's
-        convolution at its output resolution (the bias, noise and blur left out). A
-        rosinality 1024 x 1024 generator is about 1.4e11."""
+        """One image's synthesis cost in multiply-accumulates, as a relative measure:
+        every modulated layer's convolution counted at its output resolution (the
+        upsampling ones, transposed convolutions, do about a quarter of that; the bias,
+        noise and blur are left out). A rosinality 1024 x 1024 generator counts 1.4e11."""
         total = 0
         for lay in self.style_layers:
             _, out_channels, in_channels, k, _ = self._modconv(lay).weight.shape

@@ -172,6 +172,11 @@ class FakeDocument:
 
         return walk(self.root)
 
+    def close(self) -> None:
+        """As libkis reads a closed document: no colour model, no size, no nodes made."""
+        self.model, self._w, self._h = "", 0, 0
+        self.createNode = lambda name, kind: None  # type: ignore[method-assign]
+
     def refreshProjection(self) -> None:
         self.refreshed += 1
 

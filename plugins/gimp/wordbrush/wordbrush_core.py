@@ -142,13 +142,14 @@ def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: Ed
     while True:
         waited = time.monotonic() - started
         host.progress(0.0, f"starting the local engine (it loads its models)… {waited:.0f} s")
-        if proc.poll() is not None:
-            raise PluginError(f"the local engine exited at start-up (see {log})")
+        exited = proc.poll() is not None
         client = open_client()
-        try:
+        try:  # once more after an exit: it may have lost the endpoint to another engine
             return client, _hello(client)
         except (EngineUnavailable, Timeout):
             client.close()
+        if exited:
+            raise PluginError(f"the local engine exited at start-up (see {log})")
         if time.monotonic() - started > ENGINE_START_S:
             raise PluginError(f"the local engine did not answer within {ENGINE_START_S:.0f} s "
                               f"(see {log})")
@@ -164,6 +165,11 @@ def _hello(client: EngineClient) -> Welcome:
     except AuthFailed as exc:
         client.close()
         raise PluginError(f"the engine refused this machine's key: {exc}") from None
+    except (EngineUnavailable, Timeout):
+        raise  # the caller may start an engine
+    except WordbrushError as exc:  # an answer that is not a welcome
+        client.close()
+        raise PluginError(f"the engine at {client.endpoint} did not greet us: {exc}") from None
 
 
 def edit_selection(host: GimpHost, options: EditOptions,

@@ -97,6 +97,7 @@ class Controller:
         self.job: _Job | None = None
         self._starting_since: float | None = None
         self._engine_proc: Any = None
+        self._engine_endpoint = ""  # the endpoint the engine this docker started serves
 
     # ------------------------------------------------------------------ connection
 
@@ -116,13 +117,13 @@ class Controller:
                                     progress_timeout=self.settings.timeout_s,
                                     client_name="wordbrush-krita")
 
-    def connect(self) -> bool:
+    def connect(self, start: bool = True) -> bool:
         """Try the engine once; start a local one when allowed. True when connected.
 
         A running edit follows the connection: the new client asks the engine for it
         (``fetch`` re-attaches the job to this client), or, where no engine answers, the
         edit is given up with a message rather than leaving the docker busy."""
-        connected = self._connect()
+        connected = self._connect(start)
         job = self.job
         if job is not None and connected and self.client is not None:
             try:
@@ -135,12 +136,14 @@ class Controller:
                          "the document was not changed", error=True)
         return connected
 
-    def _connect(self) -> bool:
+    def _connect(self, start: bool) -> bool:
         self.close_client()
         try:
             client = self._new_client()
         except (OSError, ValueError, WordbrushError) as exc:
-            self._set_state(EngineState.UNREACHABLE, f"cannot use the key files: {exc}")
+            where = "the key files" if self.settings.server_key or self.settings.client_key \
+                else "the engine's address"
+            self._set_state(EngineState.UNREACHABLE, f"cannot use {where}: {exc}")
             return False
         try:
             welcome = client.connect(timeout=1.0 if endpoints.is_local(self.endpoint) else 5.0)
@@ -154,7 +157,7 @@ class Controller:
             return False
         except (EngineUnavailable, Timeout, ProtocolError) as exc:
             client.close()
-            if self._maybe_start_engine():
+            if start and self._maybe_start_engine():
                 return False
             self._set_state(EngineState.UNREACHABLE, f"no engine at {self.endpoint}: {exc}")
             return False
@@ -177,7 +180,8 @@ class Controller:
                                 f"(see {engine_log('krita')})")
                 return True
             return True  # still starting; tick() retries
-        if self._engine_proc is not None and self._engine_proc.poll() is None:
+        if self._engine_proc is not None and self._engine_proc.poll() is None \
+                and self._engine_endpoint == self.endpoint:
             # started earlier and still not answering: wait on it, never start a second
             self._starting_since = time.monotonic()
             self._set_state(EngineState.STARTING, "waiting for the local engine started "
@@ -196,6 +200,7 @@ class Controller:
         except OSError as exc:
             self._set_state(EngineState.UNREACHABLE, f"could not start the engine: {exc}")
             return True
+        self._engine_endpoint = self.endpoint
         self._starting_since = time.monotonic()
         self._set_state(EngineState.STARTING, "starting the local engine…")
         return True
@@ -318,8 +323,12 @@ class Controller:
         if self.state == EngineState.STARTING:
             if self._engine_proc is not None and self._engine_proc.poll() is not None:
                 self._starting_since = None
-                self._set_state(EngineState.UNREACHABLE, "the local engine exited at start-up "
-                                f"(see {engine_log('krita')})")
+                self._engine_proc = None
+                # it may have lost the endpoint to an engine started at the same time
+                # (GIMP's, or `wordbrush serve`): that one serves as well
+                if not self.connect(start=False):
+                    self._set_state(EngineState.UNREACHABLE, "the local engine exited at "
+                                    f"start-up (see {engine_log('krita')})")
                 return
             self.connect()
             return

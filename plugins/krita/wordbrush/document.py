@@ -114,6 +114,8 @@ class KritaDocument:
         QObject that ``addChildNode`` refuses (found by the real-Krita test). A document
         whose colour space or size changed while the engine worked (``canvas``: its size
         then) gets nothing: the pixels would land in the wrong format or place."""
+        if not self.doc.colorModel() or self.doc.width() == 0:  # libkis, once it is closed
+            raise ValueError("the document was closed during the edit; nothing was added")
         parent = source.parentNode() if source is not None else None
         if parent is None:
             raise ValueError("the layer that was edited no longer exists; nothing was added")

@@ -65,19 +65,19 @@ class Settings:
         next save does not lose what install.py wrote there. Either way ``note`` says so."""
         path = path or default_settings_path()
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return cls()
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             return cls(note=f"cannot read {path} ({exc}); using the defaults")
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError:  # not UTF-8, or not JSON
             data = None
         if not isinstance(data, dict):
             bad = path.with_name(path.name + ".bad")
             with contextlib.suppress(OSError):
-                bad.write_text(text, encoding="utf-8")
+                bad.write_bytes(raw)
             return cls(note=f"{path} is not a settings file (kept as {bad.name}); using "
                             "the defaults")
         values: dict[str, Any] = {}
