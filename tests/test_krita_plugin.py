@@ -326,6 +326,12 @@ def test_autostart_serves_the_configured_endpoint_and_never_starts_two(tmp_path:
     ctl._starting_since = None
     assert not ctl.connect()
     assert launched[-1] == ["wordbrush", "serve", "--endpoint", other] and len(launched) == 2
+    # while it loads, the 0.5 s timer says hello every 2 s only (each try blocks the UI)
+    tries: list[bool] = []
+    ctl.connect = lambda start=True: tries.append(start) or False  # type: ignore[method-assign]
+    for _ in range(3):
+        ctl.tick()
+    assert tries == [True]
 
 
 def test_any_layer_kind_is_read_as_it_shows(controller: tuple[Controller, Recorder]) -> None:

@@ -78,6 +78,11 @@ class _Job:
     cancel_asked: float | None = None  # when the artist pressed Cancel
 
 
+#: while a started engine loads: how long one hello may block the UI, and how often one is
+#: tried (the docker's timer ticks every 0.5 s)
+STARTING_HELLO_S = 0.25
+STARTING_RETRY_S = 2.0
+
 #: seconds a cancelled edit waits for the engine to confirm before the docker lets it go
 #: (a first edit loads the pack before it can see the cancel)
 CANCEL_GIVE_UP_S = 10.0
@@ -98,6 +103,7 @@ class Controller:
         self._starting_since: float | None = None
         self._engine_proc: Any = None
         self._engine_endpoint = ""  # the endpoint the engine this docker started serves
+        self._last_try = 0.0  # when tick() last said hello to a starting engine
 
     # ------------------------------------------------------------------ connection
 
@@ -146,7 +152,10 @@ class Controller:
             self._set_state(EngineState.UNREACHABLE, f"cannot use {where}: {exc}")
             return False
         try:
-            welcome = client.connect(timeout=1.0 if endpoints.is_local(self.endpoint) else 5.0)
+            # while a started engine loads, each try blocks Krita's UI thread: keep it short
+            timeout = (STARTING_HELLO_S if self.state == EngineState.STARTING
+                       else 1.0 if endpoints.is_local(self.endpoint) else 5.0)
+            welcome = client.connect(timeout=timeout)
         except VersionMismatch as exc:
             client.close()
             self._set_state(EngineState.VERSION_MISMATCH, str(exc))
@@ -330,7 +339,9 @@ class Controller:
                     self._set_state(EngineState.UNREACHABLE, "the local engine exited at "
                                     f"start-up (see {engine_log('krita')})")
                 return
-            self.connect()
+            if time.monotonic() - self._last_try >= STARTING_RETRY_S:
+                self._last_try = time.monotonic()
+                self.connect()
             return
         if self.client is None:
             return
