@@ -38,6 +38,13 @@ class WordbrushDocker(DockWidget):
         self.setWindowTitle("Wordbrush")
         self.settings = Settings.load()
         self.controller = Controller(self, self.settings)
+        # Krita quitting mid-edit: cancel the engine's job (a GPU box would run it on);
+        # libkis's notifier emits nothing until it is made active
+        notifier = Krita.instance().notifier()
+        closing = getattr(notifier, "applicationClosing", None)
+        if closing is not None:
+            notifier.setActive(True)
+            closing.connect(self.controller.shutdown)
         self.notifier: QSocketNotifier | None = None
         self.reference: Buffer | None = None
         self._param_widgets: dict[str, Any] = {}
