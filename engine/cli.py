@@ -242,8 +242,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"  {pack.name}: BROKEN: {pack.error}")
             continue
         default = " (default)" if pack.name == welcome.default_pack else ""
+        runs = f"; runs {pack.default_method} by default" if pack.default_method else ""
         print(f"  {pack.name}{default}: {pack.title}, {pack.resolution}px; methods: "
-              f"{', '.join(pack.methods) or 'none'}")
+              f"{', '.join(pack.methods) or 'none'}{runs}")
     print("methods:")
     for method in welcome.methods:
         default = " (default)" if method.id == welcome.default_method else ""

@@ -115,6 +115,7 @@ def test_info(engine: EngineProcess, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["info", "--endpoint", engine.endpoint]) == 0
     out = capsys.readouterr().out
     assert "test-invert" in out and "test-pack" in out
+    assert "runs test-invert by default" in out  # what a request naming no method runs
     assert "every method also takes: paste=auto (auto|render|delta|colour), feather=0.0 " \
            "(0..64), keep_background=True" in out
     assert "steps=" in out and "(1..1000)" in out  # ranges, as the errors would give them
