@@ -352,13 +352,14 @@ def test_any_layer_kind_is_read_as_it_shows(controller: tuple[Controller, Record
     assert "Convert Layer Color Space" in rec.messages[-1][0]
 
 
-@pytest.mark.parametrize("change,message", [
-    ("depth", "colour space changed"),
-    ("size", "canvas was resized"),
-    ("closed", "document was closed"),
+@pytest.mark.parametrize("change,message,error", [
+    ("depth", "colour space changed", True),
+    ("size", "canvas was resized", True),
+    ("closed", "document was closed", False),  # the artist's doing: the edit is cancelled
 ])
 def test_a_document_changed_during_the_edit_gets_nothing(
-        controller: tuple[Controller, Recorder], change: str, message: str) -> None:
+        controller: tuple[Controller, Recorder], change: str, message: str,
+        error: bool) -> None:
     """The pixels would land in the wrong format or place: say so, add nothing."""
     ctl, rec = controller
     doc = _document()
@@ -371,7 +372,7 @@ def test_a_document_changed_during_the_edit_gets_nothing(
     else:
         doc.close()
     _wait(ctl, rec)
-    assert message in rec.messages[-1][0] and rec.messages[-1][1] is True
+    assert message in rec.messages[-1][0] and rec.messages[-1][1] is error
     assert [n.name() for n in doc.layers()] == ["paint"]
 
 
@@ -413,3 +414,17 @@ def test_cancel_means_nothing_is_added(controller: tuple[Controller, Recorder],
     time.sleep(0.5)
     ctl.pump()
     assert [n.name() for n in doc.layers()] == ["paint"]
+
+
+def test_closing_the_document_cancels_its_edit(controller: tuple[Controller, Recorder]) -> None:
+    """The result would have nowhere to go: the engine is told to stop, the docker frees."""
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
+                                   params={"steps": 200, "delay": 0.05}))
+    time.sleep(0.2)
+    doc.close()
+    ctl.tick()
+    _wait(ctl, rec, timeout=10)
+    assert ctl.job is None and rec.busy[-1] is False
+    assert "cancel" in rec.messages[-1][0] and rec.messages[-1][1] is False

@@ -325,6 +325,13 @@ class Controller:
         """Slow timer: silence becomes a timeout; a starting engine is retried; a
         cancelled edit the engine has not confirmed in time is let go."""
         job = self.job
+        if job is not None and job.document.closed():
+            if self.client is not None:  # nobody will see its result: the engine may stop
+                with contextlib.suppress(WordbrushError):
+                    self.client.cancel(job.id)
+            self._finish("the document was closed during the edit; it was cancelled",
+                         error=False)
+            return
         if job is not None and job.cancel_asked is not None \
                 and time.monotonic() - job.cancel_asked > CANCEL_GIVE_UP_S:
             self._finish("cancelled (the engine had not confirmed; nothing of this edit "

@@ -102,6 +102,10 @@ class KritaDocument:
         return Region(layer, mask_buf, (box.x, box.y), sel_box, note, layout, node,
                       (width, height))
 
+    def closed(self) -> bool:
+        """Whether the document was closed: libkis then reads no colour model and no size."""
+        return not self.doc.colorModel() or self.doc.width() == 0
+
     # ------------------------------------------------------------------ writing
 
     def insert_results(self, source: Any, patches: list[Buffer], offset: tuple[int, int],
@@ -114,7 +118,7 @@ class KritaDocument:
         QObject that ``addChildNode`` refuses (found by the real-Krita test). A document
         whose colour space or size changed while the engine worked (``canvas``: its size
         then) gets nothing: the pixels would land in the wrong format or place."""
-        if not self.doc.colorModel() or self.doc.width() == 0:  # libkis, once it is closed
+        if self.closed():
             raise ValueError("the document was closed during the edit; nothing was added")
         parent = source.parentNode() if source is not None else None
         if parent is None:
