@@ -178,13 +178,19 @@ def test_variations_go_in_a_group_with_one_visible(
     assert group.children[0].name().endswith("#1")
 
 
+def _edit_under_way(ctl: Controller, steps: int) -> FakeDocument:
+    """A new document whose edit (``steps`` of 0.05 s) is a few steps in."""
+    doc = _document()
+    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
+                                   params={"steps": steps, "delay": 0.05}))
+    time.sleep(0.2)
+    return doc
+
+
 def test_cancel_mid_job_leaves_the_document_as_it_was(
         controller: tuple[Controller, Recorder]) -> None:
     ctl, rec = controller
-    doc = _document()
-    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
-                                   params={"steps": 50, "delay": 0.05}))
-    time.sleep(0.2)
+    doc = _edit_under_way(ctl, 50)
     ctl.cancel()
     _wait(ctl, rec)
     assert [n.name() for n in doc.layers()] == ["paint"]
@@ -419,10 +425,7 @@ def test_cancel_means_nothing_is_added(controller: tuple[Controller, Recorder],
 def test_closing_the_document_cancels_its_edit(controller: tuple[Controller, Recorder]) -> None:
     """The result would have nowhere to go: the engine is told to stop, the docker frees."""
     ctl, rec = controller
-    doc = _document()
-    assert ctl.run(doc, RunOptions("x", method="test-invert", pack="test-pack",
-                                   params={"steps": 200, "delay": 0.05}))
-    time.sleep(0.2)
+    doc = _edit_under_way(ctl, 200)
     doc.close()
     ctl.tick()
     _wait(ctl, rec, timeout=10)
