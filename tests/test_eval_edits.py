@@ -11,6 +11,8 @@ import pytest
 from engine.cli import main
 from engine.evaluation.edits import (
     KINDS,
+    PROMPT_LINE_STRIDE,
+    REPORT_FIRST_PROMPT_SCENE,
     PromptLine,
     cases_from_prompts,
     evaluate_edits,
@@ -108,6 +110,22 @@ def test_prompt_file_cases(tmp_path: Path) -> None:
     for c in cases[2:]:
         assert len(c.scene.objects) == 1 and (c.selection == 255).all()
         assert c.truth["size"] == "large" and c.target == {"size": "small"}
+
+
+def test_a_prompt_lines_scenes_are_its_own(tmp_path: Path) -> None:
+    """A line draws from its own block of seeds: its scenes do not depend on the lines
+    before it, and fewer scenes are the first of more."""
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(PROMPTS)
+    first, second = read_prompt_file(path)
+    both = cases_from_prompts([first, second], 3)
+    alone = cases_from_prompts([second], 3, first_index=REPORT_FIRST_PROMPT_SCENE
+                               + PROMPT_LINE_STRIDE)
+    assert [c.scene_seed for c in both[3:]] == [c.scene_seed for c in alone]
+    fewer = cases_from_prompts([first, second], 2)
+    assert [c.scene_seed for c in fewer] == [c.scene_seed for c in both[:2] + both[3:5]]
+    with pytest.raises(ValueError, match="at most 500 scenes a line"):
+        cases_from_prompts([first], 501)
 
 
 @pytest.mark.parametrize(("line", "error"), [

@@ -261,8 +261,9 @@ def read_prompt_file(path: Path, spec: WorldSpec = WORLD_SPEC) -> list[PromptLin
     return out
 
 
-#: a prompt file's scenes start here
+#: a prompt file's scenes start here, each line's block this far after the one before
 REPORT_FIRST_PROMPT_SCENE = 60_000
+PROMPT_LINE_STRIDE = 2_000
 
 
 def overlaps_report(first_scene: int, n_per_kind: int) -> bool:
@@ -280,16 +281,22 @@ def cases_from_prompts(prompts: Sequence[PromptLine], n_per_prompt: int,
                        spec: WorldSpec = WORLD_SPEC,
                        first_index: int = REPORT_FIRST_PROMPT_SCENE) -> list[EditCase]:
     """``n_per_prompt`` held-out scenes per prompt line, the named object selected (or none
-    for ``all``) and not already holding any target value."""
+    for ``all``) and not already holding any target value.
+
+    Each line draws from its own block of seeds (:data:`PROMPT_LINE_STRIDE` apart), with
+    its own budget of tries: its scenes do not depend on the lines before it, and
+    ``--n 10`` is the first half of ``--n 20``, as for the built-in kinds."""
+    if n_per_prompt > PROMPT_LINE_STRIDE // 4:
+        raise ValueError(f"a prompt file runs at most {PROMPT_LINE_STRIDE // 4} scenes a line "
+                         f"(asked: {n_per_prompt})")
     cases: list[EditCase] = []
-    seeds = _held_out_seeds("test", first_index)
-    tries = 0
-    for line in prompts:
-        made = 0
+    for number, line in enumerate(prompts):
+        seeds = _held_out_seeds("test", first_index + number * PROMPT_LINE_STRIDE)
+        made = tries = 0
         while made < n_per_prompt:
             seed, rng = next(seeds)
             tries += 1
-            if tries > 1000 * n_per_prompt * len(prompts):
+            if tries > PROMPT_LINE_STRIDE:
                 raise ValueError(f"no held-out scene fits {line.label} ({line.prompt!r})")
             whole = line.region == "all"
             index = 0 if whole else int(line.region[-1])
