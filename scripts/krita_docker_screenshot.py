@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -96,11 +97,18 @@ def main() -> int:
             f.write("enable_wb_shot=true\n")
         env = dict(os.environ, HOME=str(home), XDG_DATA_HOME=str(home / ".local/share"),
                    XDG_CONFIG_HOME=str(home / ".config"))
-        proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita",
-                               "--nosplash"], env=env, capture_output=True, text=True,
-                              timeout=300)
+        # its own session, so that a timeout stops Krita and Xvfb too, not only xvfb-run
+        proc = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita",
+                                 "--nosplash"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            print("Krita did not write the screenshot within 300 s; stopped it")
         if not out.is_file():
-            print(proc.stdout[-2000:], proc.stderr[-2000:])
+            print(stdout[-2000:], stderr[-2000:])
             return 1
     print(json.dumps({"wrote": str(out)}))
     return 0
