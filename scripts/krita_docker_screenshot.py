@@ -97,6 +97,8 @@ def main() -> int:
             f.write("enable_wb_shot=true\n")
         env = dict(os.environ, HOME=str(home), XDG_DATA_HOME=str(home / ".local/share"),
                    XDG_CONFIG_HOME=str(home / ".config"))
+        # the committed picture is there already: only a newer one is this run's
+        before = out.stat().st_mtime_ns if out.is_file() else None
         # its own session, so that a timeout stops Krita and Xvfb too, not only xvfb-run
         proc = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita",
                                  "--nosplash"], env=env, stdout=subprocess.PIPE,
@@ -107,7 +109,7 @@ def main() -> int:
             os.killpg(proc.pid, signal.SIGKILL)
             stdout, stderr = proc.communicate()
             print("Krita did not write the screenshot within 300 s; stopped it")
-        if not out.is_file():
+        if not out.is_file() or out.stat().st_mtime_ns == before:
             print(stdout[-2000:], stderr[-2000:])
             return 1
     print(json.dumps({"wrote": str(out)}))
