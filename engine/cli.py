@@ -294,8 +294,6 @@ def framing_arg(text: str) -> dict[str, Any]:
 
 
 def cmd_pack_create(args: argparse.Namespace) -> int:
-    import shutil
-
     from tqdm import tqdm
 
     from .packs import LoadedPack, Manifest, PackError, create_pack, user_pack_dir

@@ -14,11 +14,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENGINE_START_S", "command_for", "engine_log", "launch_detached"]
+__all__ = ["ENGINE_START_S", "NOTHING_TO_START", "command_for", "engine_log",
+           "launch_detached"]
 
 #: how long an editor waits for a local engine it started to answer (the first start loads
 #: torch and the pack's models)
 ENGINE_START_S = 90.0
+
+#: the end of an editor's sentence where no engine answers and install.py gave it none
+NOTHING_TO_START = ("none is configured to start: run `python3 install.py` in the wordbrush "
+                    "folder, or start `wordbrush serve` yourself")
 
 
 def engine_log(editor: str) -> Path:

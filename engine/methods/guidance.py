@@ -547,8 +547,9 @@ def step_read_as_asked(render: Callable[[list[float]], Tensor], step: float,
     if done(image)[0]:
         return StepRead(image, step, True)
     steps = [step * factor for factor in NEAREST_STEPS]
-    for first in range(0, len(steps), max(1, batch)):
-        chunk = steps[first:first + max(1, batch)]
+    size = max(1, batch)
+    for first in range(0, len(steps), size):
+        chunk = steps[first:first + size]
         others = render(chunk)
         for k, accepted in enumerate(done(others)):
             if accepted:

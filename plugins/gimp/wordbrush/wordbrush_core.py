@@ -28,7 +28,13 @@ from protocol.errors import (
 )
 from protocol.events import Progress, Welcome
 from protocol.framing import Buffer, area_too_large
-from protocol.launch import ENGINE_START_S, command_for, engine_log, launch_detached
+from protocol.launch import (
+    ENGINE_START_S,
+    NOTHING_TO_START,
+    command_for,
+    engine_log,
+    launch_detached,
+)
 from protocol.messages import EditRequest, parse_assignments
 from protocol.regions import Box, Framing, context_box
 
@@ -119,18 +125,13 @@ def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: Ed
              ) -> tuple[EngineClient, Welcome]:
     """A connected client and the engine's welcome; where no engine answers at a local
     endpoint, the one ``install.py`` configured is started and waited for, with progress."""
-    client = open_client()
-    try:
-        return client, _hello(client)
-    except (EngineUnavailable, Timeout):
-        client.close()
+    if answered := _answer(open_client):
+        return answered
     if not (options.autostart and endpoints.is_local(endpoint)):
         raise PluginError(f"no wordbrush engine answers at {endpoint}. Start one with "
                           "`wordbrush serve` (or check the endpoint)")
     if not options.engine_command:
-        raise PluginError(f"no wordbrush engine answers at {endpoint} and none is configured "
-                          "to start: run `python3 install.py` in the wordbrush folder, or "
-                          "start `wordbrush serve` yourself")
+        raise PluginError(f"no wordbrush engine answers at {endpoint} and {NOTHING_TO_START}")
     log = engine_log("gimp")
     try:
         proc = launcher(command_for(options.engine_command, options.endpoint), log)
@@ -143,16 +144,25 @@ def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: Ed
         waited = time.monotonic() - started
         host.progress(0.0, f"starting the local engine (it loads its models)… {waited:.0f} s")
         exited = proc.poll() is not None
-        client = open_client()
-        try:  # once more after an exit: it may have lost the endpoint to another engine
-            return client, _hello(client)
-        except (EngineUnavailable, Timeout):
-            client.close()
+        # once more after an exit: it may have lost the endpoint to another engine
+        if answered := _answer(open_client):
+            return answered
         if exited:
             raise PluginError(f"the local engine exited at start-up (see {log})")
         if time.monotonic() - started > ENGINE_START_S:
             raise PluginError(f"the local engine did not answer within {ENGINE_START_S:.0f} s "
                               f"(see {log})")
+
+
+def _answer(open_client: Callable[[], EngineClient]) -> tuple[EngineClient, Welcome] | None:
+    """A new client and the engine's welcome, or None (the client closed) where no engine
+    answers."""
+    client = open_client()
+    try:
+        return client, _hello(client)
+    except (EngineUnavailable, Timeout):
+        client.close()
+        return None
 
 
 def _hello(client: EngineClient) -> Welcome:

@@ -29,7 +29,13 @@ from protocol.errors import (
 )
 from protocol.events import Cancelled, EngineError, Progress, Result, Welcome
 from protocol.framing import Buffer
-from protocol.launch import ENGINE_START_S, command_for, engine_log, launch_detached
+from protocol.launch import (
+    ENGINE_START_S,
+    NOTHING_TO_START,
+    command_for,
+    engine_log,
+    launch_detached,
+)
 from protocol.messages import EditRequest
 
 from .document import KritaDocument, Region
@@ -198,9 +204,7 @@ class Controller:
             return True
         if not self.settings.engine_command:
             self._set_state(EngineState.UNREACHABLE,
-                            "no engine is running and none is configured to start: run "
-                            "`python3 install.py` in the wordbrush folder, or start "
-                            "`wordbrush serve` yourself")
+                            f"no engine is running and {NOTHING_TO_START}")
             return True
         log = engine_log("krita")
         try:

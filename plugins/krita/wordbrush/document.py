@@ -39,6 +39,10 @@ class Region:
     canvas: tuple[int, int] = (0, 0)  # the document's size when it was read
 
 
+#: why a result is not added to a document closed while the engine worked
+CLOSED = "the document was closed during the edit; nothing was added"
+
+
 def _paintable(node: Any) -> bool:
     return node is not None and node.type() in ("paintlayer", "grouplayer", "filelayer",
                                                 "vectorlayer", "clonelayer", "filllayer")
@@ -119,7 +123,7 @@ class KritaDocument:
         whose colour space or size changed while the engine worked (``canvas``: its size
         then) gets nothing: the pixels would land in the wrong format or place."""
         if self.closed():
-            raise ValueError("the document was closed during the edit; nothing was added")
+            raise ValueError(CLOSED)
         parent = source.parentNode() if source is not None else None
         if parent is None:
             raise ValueError("the layer that was edited no longer exists; nothing was added")
@@ -135,7 +139,7 @@ class KritaDocument:
             node = self.doc.createNode(name if len(patches) == 1 else f"{name} #{i + 1}",
                                        "paintlayer")
             if node is None:
-                raise ValueError("the document was closed during the edit; nothing was added")
+                raise ValueError(CLOSED)
             written = node.setPixelData(from_wire(patch.data, patch.width, patch.height,
                                                   layout), x, y, patch.width, patch.height)
             if written is False:
@@ -147,7 +151,7 @@ class KritaDocument:
         else:
             group = self.doc.createNode(name, "grouplayer")
             if group is None:
-                raise ValueError("the document was closed during the edit; nothing was added")
+                raise ValueError(CLOSED)
             _add(parent, group, source)
             for node in reversed(nodes):  # first variation on top
                 _add(group, node, None)
