@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.cli import main
@@ -24,7 +25,7 @@ from engine.evaluation.edits import (
 )
 from engine.packs import PackRegistry
 from engine.runner import EditRunner
-from engine.world import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, caption
+from engine.world import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, caption, choices_rng
 from engine.world.captions import template_fields
 from tests.support.packs import make_pack
 
@@ -56,6 +57,18 @@ def test_a_kinds_scenes_do_not_depend_on_the_other_kinds() -> None:
     among = [key(c) for c in make_cases(3, ("two", "color", "shape")) if c.kind == "shape"]
     assert alone == among
     assert [key(c) for c in make_cases(2, ("shape",))] == alone[:2]
+
+
+def test_the_harness_choices_are_not_tied_to_the_scene() -> None:
+    """The object count, the selected object and the ask come from a stream of their own:
+    drawn from the renderer's stream, the count decided the background (two-object scenes
+    were always beige or grey, three-object ones mint or pink)."""
+    cases = make_cases(20, ("color", "size"))
+    backgrounds_by_count = {n: {c.truth["background"] for c in cases if len(c.scene.objects) == n}
+                            for n in (2, 3)}
+    assert all(len(seen) >= 3 for seen in backgrounds_by_count.values()), backgrounds_by_count
+    seed = cases[0].scene_seed
+    assert choices_rng(seed).random() != np.random.default_rng(seed).random()
 
 
 def test_validation_scenes_are_not_the_reports(pack_dir: Path) -> None:

@@ -47,6 +47,7 @@ from engine.world import (
     Scene,
     WorldSpec,
     caption,
+    choices_rng,
     crop_frame,
     framed_attrs,
     parse_prompt,
@@ -142,10 +143,11 @@ def _prompt(truth: dict[str, str | None], target: dict[str, str],
 
 
 def _held_out_seeds(split: str, first_index: int) -> Iterator[tuple[int, np.random.Generator]]:
-    """Consecutive seeds of ``split`` from ``first_index``, each with its own generator."""
+    """Consecutive seeds of ``split`` from ``first_index``, each with the stream the
+    harness draws its choices about that scene from (:func:`choices_rng`)."""
     for k in itertools.count():
         seed = split_seed(split, first_index + k)
-        yield seed, np.random.default_rng(seed)
+        yield seed, choices_rng(seed)
 
 
 #: each kind draws its scenes from its own block of test seeds

@@ -24,6 +24,7 @@ from engine.world import (
     WORLD_SPEC,
     WorldSpec,
     caption,
+    choices_rng,
     frame_of,
     random_caption,
     render_batch,
@@ -108,17 +109,21 @@ class Batch:
 def framed_crops(
     n: int, split: str, first_index: int, independent: bool = False,
     size: int = WORLD_SPEC.frame_size, spec: WorldSpec = WORLD_SPEC, progress: bool = True,
-    rng_offset: int = 0,
+    rng_offset: int | None = None,
 ) -> Batch:
     """``n`` framed crops of canvas scenes of ``split`` (tight and loose rect selections,
     canvases of 192-384 px, 1-3 objects), as an evaluator or a user frames them. With
-    ``independent`` the scenes are drawn by the independent plain-Pillow code."""
+    ``independent`` the scenes are drawn by the independent plain-Pillow code.
+
+    The canvas, object count and selections are drawn from :func:`choices_rng`, or from
+    ``default_rng(seed + rng_offset)`` where an offset is given: the committed pack's
+    training pools were drawn that way, and stay reproducible."""
     images, masks, attrs = [], [], []
     bar = tqdm(total=n, desc=f"{split} scene crops", disable=not progress, mininterval=2.0)
     k = first_index
     while len(images) < n:
         seed = split_seed(split, k)
-        rng = np.random.default_rng(seed + rng_offset)
+        rng = choices_rng(seed) if rng_offset is None else np.random.default_rng(seed + rng_offset)
         side = int(rng.choice([192, 256, 384]))
         n_obj = int(rng.integers(1, 4))
         scene = (render_independent_scene(seed, side, side, n_obj, spec=spec) if independent

@@ -31,6 +31,7 @@ __all__ = [
     "Framed",
     "Scene",
     "SceneObject",
+    "choices_rng",
     "frame_of",
     "frame_reach",
     "framed_attrs",
@@ -164,6 +165,18 @@ def _try_place(
         k = int(np.argmax(ok))
         placed.append((float(cand[k, 0]), float(cand[k, 1]), float(r)))
     return placed
+
+
+def choices_rng(seed: int) -> np.random.Generator:
+    """The random stream for choices made *about* the scene of ``seed`` (how many objects,
+    which one to select, how loosely, what to ask for).
+
+    :func:`render_scene` starts its own stream from ``seed``; drawing the choices from that
+    same stream ties them to the scene's first draws (the object count decided the
+    background: two-object scenes were always beige or grey). This stream is a spawned
+    child of the seed, independent of the renderer's.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
 
 
 def render_scene(
