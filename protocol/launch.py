@@ -8,14 +8,17 @@ clients; ``wordbrush serve`` stops it on Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENGINE_START_S", "NOTHING_TO_START", "command_for", "engine_log",
-           "launch_detached"]
+from .endpoints import runtime_dir
+
+__all__ = ["ENGINE_START_S", "LOG_KEEP_BYTES", "NOTHING_TO_START", "command_for",
+           "engine_log", "launch_detached"]
 
 #: how long an editor waits for a local engine it started to answer (the first start loads
 #: torch and the pack's models)
@@ -26,10 +29,18 @@ NOTHING_TO_START = ("none is configured to start: run `python3 install.py` in th
                     "folder, or start `wordbrush serve` yourself")
 
 
-def engine_log(editor: str) -> Path:
+#: a log over this size is moved to ``<name>.1`` (replacing the one before) when the editor
+#: starts the next engine, so that a year of autostarts does not fill the disk
+LOG_KEEP_BYTES = 1 << 20
+
+
+def engine_log(editor: str, create: bool = False) -> Path:
     """Where the engine an editor starts writes its output, e.g. for ``"gimp"``
-    ``<temp>/wordbrush-gimp-engine.log``."""
-    return Path(tempfile.gettempdir()) / f"wordbrush-{editor}-engine.log"
+    ``gimp-engine.log`` in the user's own runtime folder (mode 0700, beside the engine's
+    socket), never a fixed name in the shared temp folder, where another user's file of
+    that name would stop the start. ``create`` makes the folder (checking that it is the
+    user's); an OSError then says why it cannot be used."""
+    return runtime_dir(create=create) / f"{editor}-engine.log"
 
 
 def command_for(command: list[str], endpoint: str) -> list[str]:
@@ -42,7 +53,11 @@ def command_for(command: list[str], endpoint: str) -> list[str]:
 
 def launch_detached(command: list[str], log: Path) -> subprocess.Popen:
     """Start ``command`` in its own session (process group on Windows), its output
-    appended to ``log``, so that it outlives the editor's process and keeps serving."""
+    appended to ``log`` (moved to ``<log>.1`` first once over :data:`LOG_KEEP_BYTES`), so
+    that it outlives the editor's process and keeps serving."""
+    with contextlib.suppress(FileNotFoundError):
+        if log.stat().st_size > LOG_KEEP_BYTES:
+            os.replace(log, log.with_name(log.name + ".1"))
     log_file = open(log, "ab")  # noqa: SIM115 - handed to the child process
     kwargs: dict[str, Any] = {"stdout": log_file, "stderr": subprocess.STDOUT,
                               "stdin": subprocess.DEVNULL}

@@ -177,7 +177,7 @@ def test_a_local_engine_is_started_where_none_answers(tmp_path: Path) -> None:
         image = FakeImage()
         assert edit_selection(image, options, launcher=launcher).startswith("added 1 layer")
         assert [(cmd, log.name) for cmd, log, _ in started] == [
-            (command, "wordbrush-gimp-engine.log")]
+            (command, "gimp-engine.log")]
         assert image.progress_calls[0][1].startswith("starting the local engine")
         again = FakeImage()
         edit_selection(again, options, launcher=launcher)
@@ -209,7 +209,7 @@ def test_when_no_engine_is_started(tmp_path: Path) -> None:
                          engine_command=["wordbrush", "serve"]), "Start one with"),
             (EditOptions("x", endpoint=none,
                          engine_command=[sys.executable, "-c", "raise SystemExit(3)"]),
-             "exited at start-up .see .*wordbrush-gimp-engine.log"),
+             "exited at start-up .see .*gimp-engine.log"),
             (EditOptions("x", endpoint=none, engine_command=[str(tmp_path / "missing")]),
              "no wordbrush engine answers at .*could not start")):
         with pytest.raises(PluginError, match=message):

@@ -132,8 +132,8 @@ def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: Ed
                           "`wordbrush serve` (or check the endpoint)")
     if not options.engine_command:
         raise PluginError(f"no wordbrush engine answers at {endpoint} and {NOTHING_TO_START}")
-    log = engine_log("gimp")
     try:
+        log = engine_log("gimp", create=True)
         proc = launcher(command_for(options.engine_command, options.endpoint), log)
     except OSError as exc:
         raise PluginError(f"no wordbrush engine answers at {endpoint}, and the one "

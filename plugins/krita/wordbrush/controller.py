@@ -206,10 +206,10 @@ class Controller:
             self._set_state(EngineState.UNREACHABLE,
                             f"no engine is running and {NOTHING_TO_START}")
             return True
-        log = engine_log("krita")
         try:
             self._engine_proc = self._launcher(
-                command_for(self.settings.engine_command, self.settings.endpoint), log)
+                command_for(self.settings.engine_command, self.settings.endpoint),
+                engine_log("krita", create=True))
         except OSError as exc:
             self._set_state(EngineState.UNREACHABLE, f"could not start the engine: {exc}")
             return True
