@@ -66,6 +66,7 @@ class _Format:
 FORMATS: dict[str, _Format] = {
     "rgba8": _Format(np.dtype("u1"), 4, 255.0),
     "rgba16": _Format(np.dtype("<u2"), 4, 65535.0),
+    "rgbaf16": _Format(np.dtype("<f2"), 4, None),  # half floats, e.g. Krita's F16 as it is
     "rgbaf32": _Format(np.dtype("<f4"), 4, None),
     "a8": _Format(np.dtype("u1"), 1, 255.0),
 }

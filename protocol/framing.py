@@ -45,7 +45,7 @@ PROTOCOL_VERSION = 1
 MAGIC_FRAME = MAGIC + bytes([PROTOCOL_VERSION])
 
 #: bytes per pixel of every pixel format the protocol knows
-FORMATS: dict[str, int] = {"rgba8": 4, "rgba16": 8, "rgbaf32": 16, "a8": 1}
+FORMATS: dict[str, int] = {"rgba8": 4, "rgba16": 8, "rgbaf16": 8, "rgbaf32": 16, "a8": 1}
 TRANSFERS = ("srgb", "linear")
 
 

@@ -25,7 +25,7 @@ REQUEST_TYPES = frozenset({"hello", "submit", "cancel", "fetch", "ping", "status
 REPLY_TYPES = frozenset(
     {"welcome", "accepted", "progress", "result", "cancelled", "error", "pong", "status"}
 )
-LAYER_FORMATS = ("rgba8", "rgba16", "rgbaf32")
+LAYER_FORMATS = ("rgba8", "rgba16", "rgbaf16", "rgbaf32")
 MASK_FORMAT = "a8"
 PASTE_MODES = ("auto", "render", "delta", "colour")
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from protocol.errors import InvalidRequest, LimitExceeded, ProtocolError, UnsupportedVersion
 from protocol.framing import (
+    FORMATS,
     MAGIC_FRAME,
     Buffer,
     Limits,
@@ -31,7 +32,7 @@ def _header(**overrides: object) -> bytes:
 
 
 def _layer(w: int = 3, h: int = 2, fmt: str = "rgba8") -> Buffer:
-    bpp = {"rgba8": 4, "rgba16": 8, "rgbaf32": 16, "a8": 1}[fmt]
+    bpp = FORMATS[fmt]
     return Buffer("layer", w, h, fmt, bytes(range(256)) * 0 + bytes(w * h * bpp))
 
 

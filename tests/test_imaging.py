@@ -34,7 +34,7 @@ from engine.imaging import (
 )
 from protocol.regions import Box, Framing, context_box, mask_bbox, model_square
 
-RGBA_FORMATS = ["rgba8", "rgba16", "rgbaf32"]
+RGBA_FORMATS = ["rgba8", "rgba16", "rgbaf16", "rgbaf32"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -50,7 +50,7 @@ def random_layer_bytes(rng: np.random.Generator, w: int, h: int, fmt: str,
         raw = rng.integers(0, 65536, (h, w, 4), dtype=np.uint16).astype("<u2")
         full = 65535
     else:
-        raw = rng.random((h, w, 4), dtype=np.float32).astype("<f4")
+        raw = rng.random((h, w, 4), dtype=np.float32).astype("<f2" if fmt == "rgbaf16" else "<f4")
         full = 1.0
     if opaque:
         raw[..., 3] = full
@@ -80,14 +80,16 @@ def random_edit(rng: np.random.Generator, res: int) -> torch.Tensor:
 
 
 def bits(a: np.ndarray) -> np.ndarray:
-    """A view that compares float32 arrays bit for bit (so -0.0 ≠ 0.0 and NaN == NaN)."""
-    return a.view(np.uint32) if a.dtype == np.float32 else a
+    """A view that compares float arrays bit for bit (so -0.0 ≠ 0.0 and NaN == NaN)."""
+    if a.dtype == np.float32:
+        return a.view(np.uint32)
+    return a.view(np.uint16) if a.dtype == np.float16 else a
 
 
 # --------------------------------------------------------------------------- codecs
 
 
-@pytest.mark.parametrize("fmt", ["rgba8", "rgba16", "rgbaf32", "a8"])
+@pytest.mark.parametrize("fmt", ["rgba8", "rgba16", "rgbaf16", "rgbaf32", "a8"])
 def test_decode_encode_round_trip(fmt: str) -> None:
     rng = np.random.default_rng(0)
     w, h = 13, 7
@@ -119,6 +121,11 @@ def test_codec_details() -> None:
     # Float layers keep values outside [0, 1] (HDR) bit for bit.
     hdr = np.array([[[2.5, -0.25, 1e-8, 1.0]]], np.float32)
     assert np.array_equal(decode_pixels(encode_pixels(hdr, "rgbaf32"), 1, 1, "rgbaf32"), hdr)
+    # half floats (Krita's F16 layers as they are) are little-endian IEEE binary16
+    assert decode_raw(b"\x00\x3c\x00\xc0\x00\x38\x00\x00", 1, 1, "rgbaf16").tolist() == [
+        [[1.0, -2.0, 0.5, 0.0]]]
+    assert encode_pixels(np.array([[[1.0, -2.0, 0.5, 0.0]]], np.float32), "rgbaf16") == \
+        b"\x00\x3c\x00\xc0\x00\x38\x00\x00"
     with pytest.raises(RegionError):
         encode_pixels(np.zeros((2, 2, 3), np.float32), "rgba8")
     with pytest.raises(RegionError):
@@ -691,4 +698,4 @@ def test_inversion_psnr() -> None:
 
 def test_formats_table() -> None:
     assert {f: bytes_per_pixel(f) for f in FORMATS} == {
-        "rgba8": 4, "rgba16": 8, "rgbaf32": 16, "a8": 1}
+        "rgba8": 4, "rgba16": 8, "rgbaf16": 8, "rgbaf32": 16, "a8": 1}

@@ -140,7 +140,7 @@ def test_region_reads_only_the_padded_selection_bounds() -> None:
 # ---------------------------------------------------------------------- engine
 
 
-@pytest.mark.parametrize("depth", ["U8", "U16", "F32"])
+@pytest.mark.parametrize("depth", ["U8", "U16", "F16", "F32"])
 def test_result_is_a_new_layer_above_and_nothing_else_changes(
         controller: tuple[Controller, Recorder], depth: str) -> None:
     ctl, rec = controller
