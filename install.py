@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,11 @@ def torch_requirements() -> list[str]:
 ENGINE_INSTALL_BYTES = 7 * 1024**3
 
 
-class NotEnoughDisk(RuntimeError):
+class InstallError(RuntimeError):
+    """A sentence for the user; what was installed before stays as it was."""
+
+
+class NotEnoughDisk(InstallError):
     """Raised before pip starts, so a full disk is a sentence and not a half-made venv."""
 
 
@@ -82,11 +87,31 @@ def check_disk_space(needed: int = ENGINE_INSTALL_BYTES) -> None:
         )
 
 
+def venv_has_pip() -> bool:
+    py = venv_python()
+    return py.exists() and subprocess.run([str(py), "-m", "pip", "--version"],
+                                          capture_output=True).returncode == 0
+
+
+def make_venv() -> None:
+    """``.venv`` with pip. A venv left without pip (ensurepip failed part way, as it does on
+    Debian and Ubuntu without ``python3-venv``) is made again, not reused forever."""
+    if venv_has_pip():
+        return
+    print(f"creating {VENV}")
+    try:
+        venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
+    except subprocess.CalledProcessError:
+        shutil.rmtree(VENV, ignore_errors=True)
+        raise InstallError(
+            f"could not create {VENV} with pip (ensurepip failed); on Debian or Ubuntu "
+            "install the python3-venv package (`sudo apt install python3-venv`) and run "
+            "install.py again") from None
+
+
 def install_engine(dev: bool) -> None:
     check_disk_space()
-    if not venv_python().exists():
-        print(f"creating {VENV}")
-        venv.EnvBuilder(with_pip=True).create(VENV)
+    make_venv()
     py = str(venv_python())
     run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     # no wheel cache: it would hold a second copy of torch's gigabytes
@@ -117,34 +142,44 @@ def _home() -> Path:
     return Path(os.environ.get("HOME") or Path.home())
 
 
+def krita_default(home: Path | None = None) -> KritaInstall:
+    """Where this platform's own Krita (not a Flatpak) keeps its user plugins, whether or
+    not it has run yet: what ``--krita`` installs into when no Krita was found."""
+    home = home or _home()
+    if sys.platform == "win32":
+        appdata = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+        local = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+        return KritaInstall("windows", appdata / "krita" / "pykrita", local / "kritarc",
+                            "3.10", "win_amd64")
+    if sys.platform == "darwin":
+        support = home / "Library" / "Application Support" / "krita"
+        return KritaInstall("macos", support / "pykrita",
+                            home / "Library" / "Preferences" / "kritarc", "3.10",
+                            "macosx_11_0_universal2")
+    data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    # Debian/Ubuntu's Krita embeds the system Python
+    return KritaInstall("linux", data / "krita" / "pykrita", config / "kritarc",
+                        _system_python_version(), f"manylinux2014_{platform.machine()}")
+
+
 def krita_installs(home: Path | None = None) -> list[KritaInstall]:
     """The Krita installations found for this user (executables or existing folders)."""
     home = home or _home()
     found: list[KritaInstall] = []
-    if sys.platform.startswith("linux"):
-        data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-        tag = f"manylinux2014_{platform.machine()}"
-        if shutil.which("krita") or (data / "krita").is_dir():
-            # Debian/Ubuntu's Krita embeds the system Python
-            found.append(KritaInstall("linux", data / "krita" / "pykrita", config / "kritarc",
-                                      _system_python_version(), tag))
-        flatpak = home / ".var" / "app" / "org.kde.krita"
-        if flatpak.is_dir():
-            found.append(KritaInstall("flatpak", flatpak / "data" / "krita" / "pykrita",
-                                      flatpak / "config" / "kritarc", "3.11", tag))
-    elif sys.platform == "win32":
-        appdata = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
-        local = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-        if (appdata / "krita").is_dir() or shutil.which("krita"):
-            found.append(KritaInstall("windows", appdata / "krita" / "pykrita",
-                                      local / "kritarc", "3.10", "win_amd64"))
-    elif sys.platform == "darwin":
-        support = home / "Library" / "Application Support" / "krita"
-        if support.is_dir() or Path("/Applications/krita.app").is_dir():
-            found.append(KritaInstall("macos", support / "pykrita",
-                                      home / "Library" / "Preferences" / "kritarc", "3.10",
-                                      "macosx_11_0_universal2"))
+    default = krita_default(home)
+    settings_folder = default.pykrita.parent
+    if sys.platform == "darwin":
+        present = settings_folder.is_dir() or Path("/Applications/krita.app").is_dir()
+    else:
+        present = settings_folder.is_dir() or bool(shutil.which("krita"))
+    if present:
+        found.append(default)
+    flatpak = home / ".var" / "app" / "org.kde.krita"
+    if sys.platform.startswith("linux") and flatpak.is_dir():
+        found.append(KritaInstall("flatpak", flatpak / "data" / "krita" / "pykrita",
+                                  flatpak / "config" / "kritarc", "3.11",
+                                  f"manylinux2014_{platform.machine()}"))
     return found
 
 
@@ -185,21 +220,74 @@ def vendor_into(vendor: Path, python: str, platform_tag: str) -> None:
          *VENDORED_WHEELS])
 
 
+SETTINGS_FILE = "wordbrush.json"
+
+
+def carried_settings(old: Path, new: Path) -> dict[str, Any]:
+    """The user's settings in the installed plug-in folder ``old``, for the new one. A file
+    that is not a JSON object is not lost: it goes to ``new`` as ``wordbrush.json.bad``
+    (as the Krita plugin keeps one), with a warning; so does a ``.bad`` the plug-in kept."""
+    kept_bad = old / (SETTINGS_FILE + ".bad")
+    if kept_bad.is_file():
+        shutil.copy2(kept_bad, new / kept_bad.name)
+    path = old / SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, or not UTF-8
+        data = None
+    if isinstance(data, dict):
+        return data
+    shutil.copy2(path, new / (SETTINGS_FILE + ".bad"))
+    print(f"warning: {path} is not a settings file install.py can read; it is kept as "
+          f"{SETTINGS_FILE}.bad beside the new one, which has install.py's settings only")
+    return {}
+
+
+def replace_plugin(folder: Path, fill: Callable[[Path], None],
+                   remote: dict[str, str] | None) -> None:
+    """Build a plug-in folder beside ``folder`` (``fill`` puts the code and the vendored
+    packages in it), carry the user's settings over, and swap it in only once complete: a
+    failure (pip offline, a full disk) leaves the installed plug-in and its settings as
+    they were."""
+    staging = folder.with_name(f".{folder.name}.installing")
+    old = folder.with_name(f".{folder.name}.old")
+    for leftover in (staging, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    try:
+        fill(staging)
+        settings = plugin_settings(carried_settings(folder, staging), remote)
+        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n",
+                                             encoding="utf-8")
+        if folder.exists():
+            folder.rename(old)
+        try:
+            staging.rename(folder)
+        except OSError:
+            if old.exists():
+                old.rename(folder)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def install_krita(target: KritaInstall, remote: dict[str, str] | None = None) -> Path:
     """Copy the plugin, vendor protocol + pyzmq + msgpack, enable it, write its settings."""
     dest = target.pykrita
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(KRITA_PLUGIN / "wordbrush.desktop", dest / "wordbrush.desktop")
     package = dest / "wordbrush"
-    settings_file = package / "wordbrush.json"
-    kept = settings_file.read_text() if settings_file.is_file() else None
-    if package.exists():
-        shutil.rmtree(package)
-    shutil.copytree(KRITA_PLUGIN / "wordbrush", package,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "vendor"))
-    vendor_into(package / "vendor", target.python, target.platform_tag)
-    settings = plugin_settings(json.loads(kept) if kept else {}, remote)
-    settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+
+    def fill(staging: Path) -> None:
+        shutil.copytree(KRITA_PLUGIN / "wordbrush", staging,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "vendor",
+                                                      SETTINGS_FILE + "*"))
+        vendor_into(staging / "vendor", target.python, target.platform_tag)
+
+    replace_plugin(package, fill, remote)
+    shutil.copy2(KRITA_PLUGIN / "wordbrush.desktop", dest / "wordbrush.desktop")
     enable_in_kritarc(target.kritarc)
     print(f"Krita plugin installed in {package} (Krita's Python {target.python})")
     return package
@@ -265,14 +353,16 @@ def install_gimp(target: GimpInstall, remote: dict[str, str] | None = None) -> P
     """The plug-in folder (folder name = file name, executable), vendored dependencies,
     and ``wordbrush.json`` with the engine to use (kept across reinstalls)."""
     folder = target.plug_ins / "wordbrush"
-    settings_file = folder / "wordbrush.json"
-    kept = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-    if folder.exists():
-        shutil.rmtree(folder)
-    shutil.copytree(GIMP_PLUGIN, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (folder / "wordbrush.py").chmod(0o755)
-    vendor_into(folder / "vendor", target.python, target.platform_tag)
-    settings_file.write_text(json.dumps(plugin_settings(kept, remote), indent=2) + "\n")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+
+    def fill(staging: Path) -> None:
+        shutil.copytree(GIMP_PLUGIN, staging,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "vendor",
+                                                      SETTINGS_FILE + "*"))
+        (staging / "wordbrush.py").chmod(0o755)
+        vendor_into(staging / "vendor", target.python, target.platform_tag)
+
+    replace_plugin(folder, fill, remote)
     print(f"GIMP plug-in installed in {folder} (GIMP's Python {target.python})")
     return folder
 
@@ -290,11 +380,45 @@ def disable_in_kritarc(kritarc: Path) -> None:
 
 
 def check() -> int:
-    ok = True
+    """What is installed where, and what to run; 1 where something is broken or missing."""
+    ok = check_engine()
+    for krita in krita_installs():
+        ok &= check_plugin(f"Krita ({krita.kind}, Python {krita.python}): plugin",
+                           krita.pykrita / "wordbrush", "python3 install.py --krita")
+    for gimp in gimp_installs():
+        ok &= check_plugin(f"GIMP 3 ({gimp.kind}, Python {gimp.python}): plug-in",
+                           gimp.plug_ins / "wordbrush", "python3 install.py")
+    return 0 if ok else 1
+
+
+def check_plugin(label: str, folder: Path, fix: str) -> bool:
+    if not (folder / "vendor" / "zmq").is_dir():
+        print(f"{label} NOT installed in {folder}; run: {fix}")
+        return False
+    try:
+        settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        settings = None
+    if not isinstance(settings, dict):
+        print(f"{label} installed in {folder}, but its {SETTINGS_FILE} is missing or "
+              f"damaged; run: {fix}")
+        return False
+    endpoint = settings.get("endpoint") or "the local engine"
+    start = " (started when needed)" if settings.get("autostart", True) and \
+        not settings.get("endpoint") else ""
+    print(f"{label} installed in {folder}; uses {endpoint}{start}")
+    return True
+
+
+def check_engine() -> bool:
     py = venv_python()
     if not py.exists():
         print(f"engine: NOT installed (no {py}); run: python3 install.py")
-        return 1
+        return False
+    if not torch_installed():
+        print(f"engine: not installed here ({VENV} has the plugins' tools only, as "
+              "--plugins-only makes it); for a local engine run: python3 install.py")
+        return True
     probe = subprocess.run(
         [str(py), "-c", "import torch, open_clip, zmq, msgpack, engine; "
          "print(torch.__version__, open_clip.__version__, zmq.__version__, engine.__version__)"],
@@ -302,7 +426,7 @@ def check() -> int:
     if probe.returncode != 0:
         print(f"engine: BROKEN venv ({probe.stderr.strip().splitlines()[-1:]}); "
               "run: python3 install.py")
-        return 1
+        return False
     torch_v, clip_v, zmq_v, engine_v = probe.stdout.split()
     print(f"engine {engine_v} in {VENV} (torch {torch_v}, open_clip {clip_v}, pyzmq {zmq_v})")
     answer = subprocess.run([str(py), "-m", "engine", "info", "--timeout", "2"],
@@ -313,17 +437,7 @@ def check() -> int:
         print("no engine running (start one with: .venv/bin/wordbrush serve)")
     packs = subprocess.run([str(py), "-m", "engine", "packs"], capture_output=True, text=True)
     print("packs:", packs.stdout.strip() or packs.stderr.strip())
-    for krita in krita_installs():
-        plugin = krita.pykrita / "wordbrush"
-        state = "installed" if (plugin / "vendor" / "zmq").is_dir() else "NOT installed"
-        print(f"Krita ({krita.kind}, Python {krita.python}): plugin {state} in {plugin}"
-              + ("" if state == "installed" else "; run: python3 install.py --krita"))
-    for gimp in gimp_installs():
-        plugin = gimp.plug_ins / "wordbrush"
-        state = "installed" if (plugin / "vendor" / "zmq").is_dir() else "NOT installed"
-        print(f"GIMP 3 ({gimp.kind}, Python {gimp.python}): plug-in {state} in {plugin}"
-              + ("" if state == "installed" else "; run: python3 install.py"))
-    return 0 if ok else 1
+    return True
 
 
 def remote_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -347,10 +461,7 @@ def remote_settings(args: argparse.Namespace) -> dict[str, str]:
 def install_plugins(args: argparse.Namespace, settings: dict[str, str]) -> None:
     targets = krita_installs()
     if args.krita and not targets:
-        home = _home()
-        targets = [KritaInstall("linux", home / ".local/share/krita/pykrita",
-                                home / ".config/kritarc", _system_python_version(),
-                                f"manylinux2014_{platform.machine()}")]
+        targets = [krita_default()]
     for target in targets:
         install_krita(target, settings)
     for gimp in gimp_installs():
@@ -412,15 +523,20 @@ def main() -> int:
     try:
         if not args.plugins_only:
             install_engine(args.dev)
-        elif not venv_python().exists():  # pip for vendoring, without the engine
-            venv.EnvBuilder(with_pip=True).create(VENV)
+        else:  # pip for vendoring, without the engine
+            make_venv()
         if not args.engine_only:
             install_plugins(args, settings)
-    except NotEnoughDisk as exc:
+    except InstallError as exc:
         print(f"install stopped: {exc}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as exc:
-        print(f"install failed: {' '.join(exc.cmd)} exited {exc.returncode}", file=sys.stderr)
+        print(f"install failed: {' '.join(map(str, exc.cmd))} exited {exc.returncode}; what "
+              "was installed before is as it was", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a folder in use (an editor running on Windows), permissions
+        print(f"install failed: {exc}; what was installed before is as it was (close the "
+              "editors and run install.py again)", file=sys.stderr)
         return 1
     return 0
 

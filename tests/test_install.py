@@ -126,3 +126,103 @@ def test_the_disk_check_passes_once_torch_is_there(monkeypatch) -> None:
     monkeypatch.setattr(install, "torch_installed", lambda: True)
     monkeypatch.setattr(install.shutil, "disk_usage", lambda _p: SimpleNamespace(free=0))
     install.check_disk_space()  # an update needs no room for torch
+
+
+def test_a_failed_reinstall_leaves_the_plugin_and_its_settings(home: Path, monkeypatch,
+                                                               capsys) -> None:
+    """pip offline on the second run: the installed plug-in, with the remote engine the
+    user set up, is as it was, and the reason is one line."""
+    target = install.GimpInstall("linux", home / "failing/plug-ins", "3.13",
+                                 "manylinux_2_28_x86_64")
+    monkeypatch.setattr(install, "vendor_into", lambda vendor, *_: vendor.mkdir(parents=True))
+    folder = install.install_gimp(target, {"endpoint": "tcp://box:47615"})
+    before = (folder / "wordbrush.json").read_text()
+
+    def offline(vendor: Path, *_: object) -> None:
+        raise subprocess.CalledProcessError(1, ["pip", "install"])
+
+    monkeypatch.setattr(install, "vendor_into", offline)
+    monkeypatch.setattr(install, "gimp_installs", lambda: [target])
+    monkeypatch.setattr(install, "krita_installs", lambda: [])
+    monkeypatch.setattr(install, "make_venv", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["install.py", "--plugins-only"])
+    assert install.main() == 1
+    assert "what was installed before is as it was" in capsys.readouterr().err
+    assert (folder / "wordbrush.json").read_text() == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["wordbrush"]  # no leftovers
+
+
+def test_damaged_settings_are_kept_aside_not_lost(home: Path, monkeypatch, capsys) -> None:
+    target = install.GimpInstall("linux", home / "damaged/plug-ins", "3.13",
+                                 "manylinux_2_28_x86_64")
+    monkeypatch.setattr(install, "vendor_into", lambda vendor, *_: vendor.mkdir(parents=True))
+    folder = install.install_gimp(target)
+    for damaged in ('{"endpoint": "tcp://box:47615", ', "[1, 2]", "\xff\xfe"):
+        (folder / "wordbrush.json").write_bytes(damaged.encode("latin-1"))
+        install.install_gimp(target)
+        assert (folder / "wordbrush.json.bad").read_bytes() == damaged.encode("latin-1")
+        assert json.loads((folder / "wordbrush.json").read_text())["engine_command"]
+        assert "kept as wordbrush.json.bad" in capsys.readouterr().out
+    # a .bad the plug-in kept survives the next reinstall too
+    install.install_gimp(target)
+    assert (folder / "wordbrush.json.bad").is_file()
+
+
+@pytest.mark.parametrize(("platform", "kind", "pykrita"), [
+    ("darwin", "macos", "Library/Application Support/krita/pykrita"),
+    ("win32", "windows", "AppData/Roaming/krita/pykrita"),
+    ("linux", "linux", "xdg-data/krita/pykrita"),
+])
+def test_krita_without_a_krita_found_goes_where_that_platforms_krita_looks(
+        tmp_path: Path, monkeypatch, platform: str, kind: str, pykrita: str) -> None:
+    """``--krita`` before Krita's first start (Windows' installer is not on PATH)."""
+    for var in ("APPDATA", "LOCALAPPDATA", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(install.shutil, "which", lambda _name: None)
+    assert install.krita_installs(tmp_path) == []
+    target = install.krita_default(tmp_path)
+    assert (target.kind, target.pykrita) == (kind, tmp_path / pykrita)
+
+
+def test_a_venv_that_cannot_get_pip_is_a_sentence(tmp_path: Path, monkeypatch) -> None:
+    """Debian without python3-venv: ensurepip fails after the venv's python exists; the
+    half-made venv is removed, so the next run makes it again."""
+    monkeypatch.setattr(install, "VENV", tmp_path / ".venv")
+
+    class NoEnsurepip:
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def create(self, path: Path) -> None:
+            (path / "bin").mkdir(parents=True)
+            (path / "bin" / "python").write_text("")
+            raise subprocess.CalledProcessError(1, ["python", "-m", "ensurepip"])
+
+    monkeypatch.setattr(install.venv, "EnvBuilder", NoEnsurepip)
+    with pytest.raises(install.InstallError, match="python3-venv"):
+        install.make_venv()
+    assert not (tmp_path / ".venv").exists()
+
+
+def test_check_on_a_plugins_only_machine(home: Path, tmp_path: Path, monkeypatch,
+                                         capsys) -> None:
+    """No torch in the venv is what --plugins-only makes, not a broken engine; each
+    plug-in says which engine it uses."""
+    fake = tmp_path / "venv"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "bin" / "python").write_text("")
+    monkeypatch.setattr(install, "VENV", fake)
+    monkeypatch.setattr(install, "torch_installed", lambda: False)
+    target = install.GimpInstall("linux", home / "check/plug-ins", "3.13",
+                                 "manylinux_2_28_x86_64")
+    monkeypatch.setattr(install, "vendor_into",
+                        lambda vendor, *_: (vendor / "zmq").mkdir(parents=True))
+    install.install_gimp(target, {"endpoint": "tcp://box:47615"})
+    monkeypatch.setattr(install, "gimp_installs", lambda: [target])
+    monkeypatch.setattr(install, "krita_installs", lambda: [])
+    assert install.check() == 0
+    out = capsys.readouterr().out
+    assert "BROKEN" not in out and "not installed here" in out
+    assert "uses tcp://box:47615" in out
