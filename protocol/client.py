@@ -88,7 +88,7 @@ class EngineClient:
         shared_memory: bool = True,
     ) -> None:
         self.endpoint = endpoint or endpoints.default_endpoint()
-        endpoints.check_endpoint_syntax(self.endpoint)
+        endpoints.check_endpoint_syntax(self.endpoint, connect=True)
         self._ctx = context or zmq.Context.instance()
         self._curve = curve
         self.connect_timeout = connect_timeout
@@ -139,7 +139,13 @@ class EngineClient:
             | zmq.EVENT_HANDSHAKE_SUCCEEDED
             | zmq.EVENT_DISCONNECTED
         )
-        sock.connect(self.endpoint)
+        try:
+            sock.connect(self.endpoint)
+        except zmq.ZMQError as exc:  # what the syntax check cannot see
+            self._monitor.close(linger=0)
+            self._monitor = None
+            sock.close(linger=0)
+            raise EngineUnavailable(f"cannot connect to {self.endpoint}: {exc}") from None
         self._sock = sock
         return sock
 

@@ -78,15 +78,27 @@ def describe(endpoint: str) -> str:
     return "local engine" if is_local(endpoint) else f"remote engine at {endpoint}"
 
 
-def check_endpoint_syntax(endpoint: str) -> None:
+#: the longest ipc:// path the kernel takes (sun_path, less its NUL: 108 bytes on Linux,
+#: 104 on macOS and the BSDs)
+IPC_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
+
+
+def check_endpoint_syntax(endpoint: str, connect: bool = False) -> None:
+    """A ValueError saying what is wrong with ``endpoint``; ``connect``: a client's, which
+    needs a real port (``*`` is for binding)."""
     if not endpoint.startswith(("ipc://", "tcp://", "inproc://")):
         raise ValueError(
             f"endpoint {endpoint!r} must start with ipc://, tcp:// or inproc://"
         )
     if endpoint.startswith("ipc://") and sys.platform == "win32":
         raise ValueError("ipc:// endpoints are not available on Windows; use tcp://127.0.0.1:PORT")
+    if endpoint.startswith("ipc://") and len(endpoint[len("ipc://"):].encode()) > IPC_PATH_MAX:
+        raise ValueError(f"the socket path of {endpoint!r} is longer than the "
+                         f"{IPC_PATH_MAX} bytes the system allows; use a shorter path")
     if endpoint.startswith("tcp://"):
         host, _, port = endpoint[len("tcp://"):].rpartition(":")
-        if not host or not (port == "*" or (port.isdigit() and int(port) < 65536)):
+        wildcard = port == "*" and not connect
+        if not host or any(c.isspace() for c in host) or \
+                not (wildcard or (port.isdigit() and int(port) < 65536)):
             raise ValueError(f"endpoint {endpoint!r} needs a host and a port, "
                              "e.g. tcp://127.0.0.1:47615")

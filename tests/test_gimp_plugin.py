@@ -14,7 +14,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "plugins" / "gimp" / "wordbrush"))
 
-from wordbrush_core import EditOptions, PluginError, edit_selection  # noqa: E402
+from wordbrush_core import (  # noqa: E402
+    EditOptions,
+    PixelFormat,
+    PluginError,
+    edit_selection,
+    pixel_format,
+)
 
 from protocol.launch import launch_detached  # noqa: E402
 from protocol.regions import Box  # noqa: E402
@@ -29,6 +35,8 @@ class FakeImage:
     def __init__(self, precision: str = "u8", select: bool = True, rgb: bool = True) -> None:
         rng = np.random.default_rng(0)
         self._precision, self._rgb = precision, rgb
+        self.profiled = False
+        self.closed: str | None = None
         self.offset = (5, 3)
         self.layer = rng.random((H - 6, W - 10, 4)).astype(np.float32)
         self.layer[..., 3] = 1.0
@@ -43,8 +51,14 @@ class FakeImage:
     def precision(self) -> str:
         return self._precision
 
+    def own_profile(self) -> bool:
+        return self.profiled
+
     def is_rgb(self) -> bool:
         return self._rgb
+
+    def gone(self) -> str | None:
+        return self.closed
 
     def drawable_box(self) -> Box:
         return Box(self.offset[0], self.offset[1], self.layer.shape[1], self.layer.shape[0])
@@ -65,6 +79,8 @@ class FakeImage:
             return (crop * 255).round().astype(np.uint8).tobytes()
         if babl.endswith("u16"):
             return (crop * 65535).round().astype("<u2").tobytes()
+        if babl.endswith("half"):
+            return crop.astype("<f2").tobytes()
         return crop.astype("<f4").tobytes()
 
     def read_mask(self, box: Box) -> bytes:
@@ -84,22 +100,23 @@ def _options(engine: EngineProcess, **kw: object) -> EditOptions:
     return EditOptions(**base)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("precision,bpp", [("u8", 4), ("u16", 8), ("float", 16)])
-def test_result_layers_and_alpha(engine: EngineProcess, precision: str, bpp: int) -> None:
+@pytest.mark.parametrize("precision,babl,dtype", [
+    ("u8-non-linear", "R'G'B'A u8", "u1"), ("u16-perceptual", "R'G'B'A u16", "<u2"),
+    ("u16-linear", "RGBA u16", "<u2"), ("half-linear", "RGBA half", "<f2"),
+    ("float-non-linear", "R'G'B'A float", "<f4"), ("double-linear", "RGBA float", "<f4")])
+def test_result_layers_and_alpha(engine: EngineProcess, precision: str, babl: str,
+                                 dtype: str) -> None:
+    """GIMP's precision nicks (with hyphens): each image is read and written at its own
+    depth and tone curve."""
     image = FakeImage(precision)
     text = edit_selection(image, _options(engine))
     assert text.startswith("added 1 layer")
-    (names, patches, _, group), = image.added
-    assert names == ["[wordbrush] a green star"] and group is None
+    (names, patches, written_as, group), = image.added
+    assert names == ["[wordbrush] a green star"] and group is None and written_as == babl
     data, box = patches[0]
-    assert len(data) == box.w * box.h * bpp
+    assert len(data) == box.w * box.h * 4 * np.dtype(dtype).itemsize
     # alpha is 0 wherever the selection is 0 (the patch sits at `box` in image coords)
-    if precision == "u8":
-        alpha = np.frombuffer(data, np.uint8).reshape(box.h, box.w, 4)[..., 3]
-    elif precision == "u16":
-        alpha = np.frombuffer(data, "<u2").reshape(box.h, box.w, 4)[..., 3]
-    else:
-        alpha = np.frombuffer(data, "<f4").reshape(box.h, box.w, 4)[..., 3]
+    alpha = np.frombuffer(data, dtype).reshape(box.h, box.w, 4)[..., 3]
     sel = image.mask[box.y:box.y1, box.x:box.x1]
     assert (alpha[sel == 0] == 0).all() and alpha.max() > 0
     # only the padded selection bounds were read, never the whole drawable
@@ -243,3 +260,47 @@ def test_settings_fill_what_the_arguments_left_empty(tmp_path: Path) -> None:
     assert load_settings(tmp_path / "missing") == {}
     with pytest.raises(PluginError, match="key files"):
         edit_selection(FakeImage(), opts)
+
+
+def test_pixel_formats_follow_gimps_precision() -> None:
+    assert pixel_format("u8-non-linear") == PixelFormat("R'G'B'A u8", "rgba8", "srgb")
+    assert pixel_format("u8-linear") == PixelFormat("RGBA u8", "rgba8", "linear")
+    assert pixel_format("half-perceptual") == PixelFormat("R'G'B'A half", "rgbaf16", "srgb")
+    assert pixel_format("u32-linear") == PixelFormat("RGBA float", "rgbaf32", "linear")
+    # an image with its own profile: float, which babl does not clip to sRGB's gamut
+    assert pixel_format("u8-non-linear", own_profile=True).wire == "rgbaf32"
+    with pytest.raises(PluginError, match="precision"):
+        pixel_format("u4-linear")
+
+
+@pytest.mark.parametrize("change,message", [
+    ("closed", "the image was closed during the edit; nothing was added"),
+    ("moved", "moved, resized or converted during the edit; nothing was added"),
+    ("converted", "moved, resized or converted during the edit; nothing was added"),
+])
+def test_an_image_changed_during_the_edit_gets_nothing(engine: EngineProcess, change: str,
+                                                       message: str) -> None:
+    """GIMP stays usable while the engine works: a patch made for the layer as it was
+    would land in the wrong place, or in no image at all."""
+    image = FakeImage()
+
+    def meanwhile(fraction: float, text: str) -> None:
+        if change == "closed":
+            image.closed = "the image was closed during the edit"
+        elif change == "moved":
+            image.offset = (9, 9)
+        else:
+            image._precision = "float-linear"
+
+    image.progress = meanwhile  # type: ignore[method-assign]
+    with pytest.raises(PluginError, match=message):
+        edit_selection(image, _options(engine))
+    assert image.added == []
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://my host:47615", "tcp://127.0.0.1:*",
+                                      "ipc:///tmp/" + "x" * 200 + ".sock"])
+def test_a_malformed_endpoint_is_a_sentence(endpoint: str) -> None:
+    image = FakeImage()
+    with pytest.raises(PluginError, match="the engine's address"):
+        edit_selection(image, EditOptions("a green star", endpoint=endpoint, autostart=False))

@@ -39,11 +39,6 @@ except ImportError as exc:  # the plug-in still registers, and says what to run
     MISSING = (f"wordbrush cannot run: {exc}. Run `python3 install.py` in the wordbrush "
                "folder to put pyzmq, msgpack and the protocol next to this plug-in.")
 
-PRECISIONS = {
-    "U8": "u8", "U16": "u16", "U32": "u32", "HALF": "half", "FLOAT": "float", "DOUBLE": "double",
-}
-
-
 class GimpImage:
     """The GimpHost of wordbrush_core over one image and drawable."""
 
@@ -51,11 +46,22 @@ class GimpImage:
         self.image, self.drawable = image, drawable
 
     def precision(self) -> str:
-        name = self.image.get_precision().value_nick.upper()  # e.g. "U8_NON_LINEAR"
-        return PRECISIONS.get(name.split("_")[0], "float")
+        return self.image.get_precision().value_nick  # e.g. "u8-non-linear"
+
+    def own_profile(self) -> bool:
+        return self.image.get_color_profile() is not None  # None: GIMP's built-in sRGB
 
     def is_rgb(self) -> bool:
         return self.image.get_base_type() == Gimp.ImageBaseType.RGB
+
+    def gone(self) -> str | None:
+        if not self.image.is_valid():
+            return "the image was closed during the edit"
+        if not self.drawable.is_valid():
+            return "the layer was deleted during the edit"
+        if not self.is_rgb():
+            return "the image was converted out of RGB during the edit"
+        return None
 
     def drawable_box(self) -> Box:
         _, x, y = self.drawable.get_offsets()
@@ -80,26 +86,38 @@ class GimpImage:
         return bytes(buffer.get(self._rect(box, False), 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
 
     def add_layers(self, names, patches, babl, group_name) -> None:
+        """One undo step; all the layers or none (what was inserted goes again)."""
         self.image.undo_group_start()
+        inserted = None
         try:
             parent = self.drawable.get_parent()
             position = self.image.get_item_position(self.drawable)
             target_parent = parent
             if group_name is not None:
                 group = Gimp.GroupLayer.new(self.image, group_name)
-                self.image.insert_layer(group, parent, position)
-                target_parent, position = group, 0
+                if group is None or not self.image.insert_layer(group, parent, position):
+                    raise PluginError("GIMP refused the new layer group (is the layer's "
+                                      "group locked?); nothing was added")
+                inserted, target_parent, position = group, group, 0
             for i, (name, (data, box)) in enumerate(zip(names, patches, strict=True)):
                 layer = Gimp.Layer.new(self.image, name, box.w, box.h,
                                        Gimp.ImageType.RGBA_IMAGE, 100.0,
                                        Gimp.LayerMode.NORMAL)
-                self.image.insert_layer(layer, target_parent, position + i)
+                if layer is None or not self.image.insert_layer(layer, target_parent,
+                                                                position + i):
+                    raise PluginError("GIMP refused the new layer (is the layer's group "
+                                      "locked?); nothing was added")
+                inserted = inserted or layer
                 layer.set_offsets(box.x, box.y)
                 buffer = layer.get_buffer()
                 buffer.set(Gegl.Rectangle.new(0, 0, box.w, box.h), babl, data)
                 buffer.flush()
                 layer.update(0, 0, box.w, box.h)
                 layer.set_visible(i == 0)
+        except BaseException:
+            if inserted is not None:
+                self.image.remove_layer(inserted)  # a group goes with what it holds
+            raise
         finally:
             self.image.undo_group_end()
         Gimp.displays_flush()
@@ -153,6 +171,10 @@ class Wordbrush(Gimp.PlugIn):
             return procedure.new_return_values(
                 Gimp.PDBStatusType.CALLING_ERROR,
                 GLib.Error("select exactly one layer to edit"))
+        if not isinstance(drawables[0], Gimp.Layer):  # a layer mask is a channel
+            return procedure.new_return_values(
+                Gimp.PDBStatusType.CALLING_ERROR,
+                GLib.Error("select a layer to edit, not a layer mask or a channel"))
         if run_mode == Gimp.RunMode.INTERACTIVE:
             GimpUi.init("wordbrush")
             dialog = GimpUi.ProcedureDialog.new(procedure, config, "Wordbrush")

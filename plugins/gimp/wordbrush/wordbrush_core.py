@@ -38,20 +38,29 @@ from protocol.launch import (
 from protocol.messages import EditRequest, parse_assignments
 from protocol.regions import Box, Framing, context_box
 
-__all__ = ["EditOptions", "GimpHost", "PluginError", "babl_format", "edit_selection",
-           "load_settings"]
+__all__ = ["EditOptions", "GimpHost", "PixelFormat", "PluginError", "edit_selection",
+           "load_settings", "pixel_format"]
 
 LAYER_PREFIX = "[wordbrush] "
 
-#: GIMP precision family -> (babl format to read and write, wire format)
-FORMATS = {
-    "u8": ("R'G'B'A u8", "rgba8"),
-    "u16": ("R'G'B'A u16", "rgba16"),
-    "u32": ("R'G'B'A float", "rgbaf32"),
-    "half": ("R'G'B'A float", "rgbaf32"),
-    "float": ("R'G'B'A float", "rgbaf32"),
-    "double": ("R'G'B'A float", "rgbaf32"),
+#: GIMP precision family -> (babl component type, wire format)
+COMPONENTS = {
+    "u8": ("u8", "rgba8"),
+    "u16": ("u16", "rgba16"),
+    "u32": ("float", "rgbaf32"),
+    "half": ("half", "rgbaf16"),
+    "float": ("float", "rgbaf32"),
+    "double": ("float", "rgbaf32"),
 }
+
+
+@dataclass(frozen=True)
+class PixelFormat:
+    """How the layer is read and the patch written (babl), and how it travels (wire)."""
+
+    babl: str  # e.g. "R'G'B'A u8"
+    wire: str  # e.g. "rgba8"
+    transfer: str  # "srgb" or "linear"
 
 
 class PluginError(Exception):
@@ -102,8 +111,10 @@ def load_settings(folder: Path) -> dict[str, Any]:
 class GimpHost(Protocol):
     """The few GIMP calls the plug-in needs (``wordbrush.py`` implements them)."""
 
-    def precision(self) -> str: ...  # "u8", "u16", "u32", "half", "float", "double"
+    def precision(self) -> str: ...  # GIMP's nick: "u8-non-linear", "half-linear", ...
+    def own_profile(self) -> bool: ...  # the image has a colour profile other than sRGB
     def is_rgb(self) -> bool: ...
+    def gone(self) -> str | None: ...  # why the image or layer can no longer be edited
     def drawable_box(self) -> Box: ...  # the drawable's x, y (image coords), w, h
     def selection_box(self) -> Box | None: ...  # image coords, None when nothing selected
     def read_pixels(self, box: Box, babl: str) -> bytes: ...  # image coords
@@ -113,11 +124,24 @@ class GimpHost(Protocol):
     def progress(self, fraction: float, text: str) -> None: ...
 
 
-def babl_format(precision: str) -> tuple[str, str]:
+def pixel_format(precision: str, own_profile: bool = False) -> PixelFormat:
+    """The format for GIMP's precision nick ("u8-non-linear", "u16-linear", "half-perceptual";
+    the component alone, "u8", reads as the sRGB curve).
+
+    Pixels keep the image's own depth and tone curve: a linear image is read as linear
+    light (through the sRGB curve, 8-bit values would round), half floats as half floats.
+    An image with a colour profile of its own is read as float, which babl does not clip
+    to sRGB's gamut."""
+    family, _, curve = precision.partition("-")
     try:
-        return FORMATS[precision]
+        component, wire = COMPONENTS[family]
     except KeyError:
         raise PluginError(f"unsupported image precision {precision!r}") from None
+    if own_profile and component in ("u8", "u16"):
+        component, wire = "float", "rgbaf32"
+    linear = curve == "linear"
+    model = "RGBA" if linear else "R'G'B'A"
+    return PixelFormat(f"{model} {component}", wire, "linear" if linear else "srgb")
 
 
 def _connect(open_client: Callable[[], EngineClient], endpoint: str, options: EditOptions,
@@ -190,7 +214,7 @@ def edit_selection(host: GimpHost, options: EditOptions,
         raise PluginError("type a description of what the selection should become")
     if not host.is_rgb():
         raise PluginError("wordbrush edits RGB images: use Image > Mode > RGB first")
-    babl, wire = babl_format(host.precision())
+    fmt = pixel_format(host.precision(), host.own_profile())
     endpoint = options.endpoint or endpoints.default_endpoint()
     curve = None
     if options.server_key or options.client_key:
@@ -221,9 +245,9 @@ def edit_selection(host: GimpHost, options: EditOptions,
             box = box.translate(drawable.x, drawable.y)
         else:
             box = drawable
-        if why := area_too_large(box.w, box.h, wire, welcome.limits):
+        if why := area_too_large(box.w, box.h, fmt.wire, welcome.limits):
             raise PluginError(why)
-        pixels = host.read_pixels(box, babl)
+        pixels = host.read_pixels(box, fmt.babl)
         mask = Buffer("mask", box.w, box.h, "a8", host.read_mask(box)) if selection else None
         params = dict(options.params)
         method = options.method or welcome.method_for(options.pack or None) or ""
@@ -240,7 +264,7 @@ def edit_selection(host: GimpHost, options: EditOptions,
         if info is not None and info.param("strength") is not None:
             params.setdefault("strength", options.strength)
         request = EditRequest(
-            layer=Buffer("layer", box.w, box.h, wire, pixels, "srgb"), mask=mask,
+            layer=Buffer("layer", box.w, box.h, fmt.wire, pixels, fmt.transfer), mask=mask,
             prompt=options.prompt.strip(), method=method or None,
             pack=options.pack or None, params=params,
             seed=None if options.seed < 0 else options.seed, variations=options.variations,
@@ -266,11 +290,22 @@ def edit_selection(host: GimpHost, options: EditOptions,
             raise PluginError(str(exc)) from None
     finally:
         client.close()
+    # GIMP stays usable during the edit: the patch lands only where it was made for
+    if why := host.gone():
+        raise PluginError(f"{why}; nothing was added")
+    if host.drawable_box() != drawable or pixel_format(host.precision(),
+                                                       host.own_profile()) != fmt:
+        raise PluginError("the layer was moved, resized or converted during the edit; "
+                          "nothing was added (run the edit again)")
+    for p in result.patches:
+        if p.format != fmt.wire or p.transfer != fmt.transfer:
+            raise PluginError(f"the engine answered in {p.format}/{p.transfer}, not the "
+                              f"{fmt.wire}/{fmt.transfer} asked for; nothing was added")
     name = LAYER_PREFIX + options.prompt.strip()
     patches = [(bytes(p.data), Box(result.offset[0], result.offset[1], p.width, p.height))
                for p in result.patches]
     names = [name] if len(patches) == 1 else [f"{name} #{i + 1}" for i in range(len(patches))]
-    host.add_layers(names, patches, babl, name if len(patches) > 1 else None)
+    host.add_layers(names, patches, fmt.babl, name if len(patches) > 1 else None)
     warning = "; ".join(result.warnings)
     text = (f"added {len(patches)} layer{'s' if len(patches) > 1 else ''} in "
             f"{time.monotonic() - started:.1f} s")
