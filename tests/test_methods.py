@@ -276,6 +276,11 @@ def test_synonyms_name_their_value() -> None:
     assert named_values("A big disc.", vocab, ("size", "shape"), synonyms) == {
         "size": "large", "shape": "circle"}
     assert named_values("a big disc", vocab, ("size", "shape")) == {}  # without them
+    # the old value named too: the one asked for is named last, or not after "instead of"
+    for prompt in ("make the red circle purple", "a red star -> a purple star",
+                   "purple instead of red", "not red but purple", "turn red to purple"):
+        assert named_values(prompt, vocab, ("color",)) == {"color": "purple"}, prompt
+    assert named_values("turn this purple circle red", vocab, ("color",)) == {"color": "red"}
     assert anchored_prompt("a big disc", vocab, read, synonyms) == "a large red circle"
     assert anchored_prompt("a violet star", vocab, read, synonyms) is None  # a recolour
     assert paste_advice("a disc", vocab, read, synonyms) == "render"
@@ -545,6 +550,18 @@ def test_step_read_as_asked_tries_the_nearest_steps_first() -> None:
     rendered.clear()
     assert step_read_as_asked(render, 2.0, accepts(0.1), batch=2)[1:] == (2.0, False)
     assert rendered == [[2.0], others[:2], others[2:4], others[4:]]
+    # a cancel during the ladder stops it before the next batch
+    rendered.clear()
+    flag = CancelFlag()
+
+    def cancel_after_first_batch() -> None:
+        if len(rendered) > 1:
+            flag.set()
+        flag.check()
+
+    with pytest.raises(Cancelled):
+        step_read_as_asked(render, 2.0, accepts(0.1), batch=2, check=cancel_after_first_batch)
+    assert rendered == [[2.0], others[:2]]
 
 
 def test_ladder_batch_follows_the_generators_cost_on_a_cpu() -> None:

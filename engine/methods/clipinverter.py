@@ -212,7 +212,8 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
         return draw(inv.w + s * delta, s[:, 0])
 
     batch = ladder_batch(gen.synthesis_macs(), inv.w.device)
-    edited, s, as_asked = step_read_as_asked(render, strength * gain, done, batch)
+    edited, s, as_asked = step_read_as_asked(render, strength * gain, done, batch,
+                                             cancel.check)
     w_edit, used = inv.w + s * delta, 1
     for _ in range(passes - 1):
         if as_asked is not False:  # read as asked, or nothing to check it with
@@ -227,7 +228,8 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
                          delta: Tensor = delta) -> Tensor:
             return draw(w_render + steps_of(steps) * delta, s)  # the first pass's blend
 
-        edited, t, as_asked = step_read_as_asked(render_again, strength * gain, done, batch)
+        edited, t, as_asked = step_read_as_asked(render_again, strength * gain, done, batch,
+                                                 cancel.check)
         w_edit, used = w_render + t * delta, used + 1
     return OnePassEdit(w=w_edit, styles=styles_at(s), image=edited, inversion=inv,
                        stages=stages, strength=s / gain, target=target,

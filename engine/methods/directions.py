@@ -15,6 +15,7 @@ asked hue and stops some size changes short.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +120,7 @@ class DirectionEdit:
 @torch.no_grad()
 def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, read: ReadFn,
                directions: StyleDirections, clip_direction: Tensor, asked: str,
-               texts_from_region: bool) -> DirectionEdit:
+               texts_from_region: bool, check: Callable[[], None]) -> DirectionEdit:
     """The framed region ``x`` (inverted: ``inv``) edited along the style direction of
     ``clip_direction``, for the text ``asked``.
 
@@ -127,7 +128,7 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     changes the prompt does not name are kept out of the direction; the paste is
     :func:`.guidance.advise_paste`'s for ``asked``; the step is the parameters' α x
     strength or, with ``auto_alpha``, the nearest one whose pasted edit the pack's CLIP
-    reads as ``asked``."""
+    reads as ``asked``. ``check`` is the job's cancel check."""
     pack, p = inputs.pack, inputs.params
     gen, clip = pack.get("generator"), pack.get("clip")
     keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
@@ -144,6 +145,6 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
         return apply_direction(gen, inv.styles, mask, directions, weights, alphas)
 
     batch = ladder_batch(gen.synthesis_macs(), inputs.device)
-    image, alpha, as_asked = step_read_as_asked(render, step, done, batch)
+    image, alpha, as_asked = step_read_as_asked(render, step, done, batch, check)
     return DirectionEdit(image, paste, alpha, kept, 0 if keep is None else len(keep),
                          as_asked)

@@ -123,7 +123,7 @@ class Feu(EditMethod):
         cancel.check()
         direction = torch.from_numpy(normal).float().to(inputs.device)
         edit = edit_along(inputs, x, mask, inv, read, directions, direction, inputs.prompt,
-                          texts_from_region=captions is not None)
+                          texts_from_region=captions is not None, check=cancel.check)
         stages.step(3, f"{edit.channels_moved} style channels moved by α {edit.alpha:g}",
                     edit.image[0])
         cancel.check()

@@ -99,7 +99,7 @@ class GlobalDirections(EditMethod):
             target = clip.encode_prompt(target_text).to(inputs.device)
             direction = target - clip.encode_prompt(neutral).to(inputs.device)
         edit = edit_along(inputs, x, mask, inv, read, directions, direction, target_text,
-                          texts_from_region=captions is not None)
+                          texts_from_region=captions is not None, check=cancel.check)
         stages.step(2, f"{edit.channels_moved} style channels moved by α {edit.alpha:g} "
                        f"({neutral!r} -> {target_text!r})", edit.image[0])
         cancel.check()

@@ -263,18 +263,31 @@ ReadFn = Callable[[dict[str, list[str]]], dict[str, str]]
 Synonyms = dict[str, dict[str, list[str]]]
 
 
+#: word pairs and words after which a named value is what the user does *not* want
+_NOT_AFTER = (("instead", "of"), ("rather", "than"), ("not",), ("no",))
+
+
 def named_values(prompt: str, vocabulary: dict[str, list[str]],
                  keys: tuple[str, ...], synonyms: Synonyms | None = None) -> dict[str, str]:
-    """The vocabulary value the prompt names for each of ``keys`` (the first, if several),
-    by the value itself or one of its ``synonyms`` ("a disc" names the circle)."""
-    words = set(prompt.lower().replace(",", " ").replace(".", " ").split())
+    """The vocabulary value the prompt asks for, for each of ``keys``, by the value itself
+    or one of its ``synonyms`` ("a disc" names the circle).
+
+    A prompt may name the old value too: "make the red circle blue", "a red star -> a blue
+    star", "blue instead of red". The value named last is the one asked for, leaving out
+    values right after "instead of", "rather than", "not" and "no"."""
+    words = prompt.lower().replace(",", " ").replace(".", " ").split()
     named: dict[str, str] = {}
     for key in keys:
         others = (synonyms or {}).get(key, {})
-        hits = [v for v in vocabulary.get(key, [])
-                if words & {v.lower(), *(w.lower() for w in others.get(v, ()))}]
-        if hits:
-            named[key] = hits[0]
+        last_at: dict[str, int] = {}
+        for value in vocabulary.get(key, []):
+            spellings = {value.lower(), *(w.lower() for w in others.get(value, ()))}
+            for i, word in enumerate(words):
+                if word in spellings and not any(
+                        tuple(words[max(0, i - len(p)):i]) == p for p in _NOT_AFTER):
+                    last_at[value] = i
+        if last_at:
+            named[key] = max(last_at, key=last_at.__getitem__)
     return named
 
 
@@ -527,7 +540,8 @@ class StepRead(NamedTuple):
 
 def step_read_as_asked(render: Callable[[list[float]], Tensor], step: float,
                        done: Callable[[Tensor], list[bool]] | None,
-                       batch: int = len(NEAREST_STEPS)) -> StepRead:
+                       batch: int = len(NEAREST_STEPS),
+                       check: Callable[[], None] = lambda: None) -> StepRead:
     """``render([step])``, unless ``done`` (an :class:`EditCheck`) does not accept it and
     accepts another step of :data:`NEAREST_STEPS`: then the first such, the nearest to
     ``step``. ``render`` draws a batch, one image per step, of at most ``batch`` steps
@@ -540,7 +554,9 @@ def step_read_as_asked(render: Callable[[list[float]], Tensor], step: float,
     is the plain one. The plain step is drawn alone, since most edits read as asked at
     it; the other steps in batches of ``batch``: for the demo pack on a CPU one batch of
     all five costs about 0.6 of drawing them one by one (BENCHMARKS.md, session 17). A
-    batch stops the ladder only once all its images are drawn."""
+    batch stops the ladder only once all its images are drawn. ``check`` (the job's
+    cancel check) runs before each batch: on a CPU a large generator draws them one by
+    one, seconds each."""
     image = render([step])
     if done is None:
         return StepRead(image, step, None)
@@ -549,6 +565,7 @@ def step_read_as_asked(render: Callable[[list[float]], Tensor], step: float,
     steps = [step * factor for factor in NEAREST_STEPS]
     size = max(1, batch)
     for first in range(0, len(steps), size):
+        check()
         chunk = steps[first:first + size]
         others = render(chunk)
         for k, accepted in enumerate(done(others)):
