@@ -68,7 +68,8 @@ def method_info(cls: type[EditMethod]) -> MethodInfo:
     """How a method is advertised in ``welcome``."""
     return MethodInfo(id=cls.id, title=cls.title, description=cls.description,
                       params=tuple(method_param_specs(cls)),
-                      accepts_reference=cls.accepts_reference, needs=tuple(cls.needs))
+                      accepts_reference=cls.accepts_reference, needs=tuple(cls.needs),
+                      seeded=cls.seeded)
 
 
 def preview_buffer(image: torch.Tensor, max_side: int) -> Buffer:
@@ -238,7 +239,8 @@ class EditRunner:
         except imaging.RegionError as exc:
             raise InvalidRequest(str(exc)) from None
 
-        variations = request.variations
+        # an unseeded method gives the same edit for every seed: one result, not N copies
+        variations = request.variations if method.seeded else 1
         patches: list[Buffer] = []
         outputs: list[MethodOutput] = []
         seeds = [job.seed + i for i in range(variations)]
@@ -277,6 +279,11 @@ class EditRunner:
 
         info: dict[str, Any] = {"method": method.id, "pack": pack.name, "seeds": seeds,
                                 "paste": mode, "warnings": []}
+        if variations < request.variations:
+            info["warnings"].append(
+                f"{method.id} gives one result for a prompt (the seed does not change it), "
+                f"so one layer instead of {request.variations}; for variations use a seeded "
+                "method (paint-by-word, latent-optimization, feu)")
         first = outputs[0]
         if first.inversion is not None:
             psnr = imaging.inversion_psnr(framed.image, first.inversion.detach().cpu())

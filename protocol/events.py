@@ -18,6 +18,7 @@ class MethodInfo:
     params: tuple[ParamSpec, ...]
     accepts_reference: bool = False
     needs: tuple[str, ...] = ()
+    seeded: bool = True  # False: every seed gives the same result (no variations)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MethodInfo:
@@ -28,6 +29,7 @@ class MethodInfo:
             params=tuple(ParamSpec.from_dict(p) for p in data.get("params", ())),
             accepts_reference=bool(data.get("accepts_reference", False)),
             needs=tuple(data.get("needs", ())),
+            seeded=bool(data.get("seeded", True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -38,6 +40,7 @@ class MethodInfo:
             "params": [p.to_dict() for p in self.params],
             "accepts_reference": self.accepts_reference,
             "needs": list(self.needs),
+            "seeded": self.seeded,
         }
 
     def param(self, name: str) -> ParamSpec | None:

@@ -115,6 +115,8 @@ class EditMethod(ABC):
     #: pack components the method uses where the pack has them (loaded with ``needs``)
     uses: ClassVar[tuple[str, ...]] = ()
     accepts_reference: ClassVar[bool] = False
+    #: whether the seed changes the result: an unseeded method's variations would be copies
+    seeded: ClassVar[bool] = True
 
     @classmethod
     def components(cls, pack: Any) -> tuple[str, ...]:

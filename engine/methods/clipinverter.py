@@ -102,6 +102,7 @@ class ClipInverter(EditMethod):
     )
     needs = ("generator", "encoder", "clip", "clipinverter")
     accepts_reference = True
+    seeded = False  # one forward pass and a fixed ladder
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params

@@ -78,6 +78,7 @@ class GlobalDirections(EditMethod):
         AUTO_ALPHA,
     )
     needs = ("generator", "encoder", "clip", "global_directions")
+    seeded = False  # one direction, a fixed ladder
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params
