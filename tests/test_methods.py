@@ -1049,3 +1049,12 @@ def test_the_check_reads_the_edit_as_it_will_be_pasted(runner: EditRunner,
                         paste="render").pasted_as("colour") == "render"
     assert MethodInputs(image=None, mask=None, prompt="", params={}, seed=0,
                         pack=None).pasted_as("colour") == "colour"
+
+
+def test_latent_optimisation_moves_on_every_step(registry: PackRegistry) -> None:
+    """Each step takes the schedule's rate at its middle: at its end the last step's is 0,
+    so one step gave back the start unchanged."""
+    inputs = _inputs(registry, "latent-optimization", steps=1, jitter=0.0, project="off")
+    out = methods.get("latent-optimization")().run(inputs, lambda *a: None, CancelFlag())
+    assert out.inversion is not None
+    assert (out.image - out.inversion).abs().max() > 1e-3

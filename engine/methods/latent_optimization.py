@@ -4,11 +4,12 @@ region-aware.
 Starting from the e4e inversion ``w0`` of the framed region (or, ``start`` auto on a pack
 that ships CLIPInverter, from CLIPInverter's one-pass edit of it: :mod:`.start`), Adam
 minimises the CLIP loss (augmented views, :func:`guidance.clip_loss`) plus ``l2 * ||w -
-start||²``, with StyleCLIP's learning-rate schedule (a cosine ramp-down over the last half
-and a short ramp-up). What moves (``space``) is one offset shared by every W+ row (default)
-or every row on its own (``w+``, the paper's). Unlike ``paint-by-word``, the latent moves
-everywhere (no masked styles): the selection acts through a preservation loss outside it
-and through the paste-back, whose alpha is the selection. Defaults are StyleCLIP's shape
+start||²``, with StyleCLIP's learning-rate schedule (a cosine ramp-down over the last
+quarter and a short ramp-up; each step takes the rate at its middle). What moves
+(``space``) is one offset shared by every W+ row (default) or every row on its own
+(``w+``, the paper's). Unlike ``paint-by-word``, the latent moves everywhere (no masked
+styles): the selection acts through a preservation loss outside it and through the
+paste-back, whose alpha is the selection. Defaults are StyleCLIP's shape
 (lr 0.1, l2 0.008) scaled to the demo pack's 64-px generator and an interactive step
 budget.
 """
@@ -91,7 +92,9 @@ class LatentOptimization(EditMethod):
         for step in range(steps):
             cancel.check()
             for g in opt.param_groups:
-                g["lr"] = styleclip_lr((step + 1) / steps, float(p["lr"]))
+                # the step's middle: at its end the last step's rate is 0 (and one step
+                # does nothing); StyleCLIP's start wastes the first step the same way
+                g["lr"] = styleclip_lr((step + 0.5) / steps, float(p["lr"]))
             w = start.w + offset
             image = gen.synthesis_from_styles(start.styles(w), noise="fixed")
             loss_clip = clip_loss(clip, image, target, int(p["views"]), rng)
