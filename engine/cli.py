@@ -652,12 +652,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
                   "`wordbrush serve --endpoint tcp://0.0.0.0:47615`")
         elif args.keys_command == "add-client":
             secret = keys.add_client(args.name)
-            print(f"client {args.name!r} allowed. On that machine use {secret} as the client key "
-                  f"and {keys.server_public} as the server key (copy both; keep them private)")
+            print(f"client {args.name!r} allowed (a running engine lets it in at its next "
+                  f"connection). On that machine use {secret} as the client key and "
+                  f"{keys.server_public} as the server key (copy both; keep them private)")
         elif args.keys_command == "remove-client":
             if not keys.remove_client(args.name):
                 raise CliError(f"no client called {args.name!r}")
-            print(f"client {args.name!r} removed (restart the engine to drop its connections)")
+            print(f"client {args.name!r} removed: it cannot connect again (a connection it has "
+                  "open now lasts until the engine restarts)")
         else:
             for name in keys.clients():
                 print(name)

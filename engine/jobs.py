@@ -48,6 +48,9 @@ class Job:
     total: int = 0
     final_frames: list[Any] | None = None  # the encoded result/cancelled/error, re-sendable
     final_nbytes: int = 0
+    #: who submitted it: the CURVE key's User-Id on an encrypted engine ("" elsewhere);
+    #: only the same key may fetch or cancel it
+    owner: str = ""
 
 
 class QueueFull(Exception):
@@ -183,6 +186,7 @@ class JobBook:
                 "queued": len(self._queue),
                 "max_queue": self.max_queue,
                 "running": self.running.id if self.running else None,
+                "running_owner": self.running.owner if self.running else None,
                 "running_step": [self.running.step, self.running.total] if self.running else None,
                 "kept_results": len(self._finished),
                 "kept_bytes": self._finished_bytes,

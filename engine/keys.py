@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["KeyError_", "KeysFolder", "default_keys_dir"]
+__all__ = ["AllowList", "KeyError_", "KeysFolder", "default_keys_dir"]
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -95,6 +95,8 @@ class KeysFolder:
         return secret
 
     def remove_client(self, name: str) -> bool:
+        if not NAME.match(name):  # "../server" would remove the engine's own key pair
+            raise KeyError_(f"client names are letters, digits, '.', '_' and '-': {name!r}")
         found = False
         for path in (self.allow_dir / f"{name}.key",
                      self.client_secrets / f"{name}.key_secret"):
@@ -107,3 +109,29 @@ class KeysFolder:
         if not self.allow_dir.is_dir():
             return []
         return sorted(p.stem for p in self.allow_dir.glob("*.key"))
+
+
+class AllowList:
+    """The public keys in an engine's allow-list folder, read again at every CURVE
+    handshake (a pyzmq credentials provider), so that ``keys add-client`` lets a new
+    client in and ``keys remove-client`` locks one out without restarting the engine. A
+    file that is not a key is skipped."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def keys(self) -> set[bytes]:
+        import zmq.auth
+
+        found: set[bytes] = set()
+        for path in sorted(self.folder.glob("*.key")):
+            try:
+                public, _ = zmq.auth.load_certificate(str(path))
+            except (OSError, ValueError):
+                continue
+            found.add(public)
+        return found
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """Whether the client key ``key`` (z85) is allowed."""
+        return key in self.keys()

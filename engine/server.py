@@ -54,9 +54,19 @@ from protocol.messages import EditRequest, error_message, job_id_of, parse_submi
 
 from . import __version__
 from .jobs import Job, JobBook, JobState, QueueFull
+from .keys import AllowList
 from .methods.base import Cancelled
 
 log = logging.getLogger("wordbrush.engine")
+
+
+def _user_id(frame: zmq.Frame) -> str:
+    """The ZAP User-Id of the connection ``frame`` came on: the client's public key on an
+    encrypted engine, "" where no authentication ran (ipc, loopback)."""
+    try:
+        return frame.get("User-Id") or ""
+    except zmq.ZMQError:
+        return ""
 
 HEARTBEAT_SECONDS = 1.0
 MAX_SHARED_LINKS = 16
@@ -209,7 +219,8 @@ class EngineServer:
             raise WordbrushError("CURVE needs --allow-dir, a folder of allowed client keys")
         self._auth = ThreadAuthenticator(self._ctx)
         self._auth.start()
-        self._auth.configure_curve(domain="*", location=str(allow))
+        # read at every handshake: add-client and remove-client need no restart
+        self._auth.configure_curve_callback(domain="*", credentials_provider=AllowList(allow))
         sock.curve_secretkey = secret
         sock.curve_publickey = public
         sock.curve_server = True
@@ -430,14 +441,17 @@ class EngineServer:
                 else:
                     overflow = True  # keep reading to discard the rest of the message
             peer = frames[0].bytes
+            owner = _user_id(frames[-1])
             if overflow:
                 self._send(router, peer, error_message(
                     ErrorCode.TOO_LARGE,
                     f"a message may have at most {self.limits.max_frames} frames", ref=None))
                 continue
-            self._handle(router, peer, frames[1:])
+            self._handle(router, peer, frames[1:], owner)
 
-    def _handle(self, router: zmq.Socket, peer: bytes, frames: list[Any]) -> None:
+    def _handle(self, router: zmq.Socket, peer: bytes, frames: list[Any], owner: str = ""
+                ) -> None:
+        """One request; ``owner`` is the sender's CURVE User-Id ("" without encryption)."""
         self._gone_since.pop(peer, None)
         link = self._links.get(peer)
         if link is not None:
@@ -456,7 +470,7 @@ class EngineServer:
             if handler is None:
                 raise InvalidRequest(f"unknown message type {message.type!r}",
                                      code=ErrorCode.UNKNOWN_TYPE)
-            handler(self, router, peer, message)
+            handler(self, router, peer, message, owner)
         except WordbrushError as exc:
             # job errors name their job, so a client can tell which of its jobs failed
             job = message.id if message.type == "submit" else message.body.get("job")
@@ -472,7 +486,8 @@ class EngineServer:
 
     # ------------------------------------------------------------------ handlers
 
-    def _on_hello(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+    def _on_hello(self, router: zmq.Socket, peer: bytes, message: Message,
+                    owner: str = "") -> None:
         client_protocol = message.body.get("protocol", PROTOCOL_VERSION)
         if client_protocol != PROTOCOL_VERSION:
             raise WordbrushError(
@@ -485,7 +500,8 @@ class EngineServer:
             body.update(self._accept_shared_memory(peer, message.body["shm"]))
         self._send(router, peer, Message("welcome", body, ref=message.id))
 
-    def _on_bye(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+    def _on_bye(self, router: zmq.Socket, peer: bytes, message: Message,
+                    owner: str = "") -> None:
         self._drop_link(peer)
 
     def _drop_link(self, peer: bytes) -> None:
@@ -536,17 +552,23 @@ class EngineServer:
         log.info("shm.accepted peer=%s", peer.hex())
         return {"shm": True}
 
-    def _on_ping(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
+    def _on_ping(self, router: zmq.Socket, peer: bytes, message: Message,
+                    owner: str = "") -> None:
         self._send(router, peer, Message("pong", {"time": time.time()}, ref=message.id))
 
-    def _on_status(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
-        body = {"jobs": self.jobs.snapshot(), "uptime_s": round(time.time() - self.started_at, 1),
+    def _on_status(self, router: zmq.Socket, peer: bytes, message: Message,
+                   owner: str = "") -> None:
+        jobs = self.jobs.snapshot()
+        if jobs.pop("running_owner") != owner:  # another key's job: counted, not named
+            jobs["running"] = "another client's" if jobs["running"] else None
+        body = {"jobs": jobs, "uptime_s": round(time.time() - self.started_at, 1),
                 "pid": os.getpid(), "shared_memory_clients": len(self._links),
                 **self.runner.status()}
         self._send(router, peer, Message("status", body, ref=message.id))
 
-    def _on_submit(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
-        existing = self.jobs.get(message.id)
+    def _on_submit(self, router: zmq.Socket, peer: bytes, message: Message,
+                    owner: str = "") -> None:
+        existing = self._own_job(message.id, owner, missing_ok=True)
         if existing is not None:  # idempotent: the same id is the same job
             self._reattach(router, peer, existing, message.id)
             return
@@ -554,7 +576,7 @@ class EngineServer:
         plan = self.runner.plan(request)
         # the buffers are zero-copy views that keep their received frames alive
         job = Job(id=message.id, peer=peer, request=request, method=plan.method,
-                  pack=plan.pack, params=plan.params, seed=plan.seed)
+                  pack=plan.pack, params=plan.params, seed=plan.seed, owner=owner)
         try:
             position = self.jobs.add(job)
         except QueueFull as exc:
@@ -562,6 +584,21 @@ class EngineServer:
         log.info("job.accepted job=%s method=%s position=%s", job.id, job.method, position)
         self._send(router, peer, Message("accepted", {"job": job.id, "position": position},
                                          ref=message.id))
+
+    def _own_job(self, job_id: str, owner: str, missing_ok: bool = False) -> Job | None:
+        """The job ``job_id`` if ``owner`` submitted it. Another key's job is answered as
+        no job at all: on a shared engine one artist may not take, or cancel, another's."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.owner != owner:
+            log.warning("job.foreign job=%s", job_id)
+            if missing_ok:  # a submit reusing another key's job id: refused, not a new job
+                raise InvalidRequest(f"job id {job_id} is in use; send a new id")
+            job = None
+        if job is None and not missing_ok:
+            raise WordbrushError(
+                f"this engine has no job {job_id} (it finished too long ago, or the engine "
+                "restarted)", code=ErrorCode.UNKNOWN_JOB)
+        return job
 
     def _reattach(self, router: zmq.Socket, peer: bytes, job: Job, ref: str) -> None:
         job.peer = peer
@@ -572,20 +609,16 @@ class EngineServer:
         self._send(router, peer, Message("accepted", {"job": job.id, "position": position},
                                          ref=ref))
 
-    def _on_fetch(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
-        job_id = job_id_of(message)
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise WordbrushError(
-                f"this engine has no job {job_id} (it finished too long ago, or the engine "
-                "restarted)", code=ErrorCode.UNKNOWN_JOB)
+    def _on_fetch(self, router: zmq.Socket, peer: bytes, message: Message,
+                    owner: str = "") -> None:
+        job = self._own_job(job_id_of(message), owner)
+        assert job is not None
         self._reattach(router, peer, job, message.id)
 
-    def _on_cancel(self, router: zmq.Socket, peer: bytes, message: Message) -> None:
-        job_id = job_id_of(message)
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise WordbrushError(f"this engine has no job {job_id}", code=ErrorCode.UNKNOWN_JOB)
+    def _on_cancel(self, router: zmq.Socket, peer: bytes, message: Message,
+                    owner: str = "") -> None:
+        job = self._own_job(job_id_of(message), owner)
+        assert job is not None
         job.peer = peer
         if job.state.finished:
             if job.final_frames is not None:

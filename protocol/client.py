@@ -103,6 +103,8 @@ class EngineClient:
         self._jobs: dict[str, float] = {}  # in-flight job id -> time of last message
         self._events: list[Event] = []
         self._auth_failed = False
+        self._handshake_failures = 0  # failed CURVE/NULL handshakes with no reason given
+        self._security_mismatch = False  # one side speaks CURVE, the other not
         self._disconnected_at: float | None = None
         self.shared_memory = shared_memory
         self._link: shm.SharedLink | None = None
@@ -136,6 +138,7 @@ class EngineClient:
         self._monitor = sock.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_FAILED_AUTH
             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
             | zmq.EVENT_HANDSHAKE_SUCCEEDED
             | zmq.EVENT_DISCONNECTED
         )
@@ -215,6 +218,10 @@ class EngineClient:
             event = recv_monitor_message(mon)["event"]
             if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self._auth_failed = True
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                self._security_mismatch = True
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                self._handshake_failures += 1
             elif event == zmq.EVENT_DISCONNECTED:
                 if self._disconnected_at is None:
                     self._disconnected_at = time.monotonic()
@@ -236,6 +243,19 @@ class EngineClient:
                 "(check the client key file and that its public key is on the engine's "
                 "allow-list, and the server key)"
             )
+        if self._security_mismatch:
+            raise AuthFailed(
+                f"the engine at {self.endpoint} and this client do not agree on encryption: "
+                + ("this client has keys, the engine expects none" if self._curve else
+                   "the engine expects CURVE keys and this client has none (give it the "
+                   "engine's server.key and this machine's NAME.key_secret)"))
+        if self._handshake_failures >= 2 and self._curve is not None:
+            # a CURVE client with a server key that is not the engine's sees its handshake
+            # fail again and again, with no reason given
+            raise AuthFailed(
+                f"the encrypted handshake with the engine at {self.endpoint} keeps failing: "
+                "the server key this client has is most likely not that engine's (were "
+                "the engine's keys made again?)")
 
     def _receive_ready(self) -> None:
         """Read every message that is ready, without blocking, into the queues."""

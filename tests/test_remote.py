@@ -15,7 +15,7 @@ import zmq
 from engine.cli import main
 from engine.keys import KeysFolder
 from protocol.client import CurveKeys, EngineClient
-from protocol.errors import AuthFailed, EngineUnavailable, Timeout
+from protocol.errors import AuthFailed, EngineRejected, EngineUnavailable, Timeout
 from tests.support.engine import EngineProcess
 
 
@@ -98,7 +98,7 @@ def test_an_unknown_key_is_refused_quickly(remote: EngineProcess, keys: KeysFold
 def test_no_key_and_plain_tcp_get_nothing(remote: EngineProcess, keys: KeysFolder) -> None:
     _connect(remote.endpoint, _curve(keys), timeout=60)[0].close()
     client = EngineClient(remote.endpoint, connect_timeout=2.0)
-    with pytest.raises((EngineUnavailable, Timeout, AuthFailed)):
+    with pytest.raises(AuthFailed, match="expects CURVE keys and this client has none"):
         client.connect()
     client.close()
     # a raw NULL-security DEALER sending a framed hello gets no reply
@@ -109,3 +109,63 @@ def test_no_key_and_plain_tcp_get_nothing(remote: EngineProcess, keys: KeysFolde
     raw.send_multipart([b"WB\x01", b"\x81\xa4type\xa5hello"])
     assert raw.poll(1500) == 0
     raw.close()
+
+
+def test_a_wrong_server_key_or_none_is_said_so(remote: EngineProcess, keys: KeysFolder,
+                                               tmp_path: Path) -> None:
+    """Not "no engine answered … is wordbrush serve running?": the engine is there, the
+    keys are wrong."""
+    _connect(remote.endpoint, _curve(keys), timeout=60)[0].close()
+    other = KeysFolder(tmp_path / "other-server")
+    other.init()
+    wrong_server = CurveKeys.from_files(other.server_public,
+                                        keys.client_secrets / "artist.key_secret")
+    client = EngineClient(remote.endpoint, curve=wrong_server, connect_timeout=8.0)
+    with pytest.raises(AuthFailed, match=r"server key .* most likely not that engine's"):
+        client.connect()
+    client.close()
+
+
+def test_the_allow_list_is_read_at_every_handshake(remote: EngineProcess,
+                                                   keys: KeysFolder) -> None:
+    """A key added while the engine runs gets in; a removed one is locked out at once."""
+    _connect(remote.endpoint, _curve(keys), timeout=60)[0].close()
+    assert main(["keys", "--dir", str(keys.root), "add-client", "newcomer"]) == 0
+    client, _ = _connect(remote.endpoint, _curve(keys, "newcomer"))
+    client.close()
+    saved = (keys.client_secrets / "newcomer.key_secret").read_bytes()
+    assert main(["keys", "--dir", str(keys.root), "remove-client", "newcomer"]) == 0
+    secret = keys.root / "removed.key_secret"
+    secret.write_bytes(saved)
+    client = EngineClient(remote.endpoint, curve=CurveKeys.from_files(keys.server_public, secret),
+                          connect_timeout=5.0)
+    with pytest.raises(AuthFailed, match="refused this client's key"):
+        client.connect()
+    client.close()
+    # a name that is a path is refused, and the engine's own keys stay
+    assert main(["keys", "--dir", str(keys.root), "remove-client", "../server"]) == 1
+    assert keys.server_secret.is_file() and keys.server_public.is_file()
+
+
+def test_one_client_cannot_take_or_cancel_anothers_job(remote: EngineProcess,
+                                                       keys: KeysFolder) -> None:
+    """On a GPU box shared by several artists, a job belongs to the key that sent it."""
+    from tests.test_server import _request
+
+    if "thief" not in keys.clients():
+        assert main(["keys", "--dir", str(keys.root), "add-client", "thief"]) == 0
+    owner, _ = _connect(remote.endpoint, _curve(keys), timeout=60)
+    thief, _ = _connect(remote.endpoint, _curve(keys, "thief"))
+    try:
+        job = owner.submit(_request(params={"delay": 0.3}))
+        status = thief.status()
+        assert job not in str(status)
+        for take in (thief.fetch, thief.cancel):
+            take(job)
+            with pytest.raises(EngineRejected, match=f"no job {job}"):
+                thief.wait(job)
+        result = owner.wait(job)
+        assert result.patches
+    finally:
+        owner.close()
+        thief.close()
