@@ -97,18 +97,43 @@ def read_request_params(pairs: Sequence[str], welcome: Any, method: str | None,
     return read_params(pairs, welcome.param_specs(method), method)
 
 
+def add_key_args(p: argparse.ArgumentParser) -> None:
+    """``--server-key`` and ``--client-key``: for an engine that encrypts (CURVE)."""
+    p.add_argument("--server-key", help="an encrypted engine's public key (server.key)")
+    p.add_argument("--client-key", help="this machine's secret key (NAME.key_secret)")
+
+
+def curve_keys(args: argparse.Namespace) -> Any:
+    """The CurveKeys ``--server-key`` and ``--client-key`` name, or None; bad files are a
+    CliError."""
+    from protocol.client import CurveKeys
+    from protocol.errors import WordbrushError
+
+    if not (args.server_key or args.client_key):
+        return None
+    if not (args.server_key and args.client_key):
+        raise CliError("give both --server-key (the engine's server.key) and --client-key "
+                       "(this machine's NAME.key_secret)")
+    try:
+        return CurveKeys.from_files(args.server_key, args.client_key)
+    except (OSError, ValueError, WordbrushError) as exc:
+        raise CliError(f"cannot use the key files: {exc}") from None
+
+
 @contextlib.contextmanager
 def engine_for_call(endpoint: str | None, extra_args: Sequence[str] = (),
-                    start_timeout: float = 120.0) -> Iterator[tuple[Any, str]]:
+                    start_timeout: float = 120.0, curve: Any = None
+                    ) -> Iterator[tuple[Any, str]]:
     """A connected client: to the running engine, or to one started for this call.
 
     With an explicit ``--endpoint`` nothing is started: that engine must answer.
+    ``curve``: the keys for an engine that encrypts.
     """
     from protocol.client import EngineClient
     from protocol.errors import EngineUnavailable
 
     target = endpoint or endpoints.default_endpoint()
-    client = EngineClient(target, connect_timeout=1.0)
+    client = EngineClient(target, connect_timeout=1.0, curve=curve)
     try:
         client.connect()
     except EngineUnavailable:
@@ -223,7 +248,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from protocol.client import EngineClient
 
-    with EngineClient(args.endpoint, connect_timeout=args.timeout) as client:
+    with EngineClient(args.endpoint, connect_timeout=args.timeout,
+                      curve=curve_keys(args)) as client:
         welcome = client.connect()
         status = client.status()
     print(f"engine {welcome.engine_version} (protocol {welcome.protocol}) at {client.endpoint}")
@@ -394,7 +420,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if not args.prompt and not args.reference:
         raise CliError("give --prompt TEXT (or --reference IMAGE)")
     extra = [a for p in args.pack_dir for a in ("--pack-dir", p)]
-    with engine_for_call(args.endpoint, extra) as (client, how):
+    with engine_for_call(args.endpoint, extra, curve=curve_keys(args)) as (client, how):
         request, original = build_request(args, client.welcome)
         bar = _progress_bar(args.method or client.welcome.method_for(args.pack) or "edit")
         last = [0]
@@ -486,11 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="the edited image, composited, same size as IMAGE")
     p.add_argument("--patch-out", help="the RGBA patch, its offset in the PNG's metadata")
     p.add_argument("--endpoint", help="use this engine (default: local, started if needed)")
+    add_key_args(p)
     p.add_argument("--pack-dir", action="append", default=[])
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("info", help="what the engine offers (exit 0 only if one answered)")
     p.add_argument("--endpoint")
+    add_key_args(p)
     p.add_argument("--timeout", type=float, default=3.0)
     p.set_defaults(func=cmd_info)
 

@@ -169,3 +169,14 @@ def test_one_client_cannot_take_or_cancel_anothers_job(remote: EngineProcess,
     finally:
         owner.close()
         thief.close()
+
+
+def test_the_command_line_reaches_an_encrypted_engine(remote: EngineProcess, keys: KeysFolder,
+                                                      capsys) -> None:
+    _connect(remote.endpoint, _curve(keys), timeout=60)[0].close()
+    key_args = ["--server-key", str(keys.server_public),
+                "--client-key", str(keys.client_secrets / "artist.key_secret")]
+    assert main(["info", "--endpoint", remote.endpoint, *key_args]) == 0
+    assert f"at {remote.endpoint}" in capsys.readouterr().out
+    assert main(["info", "--endpoint", remote.endpoint, *key_args[:2]]) == 1
+    assert "give both --server-key" in capsys.readouterr().err
