@@ -212,8 +212,11 @@ def test_cancel_between_steps(registry: PackRegistry, method: str) -> None:
 def test_reference_image_replaces_the_text(registry: PackRegistry, method: str) -> None:
     inputs = _inputs(registry, method)
     inputs.reference = torch.rand(1, 3, 32, 32) * 2 - 1
+    inputs.prompt = ""
     out = methods.get(method)().run(inputs, lambda *a: None, CancelFlag())
     assert out.image.shape == (1, 3, 32, 32)
+    # the prompt's words do not say what a reference changes: pasted as rendered
+    assert out.paste == "render"
 
 
 def test_paste_advice() -> None:

@@ -187,9 +187,10 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
         w_encoder, delta = adapter_residual(enc, nets.adapter, x, target[None])
     inv, stages = invert_region(inputs, x, progress, cancel, method_steps, w0=w_encoder)
     cancel.check()
-    paste = advise_paste(inputs.prompt, pack, read, recolour="colour")
+    paste = advise_paste(inputs.prompt, pack, read, recolour="colour",
+                         by_reference=inputs.reference is not None)
     done = None
-    if auto_strength and strength > 0:
+    if auto_strength and strength > 0 and inputs.reference is None:  # it reads words
         done = EditCheck(inputs.prompt, pack, read, clip, x, inv.image, mask,
                          inputs.pasted_as(paste)).or_none()
     mix = SpatialStyleMix.from_mask(inv.styles, mask, gen.size)

@@ -134,10 +134,11 @@ def edit_along(inputs: MethodInputs, x: Tensor, mask: Tensor, inv: Inversion, re
     keep = (unnamed_directions(clip, inputs.prompt, pack, read, inputs.device)
             if texts_from_region and p["keep_unnamed"] else None)
     weights, kept = directions.style_direction(clip_direction, float(p["beta"]), keep)
-    paste = advise_paste(asked, pack, read, recolour="colour")
+    paste = advise_paste(asked, pack, read, recolour="colour",
+                         by_reference=inputs.reference is not None)
     step = float(p["alpha"]) * float(p["strength"])
     done = None
-    if p.get("auto_alpha") and step != 0:
+    if p.get("auto_alpha") and step != 0 and inputs.reference is None:  # it reads words
         done = EditCheck(asked, pack, read, clip, x, inv.image, mask,
                          inputs.pasted_as(paste)).or_none()
 

@@ -222,7 +222,8 @@ def optimised_output(inputs: MethodInputs, read: ReadFn, inversion: Inversion,
     ``delta`` paste (BENCHMARKS.md, sessions 11 and 13)."""
     pack, p = inputs.pack, inputs.params
     clip = pack.get("clip")
-    paste = advise_paste(inputs.prompt, pack, read, "colour" if from_edit else "delta")
+    paste = advise_paste(inputs.prompt, pack, read, "colour" if from_edit else "delta",
+                         by_reference=inputs.reference is not None)
     if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste, from_edit):
         edited = project_edit(pack.get("generator"), pack.get("encoder"), edited,
                               inversion.image, paste)
@@ -581,10 +582,12 @@ def auto_step_param(name: str, step: str) -> Param:
     return Param(name, "bool", True,
                  help=f"where the pack's CLIP does not read the asked attributes on the pasted "
                       f"edit, try {step} x {factors} (nearest first) and keep the first it "
-                      f"reads as asked, the rest as it was")
+                      f"reads as asked, the rest as it was; the {step} used (it may pass the "
+                      f"{step} range) is in the result's info; off: exactly the {step} asked")
 
 
-def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta") -> str:
+def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta",
+                 by_reference: bool = False) -> str:
     """:func:`paste_advice` for a method's result, ``read`` being the framed region's
     :func:`region_reader` (the user's own pixels, not the inversion): what is there is what
     the user sees,
@@ -595,6 +598,12 @@ def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta") 
     methods move style channels, which change the whole object's colour alike, and the
     ``colour`` paste carries such a change onto every pixel of the user's object; the
     optimisers' changes vary across the region, which one colour map flattens (``eval
-    edits``: their recolours reached less)."""
+    edits``: their recolours reached less).
+
+    An edit towards a reference image (``by_reference``) is pasted as rendered: the
+    prompt's words do not say what it changes, and a reference of another shape could
+    never show through a ``colour`` paste, or would leave the old outline in a ``delta``."""
+    if by_reference:
+        return "render"
     advice = paste_advice(prompt, pack_vocabulary(pack), read, pack_synonyms(pack))
     return recolour if advice == "delta" else advice

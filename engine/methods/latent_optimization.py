@@ -57,7 +57,8 @@ class LatentOptimization(EditMethod):
     params: ClassVar[tuple[Param, ...]] = (
         Param("steps", "int", 40, 1, 500, help="optimisation steps"),
         Param("lr", "float", 0.05, 0.001, 1.0, help="peak Adam learning rate over W+"),
-        Param("l2", "float", 0.008, 0.0, 10.0, help="weight of ||w - w0||² (StyleCLIP)"),
+        Param("l2", "float", 0.008, 0.0, 10.0,
+              help="weight of ||w - start||² (StyleCLIP's, with its w0 the start: see start)"),
         Param("preserve", "float", 1.0, 0.0, 100.0,
               help="weight of keeping the image outside the selection"),
         Param("views", "int", 6, 1, 32, help="augmented CLIP views per step"),

@@ -69,7 +69,9 @@ class PaintByWord(EditMethod):
         Param("views", "int", 6, 1, 32, help="augmented CLIP views per step"),
         Param("preserve", "float", 2.0, 0.0, 100.0,
               help="weight of keeping the image outside the selection"),
-        Param("l2", "float", 0.002, 0.0, 10.0, help="weight of the pull towards the inversion"),
+        Param("l2", "float", 0.002, 0.0, 10.0,
+              help="weight of the pull towards the start (see start: CLIPInverter's edit "
+                   "or the inversion)"),
         Param("jitter", "float", 0.05, 0.0, 1.0,
               help="seeded noise on the start latent (makes variations differ)"),
         Param("preview_every", "int", 5, 1, 100, help="send a preview every N steps"),
