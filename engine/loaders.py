@@ -87,6 +87,23 @@ def generic_loader(component: str) -> Any:
     return load
 
 
+#: the parts of a CLIPInverter checkpoint its networks read (``models.clipinverter``)
+CLIPINVERTER_KEYS = ("mapper.", "decoder.affine_mlps.", "decoder.lambdas.")
+
+
+@component_loader("clipinverter")
+def load_clipinverter_file(manifest: Manifest, device: Any) -> Any:
+    """CLIPInverter's checkpoint as the method builds its networks from it: on the CPU
+    (the networks go to the pack's device when built) and only what they read, since the
+    official files also carry a whole generator, which would stay in memory for good."""
+    ckpt = generic_loader("clipinverter")(manifest, "cpu")
+    if not isinstance(ckpt, dict):
+        return ckpt  # refused, with the reason, when the networks are built
+    state = ckpt.get("state_dict", ckpt)
+    return {"state_dict": {k: v for k, v in state.items() if k.startswith(CLIPINVERTER_KEYS)},
+            "opts": ckpt.get("opts") or {}}
+
+
 @component_loader("judge")
 def load_judge_component(manifest: Manifest, device: Any) -> torch.nn.Module:
     """The pack's evaluation classifier (``engine/models/judge.py``)."""

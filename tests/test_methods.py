@@ -744,6 +744,15 @@ def test_clipinverter_loads_the_official_layout(tmp_path: Path) -> None:
                        adapter.coarse_mapping.modulation_module_list[0].conv.weight)
     assert float(nets.remapper.lambdas[3]) == pytest.approx(0.05)
     assert nets.residual_gain == 1.0  # official files carry no calibration
+    # a pack keeps only what the networks read, on the CPU: not the file's generator
+    from types import SimpleNamespace
+
+    from engine.loaders import load_clipinverter_file
+    kept = load_clipinverter_file(SimpleNamespace(name="p", file=lambda _c: tmp_path /
+                                                  "official.pt"), "cpu")
+    assert len(kept["state_dict"]) == len(adapter.state_dict()) + len(remapper.state_dict())
+    again = load_clipinverter(kept, gen, 512, (128, 256, 512))
+    assert float(again.remapper.lambdas[3]) == float(nets.remapper.lambdas[3])
     torch.save({"state_dict": sd, "opts": {GAIN_KEY: "big"}}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=GAIN_KEY):
         load_clipinverter(tmp_path / "bad.pt", gen, 512, (128, 256, 512))
