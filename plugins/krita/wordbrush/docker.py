@@ -239,6 +239,10 @@ class WordbrushDocker(DockWidget):
         welcome = self.controller.welcome
         method_id = self.method.currentData()
         info = welcome.method(method_id) if welcome else None
+        # an unseeded method gives one result whatever the seed: no variations to ask for
+        self.variations.setEnabled(info is None or info.seeded)
+        self.variations.setToolTip("" if info is None or info.seeded else
+                                   f"{info.title} gives one result for a prompt")
         if info is None:
             return
         for spec in info.params:
