@@ -52,6 +52,11 @@ CLIENT_VERSION = "0.1.0"
 ProgressCallback = Callable[[Progress], None]
 
 
+#: the slowest link a remote engine is expected over (8 Mbit/s): a job's timeout allows
+#: its pixels this long in transit, since no progress can arrive while they are
+SLOW_LINK_BYTES_PER_S = 1_000_000
+
+
 @dataclass(frozen=True)
 class CurveKeys:
     """CURVE keys for a remote engine: the server's public key and this client's pair."""
@@ -101,6 +106,9 @@ class EngineClient:
         self._replies: dict[str, Message] = {}
         self._replies_wanted: set[str] = set()
         self._jobs: dict[str, float] = {}  # in-flight job id -> time of last message
+        # in-flight job id -> seconds its layer and results may take on a slow link, during
+        # which the engine's heartbeats wait behind them: added to the progress timeout
+        self._transfer_s: dict[str, float] = {}
         self._events: list[Event] = []
         self._auth_failed = False
         self._handshake_failures = 0  # failed CURVE/NULL handshakes with no reason given
@@ -293,6 +301,7 @@ class EngineClient:
             self._jobs[job] = time.monotonic()
             if isinstance(event, (Result, Cancelled, EngineError)):
                 del self._jobs[job]
+                self._transfer_s.pop(job, None)
             self._events.append(event)
         elif message.ref is not None and message.ref in self._replies_wanted:
             self._replies[message.ref] = message
@@ -317,17 +326,20 @@ class EngineClient:
         gone = self._disconnected_at
         if gone is not None and self._jobs and now - gone > self.reconnect_grace:
             jobs, self._jobs = self._jobs, {}
+            self._transfer_s.clear()
             self._sent_shared.clear()
             raise EngineUnavailable(
                 f"lost the connection to the engine at {self.endpoint} during the job "
                 f"({', '.join(jobs)}); nothing was changed"
             )
         for job, last in list(self._jobs.items()):
-            if now - last > self.progress_timeout:
+            allowed = self.progress_timeout + self._transfer_s.get(job, 0.0)
+            if now - last > allowed:
                 del self._jobs[job]
+                self._transfer_s.pop(job, None)
                 self._sent_shared.pop(job, None)
                 raise Timeout(
-                    f"no progress from the engine for {self.progress_timeout:.0f} s "
+                    f"no progress from the engine for {allowed:.0f} s "
                     f"(job {job}); it may have stopped"
                 )
 
@@ -423,6 +435,9 @@ class EngineClient:
         check_request(request, self.limits)
         message = request.to_message(job_id or new_id())
         self._jobs[message.id] = time.monotonic()
+        if not endpoints.is_local(self.endpoint):  # the layer up, a patch per variation down
+            payload = sum(b.expected_nbytes for b in message.buffers) * (1 + request.variations)
+            self._transfer_s[message.id] = payload / SLOW_LINK_BYTES_PER_S
         self._send(message)
         return message.id
 

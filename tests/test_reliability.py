@@ -123,3 +123,27 @@ def test_a_client_that_never_reads_does_not_hurt(engine: EngineProcess) -> None:
         assert grown_mb < 300, f"engine memory grew by {grown_mb:.0f} MB"
     finally:
         lazy.close()
+
+
+def test_a_remote_jobs_timeout_allows_its_pixels_time_on_a_slow_link(monkeypatch) -> None:
+    """No progress can arrive while a large layer goes up (or its patches come down): over
+    a remote link the job's silence may last that long before it counts as stopped; a
+    local engine gets no such allowance."""
+    from protocol.client import SLOW_LINK_BYTES_PER_S, EngineClient
+    from protocol.errors import Timeout
+    from protocol.events import Welcome
+
+    def submitted(endpoint: str, silent_for: float) -> EngineClient:
+        client = EngineClient(endpoint, progress_timeout=30.0)
+        client.welcome = Welcome.from_message(Message("welcome", {}))
+        monkeypatch.setattr(client, "_send", lambda message: None)
+        job = client.submit(_request(2000, 1500, variations=2))  # 12 MB up, 24 MB down
+        client._jobs[job] -= silent_for  # as if that long had passed in silence
+        return client
+
+    needed = 2000 * 1500 * 5 * 3 / SLOW_LINK_BYTES_PER_S  # layer and mask, up once, down twice
+    submitted("tcp://gpubox.example:47615", 30.0 + needed - 5).check_timeouts()
+    with pytest.raises(Timeout):
+        submitted("tcp://gpubox.example:47615", 30.0 + needed + 5).check_timeouts()
+    with pytest.raises(Timeout, match="for 30 s"):
+        submitted("tcp://127.0.0.1:47615", 35.0).check_timeouts()
