@@ -44,6 +44,8 @@ class Job:
     started: float | None = None
     finished_at: float | None = None
     last_sent: float = field(default_factory=time.monotonic)
+    last_progress: float | None = None  # when the method last reported a step (running)
+    stalled: bool = False  # no step for the server's STALL_SECONDS: no heartbeats
     step: int = 0
     total: int = 0
     final_frames: list[Any] | None = None  # the encoded result/cancelled/error, re-sendable
@@ -119,7 +121,7 @@ class JobBook:
                 return None
             job = self._queue.popleft()
             job.state = JobState.RUNNING
-            job.started = time.monotonic()
+            job.started = job.last_progress = time.monotonic()
             self.running = job
             return job
 

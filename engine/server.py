@@ -69,6 +69,10 @@ def _user_id(frame: zmq.Frame) -> str:
         return ""
 
 HEARTBEAT_SECONDS = 1.0
+#: a running job whose method has reported no step for this long gets no more heartbeats,
+#: so its client's silence timeout fires: a hung method (a GPU hang, a deadlock) must not
+#: keep clients waiting for ever. Longer than any step of a full-size pack on a CPU.
+STALL_SECONDS = 300.0
 MAX_SHARED_LINKS = 16
 
 #: progress(step, total, message, preview)
@@ -277,7 +281,8 @@ class EngineServer:
 
         def progress(step: int, total: int, text: str, preview: Buffer | None) -> None:
             job.step, job.total = step, total
-            job.last_sent = time.monotonic()
+            job.last_sent = job.last_progress = time.monotonic()
+            job.stalled = False
             body = {"job": job.id, "step": step, "total": total, "message": text}
             self._post(out, job, Message("progress", body, [preview] if preview else [],
                                          ref=job.id))
@@ -416,6 +421,12 @@ class EngineServer:
         running = self.jobs.running
         waiting = [(job, f"queued, {ahead} ahead")
                    for ahead, job in enumerate(self.jobs.queued(), 1 if running else 0)]
+        if running is not None and now - (running.last_progress or now) > STALL_SECONDS:
+            if not running.stalled:
+                running.stalled = True
+                log.warning("job.stalled job=%s silent_s=%.0f", running.id,
+                            now - (running.last_progress or now))
+            running = None
         for job, text in [(running, "working"), *waiting]:
             if job is None or now - job.last_sent < HEARTBEAT_SECONDS:
                 continue

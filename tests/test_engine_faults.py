@@ -90,3 +90,52 @@ def test_an_io_loop_that_dies_stops_the_engine(tmp_path: Path, monkeypatch) -> N
     assert not thread.is_alive()
     assert len(raised) == 1 and isinstance(raised[0], WordbrushError)
     assert "stopped serving: RuntimeError: a bug in the I/O loop" in str(raised[0])
+
+
+def test_a_hung_method_stops_the_heartbeats(tmp_path: Path, monkeypatch) -> None:
+    """A method that never reports a step again (a GPU hang, a deadlock) must not keep its
+    client waiting for ever on heartbeats the I/O thread sends whatever the worker does."""
+    import threading
+
+    from engine import server as server_module
+    from engine.runner import JobPlan
+    from engine.server import EngineServer, ServerConfig
+    from protocol.client import EngineClient
+
+    release = threading.Event()
+
+    class HungRunner:
+        def describe(self) -> dict:
+            return {}
+
+        def status(self) -> dict:
+            return {}
+
+        def plan(self, request) -> JobPlan:
+            return JobPlan(method="hung", pack="none", params={}, seed=1)
+
+        def run(self, job, progress):
+            progress(0, 10, "starting", None)
+            release.wait(60)  # hangs, reporting nothing
+            raise RuntimeError("released")
+
+    monkeypatch.setattr(server_module, "STALL_SECONDS", 1.0)
+    server = EngineServer(HungRunner(), ServerConfig(endpoint=f"ipc://{tmp_path}/e.sock"))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"install_signals": False},
+                              daemon=True)
+    thread.start()
+    client = EngineClient(f"ipc://{tmp_path}/e.sock", progress_timeout=3.0)
+    try:
+        client.connect(timeout=10)
+        job = client.submit(_request())
+        deadline = time.monotonic() + 15  # heartbeats would keep it alive past this
+        with pytest.raises(Timeout, match=f"job {job}"):
+            while time.monotonic() < deadline:
+                client.poll(0.1)
+                client.check_timeouts()
+        assert time.monotonic() < deadline
+    finally:
+        release.set()
+        client.close()
+        server.stop()
+        thread.join(10)
