@@ -113,6 +113,7 @@ def test_plugin_in_real_gimp(tmp_path: Path) -> None:
     assert result["layers"][0] == f"[wordbrush] {prompt}" and len(result["layers"]) == 2
     assert result["new_above_source"] and result["original_unchanged"]
     assert result["outside_alpha_nonzero"] == 0
+    assert result["selected_after"] == [result["layers"][-1]]  # the source, not the patch
     assert not result["dead"]["success"] and result["dead_layers_unchanged"]
     assert "no wordbrush engine answers" in result["dead"]["message"], result["dead"]
     assert result["deep"]["success"], result["deep"]

@@ -68,6 +68,7 @@ def main():
         result["original_unchanged"] = bytes(
             layer.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)) == before
         new = [item for item in layers if item.get_name().startswith("[wordbrush]")]
+        result["selected_after"] = [item.get_name() for item in image.get_selected_layers()]
         if new:
             result["new_above_source"] = layers.index(new[0]) == layers.index(layer) - 1
             _, ox, oy = new[0].get_offsets()

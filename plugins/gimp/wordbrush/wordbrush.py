@@ -120,6 +120,9 @@ class GimpImage:
             raise
         finally:
             self.image.undo_group_end()
+        # GIMP selects an inserted layer; the source stays selected instead, as in Krita,
+        # so the next edit (or Filters > Repeat) works on the painting, not on a patch
+        self.image.set_selected_layers([self.drawable])
         Gimp.displays_flush()
 
     def progress(self, fraction: float, text: str) -> None:
