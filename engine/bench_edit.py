@@ -5,12 +5,15 @@
 * warm: median time to the first preview and to the finished edit, through a real engine
   process and the client library, on a scene drawn by the pack's world;
 * bare: the method's own ``run`` on the same framed region in this process (models already
-  loaded), so ``overhead = warm done / bare`` is a ratio measured in the same run.
+  loaded), so ``overhead = warm done / bare`` is a ratio measured in the same run;
+* with ``--variations N``: one request for N variations against N requests of one, warm,
+  as a ratio (what the variations share, an optimiser's start, is made once).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from typing import Any
@@ -46,7 +49,9 @@ def bench_edit(args: argparse.Namespace) -> int:
 
     repeats = max(1, args.repeats)
     extra = ["--device", args.device] if args.device != "auto" else []
-    with tqdm(total=2 * repeats + 2, desc="bench edit", unit="run") as bar:
+    variations = max(1, args.variations)
+    with tqdm(total=2 * repeats + 2 + (2 if variations > 1 else 0), desc="bench edit",
+              unit="run") as bar:
         with private_engine(extra) as (client, launch_s):
             welcome = client.welcome
             pack_name = args.pack or welcome.default_pack
@@ -71,6 +76,17 @@ def bench_edit(args: argparse.Namespace) -> int:
                 result = client.edit(request, on_progress=on_progress)
                 dones.append(time.perf_counter() - start)
                 previews.append(first_preview[0] if first_preview else float("nan"))
+                bar.update()
+            together_s = apart_s = float("nan")
+            if variations > 1:
+                start = time.perf_counter()
+                client.edit(dataclasses.replace(request, variations=variations))
+                together_s = time.perf_counter() - start
+                bar.update()
+                start = time.perf_counter()
+                for k in range(variations):
+                    client.edit(dataclasses.replace(request, seed=request.seed + k))
+                apart_s = time.perf_counter() - start
                 bar.update()
         # the bare method, same request, in this process
         device = resolve_device(args.device)
@@ -114,6 +130,9 @@ def bench_edit(args: argparse.Namespace) -> int:
           "(goal <= 1.3x)")
     print(f"  cold start: engine answered {launch_s:.2f} s after launch; first edit (pack load) "
           f"{first_edit_s:.2f} s")
+    if variations > 1:
+        print(f"  {variations} variations in one request {together_s:.2f} s, as {variations} "
+              f"requests {apart_s:.2f} s: {together_s / apart_s:.2f}x")
     info = result.info
     print(f"  last result: paste {info.get('paste')}, inversion {info.get('inversion_psnr')} dB, "
           f"clip similarity {info.get('clip_similarity_before')} -> {info.get('clip_similarity')}")

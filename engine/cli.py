@@ -634,6 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--pack", help="edit: the pack (default: the default pack)")
     p.add_argument("--method", default="paint-by-word", help="edit, load: the method")
+    p.add_argument("--variations", type=int, default=1,
+                   help="edit: also time N variations in one request against N requests")
     p.add_argument("--clients", type=int, default=4, help="load: concurrent clients")
     p.add_argument("--edits", type=int, default=5, help="load: edits per client")
     p.add_argument("--param", action="append", type=_param_pair, default=[],

@@ -244,6 +244,7 @@ class EditRunner:
         patches: list[Buffer] = []
         outputs: list[MethodOutput] = []
         seeds = [job.seed + i for i in range(variations)]
+        memo: dict[str, Any] = {}  # what the variations share (an optimiser's start)
         for index, seed in enumerate(seeds):
 
             def step(s: int, total: int, text: str, preview: torch.Tensor | None,
@@ -256,7 +257,7 @@ class EditRunner:
             inputs = MethodInputs(image=framed.image.to(self.device),
                                   mask=framed.mask.to(self.device), prompt=request.prompt,
                                   params=params, seed=seed, pack=pack, reference=reference,
-                                  device=self.device, paste=paste_mode)
+                                  device=self.device, paste=paste_mode, memo=memo)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 try:

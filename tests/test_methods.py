@@ -1070,3 +1070,19 @@ def test_latent_optimisation_moves_on_every_step(registry: PackRegistry) -> None
     out = methods.get("latent-optimization")().run(inputs, lambda *a: None, CancelFlag())
     assert out.inversion is not None
     assert (out.image - out.inversion).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("method", OPTIMISERS)
+def test_variations_share_the_start(runner: EditRunner, method: str) -> None:
+    """The seed changes nothing of an optimiser's start (the inversion, refined): a
+    request's variations make it once, and each comes out as that seed's edit alone."""
+    rgba, sel = _canvas(1)
+    params = {**_fast(method), "refine": True}
+    messages: list[str] = []
+    both = runner.run_local(_request(rgba, sel, method, variations=2, params=params),
+                            lambda s, t, text, p: messages.append(text))
+    assert sum(m.startswith("variation 1/2: inverting") for m in messages) > 1
+    assert sum(m.startswith("variation 2/2: inverting") for m in messages) == 1  # done
+    for k, seed in enumerate((7, 8)):
+        alone = runner.run_local(_request(rgba, sel, method, seed=seed, params=params))
+        assert alone.patches[0].data == both.patches[k].data

@@ -82,6 +82,9 @@ class MethodInputs:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     #: the paste the request asked for; "auto": the method's advice (MethodOutput.paste)
     paste: str = "auto"
+    #: shared by the variations of one request, for what the seed does not change (an
+    #: optimiser's start); None outside a request
+    memo: dict[str, Any] | None = None
 
     def pasted_as(self, advised: str) -> str:
         """How the result will be pasted: the request's choice, else the method's advice."""

@@ -16,6 +16,7 @@ where the demo pack's generator was trained longest).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,22 @@ def optimisation_start(inputs: MethodInputs, x: Tensor, mask: Tensor, read: Read
         name = getattr(pack, "name", "")
         raise InputRejected(f"start=clipinverter needs the pack's CLIPInverter networks, "
                             f"which pack {name!r} does not have; use start=inversion")
+    shared = inputs.memo.get("start") if inputs.memo is not None else None
+    if shared is not None:
+        # the seed changes nothing of the start: the request's other variations share it,
+        # and their bars begin past the inversion
+        stages = Stages(progress, shared.stages.inversion_steps, steps)
+        stages.inverting(stages.inversion_steps, stages.inversion_steps)
+        return dataclasses.replace(shared, stages=stages)
+    start = _start(inputs, x, mask, read, progress, cancel, steps, choice, has)
+    if inputs.memo is not None:
+        inputs.memo["start"] = start
+    return start
+
+
+def _start(inputs: MethodInputs, x: Tensor, mask: Tensor, read: ReadFn, progress: ProgressFn,
+           cancel: CancelFlag, steps: int, choice: str, has: Any) -> Start:
+    pack: Any = inputs.pack
     if choice == "clipinverter" or (choice == "auto" and has("clipinverter")):
         # one adapter pass: paint-by-word from CLIPInverter's second pass reached fewer
         # two-at-once edits on held-out validation scenes (BENCHMARKS.md, session 16)
