@@ -486,9 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--pack-dir", action="append", default=[], help="extra folder of packs")
     p.add_argument("--max-queue", type=int, default=8)
-    p.add_argument("--orphan-seconds", type=float, default=60.0,
+    p.add_argument("--orphan-seconds", type=float,
                    help="cancel a running job once its client has been unreachable this long "
-                        "(0: never; default 60)")
+                        "(0: never; default 10 on a local endpoint, 60 on a network one)")
     p.add_argument("--server-key", help="the server's .key_secret file (CURVE; remote use)")
     p.add_argument("--allow-dir", help="folder of allowed client public keys (CURVE)")
     p.add_argument("--extra-methods", action="append", default=[], metavar="MODULE",

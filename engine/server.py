@@ -123,8 +123,10 @@ class ServerConfig:
     curve_allow_dir: Path | None = None  # folder of allowed client public keys
     sndhwm: int = 16
     #: cancel the running job once its client has been unreachable this long (an editor
-    #: killed mid-edit: GIMP's cancel does that); 0 keeps such jobs running to the end
-    orphan_seconds: float = 60.0
+    #: killed mid-edit: GIMP's cancel does that); 0 keeps such jobs running to the end;
+    #: None: 10 s on a local endpoint, where a client does not drop out and come back,
+    #: 60 s on a network one, where it may
+    orphan_seconds: float | None = None
 
 
 class EngineServer:
@@ -532,6 +534,8 @@ class EngineServer:
             if now - since > self.config.keep_seconds:
                 del self._gone_since[peer]  # bounded: a long-gone client is forgotten
         grace = self.config.orphan_seconds
+        if grace is None:
+            grace = 10.0 if endpoints.is_local(self.config.endpoint) else 60.0
         job = self.jobs.running
         if grace <= 0 or job is None or job.cancel.is_set():
             return
