@@ -128,6 +128,11 @@ class ServerConfig:
     #: 60 s on a network one, where it may
     orphan_seconds: float | None = None
 
+    def orphan_grace(self) -> float:
+        if self.orphan_seconds is not None:
+            return self.orphan_seconds
+        return 10.0 if endpoints.is_local(self.endpoint) else 60.0
+
 
 class EngineServer:
     def __init__(self, runner: Runner, config: ServerConfig,
@@ -533,9 +538,7 @@ class EngineServer:
         for peer, since in list(self._gone_since.items()):
             if now - since > self.config.keep_seconds:
                 del self._gone_since[peer]  # bounded: a long-gone client is forgotten
-        grace = self.config.orphan_seconds
-        if grace is None:
-            grace = 10.0 if endpoints.is_local(self.config.endpoint) else 60.0
+        grace = self.config.orphan_grace()
         job = self.jobs.running
         if grace <= 0 or job is None or job.cancel.is_set():
             return

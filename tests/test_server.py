@@ -348,3 +348,12 @@ def test_a_packs_own_default_method_decides_which_parameters_a_request_takes() -
     assert welcome.method_for(None) == welcome.method_for("demo") == "clipinverter"
     assert welcome.method_for("old-engine") == "clipinverter"  # an engine that does not say
     assert welcome.method_for("nope") == "clipinverter"
+
+
+def test_the_orphan_grace_follows_the_endpoint() -> None:
+    """A local client does not drop out and come back: its gone job is stopped sooner."""
+    from engine.server import ServerConfig
+
+    assert ServerConfig(endpoint="ipc:///tmp/x.sock").orphan_grace() == 10.0
+    assert ServerConfig(endpoint="tcp://0.0.0.0:47615").orphan_grace() == 60.0
+    assert ServerConfig(endpoint="tcp://0.0.0.0:47615", orphan_seconds=0).orphan_grace() == 0
