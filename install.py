@@ -72,6 +72,18 @@ def torch_installed() -> bool:
     return probe.returncode == 0
 
 
+def torch_present() -> bool:
+    """Whether the venv has torch at all (installed, whether or not it imports): a
+    plugins-only venv has none; a broken engine has one that fails to import."""
+    py = venv_python()
+    if not py.exists():
+        return False
+    probe = subprocess.run([str(py), "-c", "import importlib.util, sys; "
+                            "sys.exit(importlib.util.find_spec('torch') is None)"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
 def check_disk_space(needed: int = ENGINE_INSTALL_BYTES) -> None:
     """Refuse a first install where torch cannot fit: pip would fail half way with
     ``No space left on device`` after minutes of downloading."""
@@ -253,8 +265,12 @@ def replace_plugin(folder: Path, fill: Callable[[Path], None],
     they were."""
     staging = folder.with_name(f".{folder.name}.installing")
     old = folder.with_name(f".{folder.name}.old")
+    if old.exists() and not folder.exists():  # a swap cut short: that is the plug-in
+        old.rename(folder)
     for leftover in (staging, old):
-        if leftover.exists():
+        if leftover.is_symlink():
+            leftover.unlink()
+        elif leftover.exists():
             shutil.rmtree(leftover)
     try:
         fill(staging)
@@ -269,7 +285,10 @@ def replace_plugin(folder: Path, fill: Callable[[Path], None],
             if old.exists():
                 old.rename(folder)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():  # a developer's link to a checkout: the link goes, not the files
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -415,7 +434,7 @@ def check_engine() -> bool:
     if not py.exists():
         print(f"engine: NOT installed (no {py}); run: python3 install.py")
         return False
-    if not torch_installed():
+    if not torch_present():
         print(f"engine: not installed here ({VENV} has the plugins' tools only, as "
               "--plugins-only makes it); for a local engine run: python3 install.py")
         return True

@@ -69,9 +69,10 @@ def _user_id(frame: zmq.Frame) -> str:
         return ""
 
 HEARTBEAT_SECONDS = 1.0
-#: a running job whose method has reported no step for this long gets no more heartbeats,
-#: so its client's silence timeout fires: a hung method (a GPU hang, a deadlock) must not
-#: keep clients waiting for ever. Longer than any step of a full-size pack on a CPU.
+#: a running job whose method has reported no step for this long gets heartbeats flagged
+#: ``stalled``, which do not reset its client's silence timeout: a hung method (a GPU hang,
+#: a deadlock) must not keep clients waiting for ever. Longer than any step of a full-size
+#: pack on a CPU.
 STALL_SECONDS = 300.0
 MAX_SHARED_LINKS = 16
 
@@ -428,18 +429,23 @@ class EngineServer:
         running = self.jobs.running
         waiting = [(job, f"queued, {ahead} ahead")
                    for ahead, job in enumerate(self.jobs.queued(), 1 if running else 0)]
+        running_text = "working"
         if running is not None and now - (running.last_progress or now) > STALL_SECONDS:
+            silent = now - (running.last_progress or now)
             if not running.stalled:
                 running.stalled = True
-                log.warning("job.stalled job=%s silent_s=%.0f", running.id,
-                            now - (running.last_progress or now))
-            running = None
-        for job, text in [(running, "working"), *waiting]:
+                log.warning("job.stalled job=%s silent_s=%.0f", running.id, silent)
+            running_text = f"no step for {silent:.0f} s"
+        for job, text in [(running, running_text), *waiting]:
             if job is None or now - job.last_sent < HEARTBEAT_SECONDS:
                 continue
             job.last_sent = now
             body = {"job": job.id, "step": job.step, "total": job.total,
                     "message": text, "heartbeat": True}
+            if job is running and running.stalled:
+                # still sent, so a client that is gone is noticed (and its job stopped);
+                # flagged, so a client that is there times out
+                body["stalled"] = True
             self._send(router, job.peer, Message("progress", body, ref=job.id))
 
     def _drain_router(self, router: zmq.Socket) -> None:

@@ -234,6 +234,8 @@ class EngineClient:
                 if self._disconnected_at is None:
                     self._disconnected_at = time.monotonic()
             elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshake_failures = 0  # a failure before was a dropped connection
+                self._security_mismatch = False
                 if self._disconnected_at is not None:
                     # the engine may be a new one that never saw our rings: send frames
                     # (until the next connect); still read what the old one sends
@@ -257,13 +259,15 @@ class EngineClient:
                 + ("this client has keys, the engine expects none" if self._curve else
                    "the engine expects CURVE keys and this client has none (give it the "
                    "engine's server.key and this machine's NAME.key_secret)"))
-        if self._handshake_failures >= 2 and self._curve is not None:
+        if self._handshake_failures >= 2 and self._curve is not None \
+                and self.welcome is None:
             # a CURVE client with a server key that is not the engine's sees its handshake
-            # fail again and again, with no reason given
+            # fail again and again, with no reason given (so does one whose port forward
+            # has no engine behind it); once connected, a failure is a dropped connection
             raise AuthFailed(
-                f"the encrypted handshake with the engine at {self.endpoint} keeps failing: "
-                "the server key this client has is most likely not that engine's (were "
-                "the engine's keys made again?)")
+                f"the encrypted handshake with {self.endpoint} keeps failing: the server "
+                "key this client has is most likely not that engine's (were the engine's "
+                "keys made again?), or nothing but a port forward answers there")
 
     def _receive_ready(self) -> None:
         """Read every message that is ready, without blocking, into the queues."""
@@ -298,7 +302,8 @@ class EngineClient:
             return
         job = getattr(event, "job", None)
         if job in self._jobs:
-            self._jobs[job] = time.monotonic()
+            if not (isinstance(event, Progress) and event.stalled):
+                self._jobs[job] = time.monotonic()
             if isinstance(event, (Result, Cancelled, EngineError)):
                 del self._jobs[job]
                 self._transfer_s.pop(job, None)
@@ -378,6 +383,7 @@ class EngineClient:
         """
         body: dict[str, Any] = {"client": self.client_name, "version": CLIENT_VERSION,
                                 "protocol": PROTOCOL_VERSION}
+        self._handshake_failures = 0  # counted afresh for this hello
         # stop writing to the old rings, but keep reading them until the welcome: what the
         # engine placed there before it read this hello still arrives first
         self._send_shared = False

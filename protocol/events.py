@@ -144,6 +144,9 @@ class Progress:
     message: str
     preview: Buffer | None = None
     heartbeat: bool = False
+    #: a heartbeat for a job whose method has reported no step for long: the engine is
+    #: alive, the job may not be (it does not reset the client's silence timeout)
+    stalled: bool = False
 
     @property
     def fraction(self) -> float:
@@ -201,6 +204,7 @@ def parse_event(message: Message) -> Event | None:
             message=str(body.get("message", "")),
             preview=message.buffer("preview"),
             heartbeat=bool(body.get("heartbeat", False)),
+            stalled=bool(body.get("stalled", False)),
         )
     if message.type == "result":
         offset = body.get("offset", [0, 0])

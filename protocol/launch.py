@@ -55,7 +55,7 @@ def launch_detached(command: list[str], log: Path) -> subprocess.Popen:
     """Start ``command`` in its own session (process group on Windows), its output
     appended to ``log`` (moved to ``<log>.1`` first once over :data:`LOG_KEEP_BYTES`), so
     that it outlives the editor's process and keeps serving."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # absent, or held open by an engine on Windows
         if log.stat().st_size > LOG_KEEP_BYTES:
             os.replace(log, log.with_name(log.name + ".1"))
     log_file = open(log, "ab")  # noqa: SIM115 - handed to the child process

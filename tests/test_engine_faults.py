@@ -101,6 +101,7 @@ def test_a_hung_method_stops_the_heartbeats(tmp_path: Path, monkeypatch) -> None
     from engine.runner import JobPlan
     from engine.server import EngineServer, ServerConfig
     from protocol.client import EngineClient
+    from protocol.events import Progress
 
     release = threading.Event()
 
@@ -129,11 +130,14 @@ def test_a_hung_method_stops_the_heartbeats(tmp_path: Path, monkeypatch) -> None
         client.connect(timeout=10)
         job = client.submit(_request())
         deadline = time.monotonic() + 15  # heartbeats would keep it alive past this
+        events: list = []
         with pytest.raises(Timeout, match=f"job {job}"):
             while time.monotonic() < deadline:
-                client.poll(0.1)
+                events += client.poll(0.1)
                 client.check_timeouts()
         assert time.monotonic() < deadline
+        # still sent, flagged: a client that is gone is noticed by the engine
+        assert any(isinstance(e, Progress) and e.stalled for e in events)
     finally:
         release.set()
         client.close()

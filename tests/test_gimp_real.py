@@ -117,6 +117,9 @@ def test_plugin_in_real_gimp(tmp_path: Path) -> None:
     assert not result["dead"]["success"] and result["dead_layers_unchanged"]
     assert "no wordbrush engine answers" in result["dead"]["message"], result["dead"]
     assert result["deep"]["success"], result["deep"]
+    assert result["profiled"]["success"], result["profiled"]  # an sRGB profile of its own
+    assert len(result["profiled_layers"]) == 2
+    assert result["profiled_label"] is None or "sRGB" in result["profiled_label"]
     group = result["deep_group"]
     assert group["is_group"] and group["name"] == f"[wordbrush] {prompt}", group
     assert group["children"] == [f"[wordbrush] {prompt} #1", f"[wordbrush] {prompt} #2"], group

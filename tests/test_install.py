@@ -214,7 +214,7 @@ def test_check_on_a_plugins_only_machine(home: Path, tmp_path: Path, monkeypatch
     (fake / "bin").mkdir(parents=True)
     (fake / "bin" / "python").write_text("")
     monkeypatch.setattr(install, "VENV", fake)
-    monkeypatch.setattr(install, "torch_installed", lambda: False)
+    monkeypatch.setattr(install, "torch_present", lambda: False)
     target = install.GimpInstall("linux", home / "check/plug-ins", "3.13",
                                  "manylinux_2_28_x86_64")
     monkeypatch.setattr(install, "vendor_into",
@@ -226,3 +226,22 @@ def test_check_on_a_plugins_only_machine(home: Path, tmp_path: Path, monkeypatch
     out = capsys.readouterr().out
     assert "BROKEN" not in out and "not installed here" in out
     assert "uses tcp://box:47615" in out
+    # torch there but failing to import (a cut-off pip run) is a broken engine, not that
+    monkeypatch.setattr(install, "torch_present", lambda: True)
+    (fake / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "bin" / "python").chmod(0o755)
+    assert install.check() == 1
+    assert "BROKEN" in capsys.readouterr().out
+
+
+def test_a_swap_cut_short_is_finished_not_lost(home: Path, monkeypatch) -> None:
+    """Killed between moving the old plug-in aside and putting the new one in place: the
+    next run takes the old one back, with the user's settings, before anything else."""
+    target = install.GimpInstall("linux", home / "cut/plug-ins", "3.13",
+                                 "manylinux_2_28_x86_64")
+    monkeypatch.setattr(install, "vendor_into", lambda vendor, *_: vendor.mkdir(parents=True))
+    folder = install.install_gimp(target, {"endpoint": "tcp://box:47615"})
+    folder.rename(folder.with_name(".wordbrush.old"))
+    install.install_gimp(target)
+    assert json.loads((folder / "wordbrush.json").read_text())["endpoint"] == "tcp://box:47615"
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["wordbrush"]

@@ -283,9 +283,13 @@ def test_synonyms_name_their_value() -> None:
     assert named_values("a big disc", vocab, ("size", "shape")) == {}  # without them
     # the old value named too: the one asked for is named last, or not after "instead of"
     for prompt in ("make the red circle purple", "a red star -> a purple star",
-                   "purple instead of red", "not red but purple", "turn red to purple"):
+                   "purple instead of red", "not red but purple", "turn red to purple",
+                   "a purple star instead of a red circle", "purple rather than a red one",
+                   "no red, make it purple"):
         assert named_values(prompt, vocab, ("color",)) == {"color": "purple"}, prompt
     assert named_values("turn this purple circle red", vocab, ("color",)) == {"color": "red"}
+    assert named_values("a purple star instead of a red circle", vocab,
+                        ("color", "shape")) == {"color": "purple", "shape": "star"}
     assert anchored_prompt("a big disc", vocab, read, synonyms) == "a large red circle"
     assert anchored_prompt("a violet star", vocab, read, synonyms) is None  # a recolour
     assert paste_advice("a disc", vocab, read, synonyms) == "render"

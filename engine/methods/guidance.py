@@ -264,8 +264,10 @@ ReadFn = Callable[[dict[str, list[str]]], dict[str, str]]
 Synonyms = dict[str, dict[str, list[str]]]
 
 
-#: word pairs and words after which a named value is what the user does *not* want
-_NOT_AFTER = (("instead", "of"), ("rather", "than"), ("not",), ("no",))
+#: words and word pairs after which the values named, up to the next clause break, are
+#: what the user does *not* want ("blue instead of a red circle")
+_NEGATIONS = (("instead", "of"), ("rather", "than"), ("not",), ("no",))
+_CLAUSE_BREAKS = {",", ";", "but", "and", "->", "to", "into", "so"}
 
 
 def named_values(prompt: str, vocabulary: dict[str, list[str]],
@@ -274,9 +276,18 @@ def named_values(prompt: str, vocabulary: dict[str, list[str]],
     or one of its ``synonyms`` ("a disc" names the circle).
 
     A prompt may name the old value too: "make the red circle blue", "a red star -> a blue
-    star", "blue instead of red". The value named last is the one asked for, leaving out
-    values right after "instead of", "rather than", "not" and "no"."""
-    words = prompt.lower().replace(",", " ").replace(".", " ").split()
+    star", "blue instead of a red one". The value named last is the one asked for, leaving
+    out values from "instead of", "rather than", "not" or "no" to the next clause break
+    (a comma, "but", "and", "to", "->")."""
+    words = prompt.lower().replace(",", " , ").replace(";", " ; ").replace(".", " ").split()
+    wanted: list[bool] = []  # per word: not inside a negated stretch
+    negated = False
+    for i, word in enumerate(words):
+        if word in _CLAUSE_BREAKS:
+            negated = False
+        elif any(tuple(words[i - len(p) + 1:i + 1]) == p for p in _NEGATIONS if i + 1 >= len(p)):
+            negated = True
+        wanted.append(not negated)
     named: dict[str, str] = {}
     for key in keys:
         others = (synonyms or {}).get(key, {})
@@ -284,8 +295,7 @@ def named_values(prompt: str, vocabulary: dict[str, list[str]],
         for value in vocabulary.get(key, []):
             spellings = {value.lower(), *(w.lower() for w in others.get(value, ()))}
             for i, word in enumerate(words):
-                if word in spellings and not any(
-                        tuple(words[max(0, i - len(p)):i]) == p for p in _NOT_AFTER):
+                if word in spellings and wanted[i]:
                     last_at[value] = i
         if last_at:
             named[key] = max(last_at, key=last_at.__getitem__)

@@ -61,6 +61,8 @@ def main():
         buf.flush()
         selection.update(0, 0, w, h)
         deep = image.duplicate()  # for the 16-bit run below, before any edit
+        profiled = image.duplicate()  # an embedded sRGB profile, as exported JPEGs carry
+        profiled.set_color_profile(Gimp.ColorProfile.new_rgb_srgb())
         before = bytes(layer.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
         result["run"] = _run(image, layer, args["prompt"], args["endpoint"])
         layers = image.get_layers()
@@ -81,6 +83,12 @@ def main():
                     if mask[(oy + y) * w + ox + x] == 0 and pix[(y * nw + x) * 4 + 3]:
                         outside += 1
             result["outside_alpha_nonzero"] = outside
+        profiled_layer = profiled.get_layers()[0]
+        result["profiled"] = _run(profiled, profiled_layer, args["prompt"], args["endpoint"])
+        result["profiled_layers"] = [item.get_name() for item in profiled.get_layers()]
+        # GIMP keeps no profile of its own for an assigned built-in sRGB
+        profile = profiled.get_color_profile()
+        result["profiled_label"] = None if profile is None else profile.get_label()
         count = len(image.get_layers())
         result["dead"] = _run(image, layer, args["prompt"], args["dead_endpoint"])
         result["dead_layers_unchanged"] = len(image.get_layers()) == count

@@ -49,7 +49,16 @@ class GimpImage:
         return self.image.get_precision().value_nick  # e.g. "u8-non-linear"
 
     def own_profile(self) -> bool:
-        return self.image.get_color_profile() is not None  # None: GIMP's built-in sRGB
+        """A profile other than sRGB. None is GIMP's built-in sRGB (also what an assigned
+        built-in sRGB reads as); an embedded sRGB ICC (exported JPEGs carry one) is known
+        by its name, since its bytes need not be GIMP's."""
+        profile = self.image.get_color_profile()
+        if profile is None:
+            return False
+        builtin = (Gimp.ColorProfile.new_rgb_srgb(), Gimp.ColorProfile.new_rgb_srgb_linear())
+        if any(profile.is_equal(srgb) for srgb in builtin):
+            return False
+        return "srgb" not in (profile.get_label() or "").lower()
 
     def is_rgb(self) -> bool:
         return self.image.get_base_type() == Gimp.ImageBaseType.RGB
