@@ -50,7 +50,13 @@ from protocol.framing import (
     decode,
     encode,
 )
-from protocol.messages import EditRequest, error_message, job_id_of, parse_submit
+from protocol.messages import (
+    LAYER_FORMATS,
+    EditRequest,
+    error_message,
+    job_id_of,
+    parse_submit,
+)
 
 from . import __version__
 from .jobs import Job, JobBook, JobState, QueueFull
@@ -518,7 +524,8 @@ class EngineServer:
                 f"this engine speaks protocol {PROTOCOL_VERSION}, the client {client_protocol!r}",
                 code=ErrorCode.UNSUPPORTED_VERSION)
         body = {"protocol": PROTOCOL_VERSION, "engine": __version__,
-                "limits": self.limits.to_dict(), **self.runner.describe()}
+                "limits": self.limits.to_dict(), "layer_formats": list(LAYER_FORMATS),
+                **self.runner.describe()}
         self._drop_link(peer)  # a hello starts afresh: the client has let go of old rings
         if "shm" in message.body:
             body.update(self._accept_shared_memory(peer, message.body["shm"]))

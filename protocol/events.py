@@ -91,6 +91,9 @@ class Welcome:
     shared_memory: bool = False  # the engine mapped this client's rings (protocol.shm)
     shared_memory_note: str = ""  # why not, when it was offered and refused
     pipeline_params: tuple[ParamSpec, ...] = ()  # the region pipeline's, taken by every method
+    #: the layer formats the engine takes; () from an engine older than the list, which
+    #: took rgba8, rgba16 and rgbaf32
+    layer_formats: tuple[str, ...] = ()
 
     @classmethod
     def from_message(cls, message: Message) -> Welcome:
@@ -108,7 +111,12 @@ class Welcome:
             shared_memory_note=str(body.get("shm_note", "")),
             pipeline_params=tuple(ParamSpec.from_dict(p)
                                   for p in body.get("pipeline_params", ())),
+            layer_formats=tuple(str(f) for f in body.get("layer_formats", ())),
         )
+
+    def takes_layer(self, fmt: str) -> bool:
+        """Whether the engine takes layers in ``fmt`` (an older one: not rgbaf16)."""
+        return fmt in (self.layer_formats or ("rgba8", "rgba16", "rgbaf32"))
 
     def method(self, method_id: str) -> MethodInfo | None:
         return next((m for m in self.methods if m.id == method_id), None)

@@ -431,3 +431,21 @@ def test_closing_the_document_cancels_its_edit(controller: tuple[Controller, Rec
     _wait(ctl, rec, timeout=10)
     assert ctl.job is None and rec.busy[-1] is False
     assert "cancel" in rec.messages[-1][0] and rec.messages[-1][1] is False
+
+
+def test_an_older_engine_is_asked_for_nothing_it_cannot_take(
+        controller: tuple[Controller, Recorder]) -> None:
+    """A 16-bit float layer goes as rgbaf16, which an engine older than the plugin does
+    not take: the docker says to update it, and nothing is sent."""
+    import dataclasses
+
+    ctl, rec = controller
+    assert ctl.welcome is not None and "rgbaf16" in ctl.welcome.layer_formats
+    ctl.welcome = dataclasses.replace(ctl.welcome, layer_formats=())  # as an older one says
+    doc = _document("F16")
+    assert not ctl.run(doc, RunOptions("a green star", method="test-invert", pack="test-pack"))
+    assert "older than this plugin" in rec.messages[-1][0] and rec.messages[-1][1]
+    assert ctl.job is None and len(doc.layers()) == 1
+    assert ctl.run(_document("F32"), RunOptions("a green star", method="test-invert",
+                                                pack="test-pack"))
+    _wait(ctl, rec)

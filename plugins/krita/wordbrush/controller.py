@@ -263,6 +263,13 @@ class Controller:
         except (UnsupportedImage, ValueError) as exc:
             self.observer.on_message(str(exc), True)
             return False
+        if self.welcome is not None and not self.welcome.takes_layer(region.layer.format):
+            self.observer.on_message(
+                f"the engine ({self.welcome.engine_version}) is older than this plugin and "
+                f"cannot take this layer's pixels ({region.layer.format}): update it (run "
+                "`python3 install.py` where it runs), or convert the image to 32-bit float",
+                True)
+            return False
         request = EditRequest(layer=region.layer, mask=region.mask, reference=options.reference,
                               prompt=options.prompt.strip(), method=options.method or None,
                               pack=options.pack, params=dict(options.params),
