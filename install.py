@@ -64,24 +64,21 @@ class NotEnoughDisk(InstallError):
     """Raised before pip starts, so a full disk is a sentence and not a half-made venv."""
 
 
-def torch_installed() -> bool:
+def venv_runs(*args: str) -> bool:
+    """Whether the venv's python runs ``args`` and exits 0 (False without a venv)."""
     py = venv_python()
-    if not py.exists():
-        return False
-    probe = subprocess.run([str(py), "-c", "import torch"], capture_output=True)
-    return probe.returncode == 0
+    return py.exists() and subprocess.run([str(py), *args], capture_output=True).returncode == 0
+
+
+def torch_installed() -> bool:
+    return venv_runs("-c", "import torch")
 
 
 def torch_present() -> bool:
     """Whether the venv has torch at all (installed, whether or not it imports): a
     plugins-only venv has none; a broken engine has one that fails to import."""
-    py = venv_python()
-    if not py.exists():
-        return False
-    probe = subprocess.run([str(py), "-c", "import importlib.util, sys; "
-                            "sys.exit(importlib.util.find_spec('torch') is None)"],
-                           capture_output=True)
-    return probe.returncode == 0
+    return venv_runs("-c", "import importlib.util, sys; "
+                     "sys.exit(importlib.util.find_spec('torch') is None)")
 
 
 def check_disk_space(needed: int = ENGINE_INSTALL_BYTES) -> None:
@@ -99,16 +96,10 @@ def check_disk_space(needed: int = ENGINE_INSTALL_BYTES) -> None:
         )
 
 
-def venv_has_pip() -> bool:
-    py = venv_python()
-    return py.exists() and subprocess.run([str(py), "-m", "pip", "--version"],
-                                          capture_output=True).returncode == 0
-
-
 def make_venv() -> None:
     """``.venv`` with pip. A venv left without pip (ensurepip failed part way, as it does on
     Debian and Ubuntu without ``python3-venv``) is made again, not reused forever."""
-    if venv_has_pip():
+    if venv_runs("-m", "pip", "--version"):
         return
     print(f"creating {VENV}")
     try:
@@ -257,6 +248,14 @@ def carried_settings(old: Path, new: Path) -> dict[str, Any]:
     return {}
 
 
+def _remove(path: Path, ignore_errors: bool = False) -> None:
+    """A folder and what it holds; a symlink (a developer's link to a checkout) as a link."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+
+
 def replace_plugin(folder: Path, fill: Callable[[Path], None],
                    remote: dict[str, str] | None) -> None:
     """Build a plug-in folder beside ``folder`` (``fill`` puts the code and the vendored
@@ -268,10 +267,7 @@ def replace_plugin(folder: Path, fill: Callable[[Path], None],
     if old.exists() and not folder.exists():  # a swap cut short: that is the plug-in
         old.rename(folder)
     for leftover in (staging, old):
-        if leftover.is_symlink():
-            leftover.unlink()
-        elif leftover.exists():
-            shutil.rmtree(leftover)
+        _remove(leftover)
     try:
         fill(staging)
         settings = plugin_settings(carried_settings(folder, staging), remote)
@@ -285,10 +281,7 @@ def replace_plugin(folder: Path, fill: Callable[[Path], None],
             if old.exists():
                 old.rename(folder)
             raise
-        if old.is_symlink():  # a developer's link to a checkout: the link goes, not the files
-            old.unlink()
-        else:
-            shutil.rmtree(old, ignore_errors=True)
+        _remove(old, ignore_errors=True)  # the new plug-in is in place already
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -49,7 +49,7 @@ def bench_edit(args: argparse.Namespace) -> int:
 
     repeats = max(1, args.repeats)
     extra = ["--device", args.device] if args.device != "auto" else []
-    variations = max(1, args.variations)
+    variations = args.variations
     with tqdm(total=2 * repeats + 2 + (2 if variations > 1 else 0), desc="bench edit",
               unit="run") as bar:
         with private_engine(extra) as (client, launch_s):

@@ -109,13 +109,11 @@ def curve_keys(args: argparse.Namespace) -> Any:
     from protocol.client import CurveKeys
     from protocol.errors import WordbrushError
 
-    if not (args.server_key or args.client_key):
-        return None
-    if not (args.server_key and args.client_key):
+    if bool(args.server_key) != bool(args.client_key):  # named as the flags are
         raise CliError("give both --server-key (the engine's server.key) and --client-key "
                        "(this machine's NAME.key_secret)")
     try:
-        return CurveKeys.from_files(args.server_key, args.client_key)
+        return CurveKeys.from_settings(args.server_key, args.client_key)
     except (OSError, ValueError, WordbrushError) as exc:
         raise CliError(f"cannot use the key files: {exc}") from None
 
@@ -634,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--pack", help="edit: the pack (default: the default pack)")
     p.add_argument("--method", default="paint-by-word", help="edit, load: the method")
-    p.add_argument("--variations", type=int, default=1,
+    p.add_argument("--variations", type=_count(1), default=1,
                    help="edit: also time N variations in one request against N requests")
     p.add_argument("--clients", type=int, default=4, help="load: concurrent clients")
     p.add_argument("--edits", type=int, default=5, help="load: edits per client")

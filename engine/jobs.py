@@ -45,7 +45,7 @@ class Job:
     finished_at: float | None = None
     last_sent: float = field(default_factory=time.monotonic)
     last_progress: float | None = None  # when the method last reported a step (running)
-    stalled: bool = False  # no step for the server's STALL_SECONDS: no heartbeats
+    stalled: bool = False  # no step for the server's STALL_SECONDS: heartbeats say so
     step: int = 0
     total: int = 0
     final_frames: list[Any] | None = None  # the encoded result/cancelled/error, re-sendable

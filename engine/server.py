@@ -436,8 +436,8 @@ class EngineServer:
         waiting = [(job, f"queued, {ahead} ahead")
                    for ahead, job in enumerate(self.jobs.queued(), 1 if running else 0)]
         running_text = "working"
-        if running is not None and now - (running.last_progress or now) > STALL_SECONDS:
-            silent = now - (running.last_progress or now)
+        silent = now - (running.last_progress or now) if running is not None else 0.0
+        if running is not None and silent > STALL_SECONDS:
             if not running.stalled:
                 running.stalled = True
                 log.warning("job.stalled job=%s silent_s=%.0f", running.id, silent)
@@ -517,7 +517,7 @@ class EngineServer:
     # ------------------------------------------------------------------ handlers
 
     def _on_hello(self, router: zmq.Socket, peer: bytes, message: Message,
-                    owner: str = "") -> None:
+                  owner: str = "") -> None:
         client_protocol = message.body.get("protocol", PROTOCOL_VERSION)
         if client_protocol != PROTOCOL_VERSION:
             raise WordbrushError(
@@ -532,7 +532,7 @@ class EngineServer:
         self._send(router, peer, Message("welcome", body, ref=message.id))
 
     def _on_bye(self, router: zmq.Socket, peer: bytes, message: Message,
-                    owner: str = "") -> None:
+                owner: str = "") -> None:
         self._drop_link(peer)
 
     def _drop_link(self, peer: bytes) -> None:
@@ -584,7 +584,7 @@ class EngineServer:
         return {"shm": True}
 
     def _on_ping(self, router: zmq.Socket, peer: bytes, message: Message,
-                    owner: str = "") -> None:
+                 owner: str = "") -> None:
         self._send(router, peer, Message("pong", {"time": time.time()}, ref=message.id))
 
     def _on_status(self, router: zmq.Socket, peer: bytes, message: Message,
@@ -598,9 +598,12 @@ class EngineServer:
         self._send(router, peer, Message("status", body, ref=message.id))
 
     def _on_submit(self, router: zmq.Socket, peer: bytes, message: Message,
-                    owner: str = "") -> None:
-        existing = self._own_job(message.id, owner, missing_ok=True)
+                   owner: str = "") -> None:
+        existing = self.jobs.get(message.id)
         if existing is not None:  # idempotent: the same id is the same job
+            if existing.owner != owner:  # another key's: refused, not a new job
+                log.warning("job.foreign job=%s", message.id)
+                raise InvalidRequest(f"job id {message.id} is in use; send a new id")
             self._reattach(router, peer, existing, message.id)
             return
         request = parse_submit(message, self.limits)
@@ -616,16 +619,14 @@ class EngineServer:
         self._send(router, peer, Message("accepted", {"job": job.id, "position": position},
                                          ref=message.id))
 
-    def _own_job(self, job_id: str, owner: str, missing_ok: bool = False) -> Job | None:
+    def _own_job(self, job_id: str, owner: str) -> Job:
         """The job ``job_id`` if ``owner`` submitted it. Another key's job is answered as
         no job at all: on a shared engine one artist may not take, or cancel, another's."""
         job = self.jobs.get(job_id)
         if job is not None and job.owner != owner:
             log.warning("job.foreign job=%s", job_id)
-            if missing_ok:  # a submit reusing another key's job id: refused, not a new job
-                raise InvalidRequest(f"job id {job_id} is in use; send a new id")
             job = None
-        if job is None and not missing_ok:
+        if job is None:
             raise WordbrushError(
                 f"this engine has no job {job_id} (it finished too long ago, or the engine "
                 "restarted)", code=ErrorCode.UNKNOWN_JOB)
@@ -641,15 +642,12 @@ class EngineServer:
                                          ref=ref))
 
     def _on_fetch(self, router: zmq.Socket, peer: bytes, message: Message,
-                    owner: str = "") -> None:
-        job = self._own_job(job_id_of(message), owner)
-        assert job is not None
-        self._reattach(router, peer, job, message.id)
+                  owner: str = "") -> None:
+        self._reattach(router, peer, self._own_job(job_id_of(message), owner), message.id)
 
     def _on_cancel(self, router: zmq.Socket, peer: bytes, message: Message,
-                    owner: str = "") -> None:
+                   owner: str = "") -> None:
         job = self._own_job(job_id_of(message), owner)
-        assert job is not None
         job.peer = peer
         if job.state.finished:
             if job.final_frames is not None:

@@ -76,6 +76,19 @@ class CurveKeys:
             raise AuthFailed(f"{client_key_file} holds no secret key; use the '.key_secret' file")
         return cls(server_public, client_public, client_secret)
 
+    @classmethod
+    def from_settings(cls, server_key_file: str | Path | None,
+                      client_key_file: str | Path | None) -> CurveKeys | None:
+        """The keys a client's settings name, or None where they name neither (a local or
+        loopback engine). Raises ValueError where only one is named, OSError or AuthFailed
+        for a file that cannot be used."""
+        if not (server_key_file or client_key_file):
+            return None
+        if not (server_key_file and client_key_file):
+            raise ValueError("give both the engine's public key (server.key) and this "
+                             "machine's secret key (NAME.key_secret)")
+        return cls.from_files(server_key_file, client_key_file)
+
 
 class EngineClient:
     """A connection to one engine over a ZeroMQ DEALER socket. Not thread-safe."""

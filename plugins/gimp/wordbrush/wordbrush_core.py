@@ -216,12 +216,10 @@ def edit_selection(host: GimpHost, options: EditOptions,
         raise PluginError("wordbrush edits RGB images: use Image > Mode > RGB first")
     fmt = pixel_format(host.precision(), host.own_profile())
     endpoint = options.endpoint or endpoints.default_endpoint()
-    curve = None
-    if options.server_key or options.client_key:
-        try:
-            curve = CurveKeys.from_files(options.server_key, options.client_key)
-        except (OSError, ValueError, WordbrushError) as exc:
-            raise PluginError(f"cannot use the engine's key files: {exc}") from None
+    try:
+        curve = CurveKeys.from_settings(options.server_key, options.client_key)
+    except (OSError, ValueError, WordbrushError) as exc:
+        raise PluginError(f"cannot use the engine's key files: {exc}") from None
 
     def open_client() -> EngineClient:
         try:

@@ -122,9 +122,7 @@ class Controller:
         self.observer.on_status(state, text)
 
     def _new_client(self) -> EngineClient:
-        curve = None
-        if self.settings.server_key or self.settings.client_key:
-            curve = CurveKeys.from_files(self.settings.server_key, self.settings.client_key)
+        curve = CurveKeys.from_settings(self.settings.server_key, self.settings.client_key)
         return self._client_factory(self.endpoint, curve=curve, connect_timeout=2.0,
                                     progress_timeout=self.settings.timeout_s,
                                     client_name="wordbrush-krita")

@@ -127,7 +127,7 @@ class KritaDocument:
         parent = source.parentNode() if source is not None else None
         if parent is None:
             raise ValueError("the layer that was edited no longer exists; nothing was added")
-        if layout_for(self.doc.colorModel(), self.doc.colorDepth()) != layout:
+        if self.layout() != layout:
             raise ValueError("the image's colour space changed during the edit; nothing was "
                              "added")
         if canvas is not None and canvas != (self.doc.width(), self.doc.height()):
