@@ -226,6 +226,16 @@ def vendor_into(vendor: Path, python: str, platform_tag: str) -> None:
 SETTINGS_FILE = "wordbrush.json"
 
 
+def read_settings(path: Path) -> dict[str, Any] | None:
+    """A plug-in's settings file as a dict; None where it is absent, unreadable, or not a
+    JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, unreadable, not JSON, or not UTF-8
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def carried_settings(old: Path, new: Path) -> dict[str, Any]:
     """The user's settings in the installed plug-in folder ``old``, for the new one. A file
     that is not a JSON object is not lost: it goes to ``new`` as ``wordbrush.json.bad``
@@ -236,11 +246,8 @@ def carried_settings(old: Path, new: Path) -> dict[str, Any]:
     path = old / SETTINGS_FILE
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:  # not JSON, or not UTF-8
-        data = None
-    if isinstance(data, dict):
+    data = read_settings(path)
+    if data is not None:
         return data
     shutil.copy2(path, new / (SETTINGS_FILE + ".bad"))
     print(f"warning: {path} is not a settings file install.py can read; it is kept as "
@@ -407,11 +414,8 @@ def check_plugin(label: str, folder: Path, fix: str) -> bool:
     if not (folder / "vendor" / "zmq").is_dir():
         print(f"{label} NOT installed in {folder}; run: {fix}")
         return False
-    try:
-        settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        settings = None
-    if not isinstance(settings, dict):
+    settings = read_settings(folder / SETTINGS_FILE)
+    if settings is None:
         print(f"{label} installed in {folder}, but its {SETTINGS_FILE} is missing or "
               f"damaged; run: {fix}")
         return False
