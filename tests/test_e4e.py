@@ -162,9 +162,16 @@ def test_w0_broadcast_plus_deltas_and_progressive_stage(small: Encoder4Editing) 
             small.progressive_stage = None
 
 
-def test_rejects_wrong_input_size(small: Encoder4Editing) -> None:
-    with pytest.raises(ValueError, match="64x64"):
-        small(_x(96))
+def test_any_square_size_is_brought_to_the_input_size(small: Encoder4Editing) -> None:
+    """A frame at the generator's size (not the encoder's) is resized, as CLIP's
+    preprocessing does: the same as resizing it first; a non-square one is refused."""
+    big = _x(96)
+    fitted = torch.nn.functional.interpolate(big, size=(64, 64), mode="bilinear",
+                                             align_corners=False, antialias=True)
+    with torch.no_grad():
+        assert torch.allclose(small(big), small(fitted), atol=1e-6)
+    with pytest.raises(ValueError, match="square"):
+        small(torch.rand(1, 3, 96, 80))
     x = preprocess(torch.rand(1, 3, 96, 80), size=64)
     assert x.shape == (1, 3, 64, 64) and x.min() >= -1 and x.max() <= 1
 

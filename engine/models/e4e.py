@@ -299,8 +299,9 @@ def _upsample_add(x: Tensor, y: Tensor) -> Tensor:
 class Encoder4Editing(nn.Module):
     """e4e encoder.  ``forward(x) = map2style(*features(x))`` -> ``[B, n_styles, style_dim]``.
 
-    ``x`` is ``[B, input_nc, input_size, input_size]`` in [-1, 1] (see :func:`preprocess`).
-    The output excludes ``latent_avg``; add it before decoding.
+    ``x`` is ``[B, input_nc, S, S]`` in [-1, 1], resized to ``input_size`` where ``S`` differs
+    (:meth:`fit`; :func:`preprocess` maps [0, 1] images). The output excludes
+    ``latent_avg``; add it before decoding.
 
     Args:
         config: architecture; defaults to :meth:`E4EConfig.official`.
@@ -354,16 +355,25 @@ class Encoder4Editing(nn.Module):
     def style_dim(self) -> int:
         return self.config.style_dim
 
-    def features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Backbone taps ``(c1, c2, c3)`` (official: 128x64², 256x32², 512x16² at 256 px)."""
+    def fit(self, x: Tensor) -> Tensor:
+        """``x`` (square, in [-1, 1]) at this encoder's input size: antialiased bilinear,
+        differentiable; unchanged where it already is. A pack's frame is made at its
+        generator's size, which is often not the encoder's (FFHQ: 1024 against 256), so
+        every entry point takes any square size, as CLIP's preprocessing does."""
         cfg = self.config
-        if x.dim() != 4 or x.shape[1] != cfg.input_nc:
-            raise ValueError(f"expected [B, {cfg.input_nc}, H, W], got {tuple(x.shape)}")
-        if x.shape[-2:] != (cfg.input_size, cfg.input_size):
-            raise ValueError(
-                f"expected {cfg.input_size}x{cfg.input_size} input, got {tuple(x.shape[-2:])}; "
-                "resize with e4e.preprocess()"
-            )
+        if x.dim() != 4 or x.shape[1] != cfg.input_nc or x.shape[-2] != x.shape[-1]:
+            raise ValueError(f"expected square images [B, {cfg.input_nc}, S, S], "
+                             f"got {tuple(x.shape)}")
+        if x.shape[-1] == cfg.input_size:
+            return x
+        return F.interpolate(x, size=(cfg.input_size, cfg.input_size), mode="bilinear",
+                             align_corners=False, antialias=x.shape[-1] > cfg.input_size)
+
+    def features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Backbone taps ``(c1, c2, c3)`` (official: 128x64², 256x32², 512x16² at 256 px) of
+        square images of any size (:meth:`fit` brings them to the input size)."""
+        cfg = self.config
+        x = self.fit(x)
         i1, i2, i3 = cfg.tap_indices
         x = self.input_layer(x)
         taps: list[Tensor] = []
