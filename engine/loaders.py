@@ -62,6 +62,10 @@ def load_clip(manifest: Manifest, device: Any) -> Any:
 
     spec = manifest.component_spec("clip") or {}
     weights = manifest.file("clip") if spec.get("file") else None
+    if weights is None and not spec.get("random"):
+        raise PackError(f"pack {manifest.name!r} names no CLIP weights file: an untrained "
+                        "CLIP edits towards nothing (name the file as clip.file, or say "
+                        "\"random\": true for a test pack)")
     if "config" in spec:
         clip = create_clip(config=spec["config"], weights=weights, device=device,
                            tokenizer_name=spec.get("tokenizer"))
@@ -87,20 +91,19 @@ def generic_loader(component: str) -> Any:
     return load
 
 
-#: the parts of a CLIPInverter checkpoint its networks read (``models.clipinverter``)
-CLIPINVERTER_KEYS = ("mapper.", "decoder.affine_mlps.", "decoder.lambdas.")
-
-
 @component_loader("clipinverter")
 def load_clipinverter_file(manifest: Manifest, device: Any) -> Any:
     """CLIPInverter's checkpoint as the method builds its networks from it: on the CPU
     (the networks go to the pack's device when built) and only what they read, since the
     official files also carry a whole generator, which would stay in memory for good."""
+    from .models.clipinverter import ADAPTER_PREFIX, OLD_ADAPTER_PREFIX, REMAPPER_PREFIXES
+
     ckpt = generic_loader("clipinverter")(manifest, "cpu")
-    if not isinstance(ckpt, dict):
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict", ckpt), dict):
         return ckpt  # refused, with the reason, when the networks are built
     state = ckpt.get("state_dict", ckpt)
-    return {"state_dict": {k: v for k, v in state.items() if k.startswith(CLIPINVERTER_KEYS)},
+    read = (ADAPTER_PREFIX, *REMAPPER_PREFIXES, OLD_ADAPTER_PREFIX)  # the old one: refused
+    return {"state_dict": {k: v for k, v in state.items() if k.startswith(read)},
             "opts": ckpt.get("opts") or {}}
 
 

@@ -73,7 +73,8 @@ from .guidance import (
     step_read_as_asked,
 )
 
-__all__ = ["ClipInverter", "OnePassEdit", "StylesFn", "one_pass_edit", "pack_networks"]
+__all__ = ["ClipInverter", "OnePassEdit", "StylesFn", "network_condition", "one_pass_edit",
+           "pack_networks"]
 
 
 #: adapter passes by default: a second where no strength of the first reads as asked
@@ -94,7 +95,7 @@ class ClipInverter(EditMethod):
         refine_param(False),
         Param("describe_region", "bool", True,
               help="condition on the selection as the pack's CLIP reads it, with the "
-                   "prompt's words (off: the prompt as typed)"),
+                   "prompt's words (off: the prompt as typed)", reads_vocabulary=True),
         auto_step_param("auto_strength", "strength"),
         Param("passes", "int", PASSES, 1, 3,
               help="where no strength reads as asked (auto_strength's check), the adapter "
@@ -164,6 +165,19 @@ class OnePassEdit:
     as_asked: bool | None = None
 
 
+def network_condition(nets: CLIPInverterNets, clip: Any, inputs: MethodInputs,
+                      target: Tensor, captions: tuple[str, str] | None) -> Tensor:
+    """``[1, embed_dim]``: the embedding the adapter and remapper read. ``target`` (the unit
+    embedding the pack's CLIP compares images with) for files trained here; for the
+    released files the CLIP features as the model outputs them, as the official code feeds
+    them (their norm is far from 1, and the networks' MLPs are not blind to it)."""
+    if nets.embedding == "unit":
+        return target[None]
+    if inputs.reference is not None:
+        return clip.image_features(inputs.reference.to(inputs.device))[:1]
+    return clip.text_features([captions[1] if captions else inputs.prompt]).to(inputs.device)
+
+
 def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask: Tensor,
                   read: ReadFn, progress: ProgressFn, cancel: CancelFlag, method_steps: int,
                   describe_region: bool = True, auto_strength: bool = True,
@@ -181,10 +195,11 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
     else:
         target = clip.encode_prompt(captions[1]).to(inputs.device)
         target_text = repr(captions[1])
+    condition = network_condition(nets, clip, inputs, target, captions)
     with torch.no_grad():
         # one encoder pass gives both the encoder's w and the residual; the residual is
         # added to the pack's inversion (that w, refined when the manifest asks for it)
-        w_encoder, delta = adapter_residual(enc, nets.adapter, x, target[None])
+        w_encoder, delta = adapter_residual(enc, nets.adapter, x, condition)
     inv, stages = invert_region(inputs, x, progress, cancel, method_steps, w0=w_encoder)
     cancel.check()
     paste = advise_paste(inputs.prompt, pack, read, recolour="colour",
@@ -198,7 +213,7 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
 
     def styles_at(s: float | Tensor) -> StylesFn:
         def styles(w: Tensor, along: float = 1.0) -> list[Tensor]:
-            return remapped_styles(gen, w, nets.remapper, target[None], along * s * remap)
+            return remapped_styles(gen, w, nets.remapper, condition, along * s * remap)
         return styles
 
     def steps_of(steps: list[float]) -> Tensor:
@@ -224,7 +239,7 @@ def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask:
         # the edit does not read as asked: the adapter again, on the edit's render (the
         # paper's cycle pass feeds the adapter its own edits in training, so it knows them)
         with torch.no_grad():
-            w_render, delta = adapter_residual(enc, nets.adapter, edited, target[None])
+            w_render, delta = adapter_residual(enc, nets.adapter, edited, condition)
 
         def render_again(steps: list[float], w_render: Tensor = w_render,
                          delta: Tensor = delta) -> Tensor:

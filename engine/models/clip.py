@@ -213,6 +213,17 @@ class ClipModel(nn.Module):
         x = (x + 1.0) * 0.5
         return (x - self.mean) / self.std
 
+    @torch.no_grad()
+    def text_features(self, texts: Sequence[str]) -> Tensor:
+        """``[N, embed_dim]`` text features as the model outputs them, not normalised (what
+        CLIPInverter's released networks were trained on: ``clip.encode_text``)."""
+        return self.model.encode_text(self.tokenize(texts).to(self.device)).float()
+
+    @torch.no_grad()
+    def image_features(self, images: Tensor) -> Tensor:
+        """``[N, embed_dim]`` image features of images in [-1, 1], not normalised."""
+        return self.model.encode_image(self.preprocess(images).to(self.dtype)).float()
+
     def encode_image(self, images: Tensor, differentiable: bool = True) -> Tensor:
         """``[N, embed_dim]`` L2-normalised image embeddings of images in [-1, 1]."""
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
