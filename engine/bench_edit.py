@@ -7,15 +7,21 @@
 * bare: the method's own ``run`` on the same framed region in this process (models already
   loaded), so ``overhead = warm done / bare`` is a ratio measured in the same run;
 * with ``--variations N``: one request for N variations against N requests of one, warm,
-  as a ratio (what the variations share, an optimiser's start, is made once).
+  as a ratio (what the variations share, an optimiser's start, is made once);
+* stages of the bare method: the time spent in each model (encoder passes, generator
+  renders, CLIP image and text encodings: calls and seconds), the rest, and for a method
+  that reports steps (the optimisers) the median time of one step; the peak memory of this
+  process (which loaded the pack) and of the engine.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +45,68 @@ def _scene_request(framing: dict[str, Any], args: argparse.Namespace,
     return request, prompt
 
 
+#: the models' entry points the stage clock times: (pack component, method name, stage)
+TIMED = (("encoder", "features", "encoder passes"),
+         ("generator", "synthesis_from_styles", "generator renders"),
+         ("clip", "encode_image", "CLIP image encodings"),
+         ("clip", "encode_text", "CLIP text encodings"))
+
+
+class StageClock:
+    """Wraps the pack's models' entry points with timers while in use (``with``), so one
+    run of a method reports where its time went: calls and seconds per model."""
+
+    def __init__(self, pack: Any) -> None:
+        self.pack = pack
+        self.calls: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self._wrapped: list[tuple[Any, str]] = []
+
+    def _wrap(self, obj: Any, name: str, stage: str) -> None:
+        import torch
+
+        real = getattr(obj, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            out = real(*args, **kwargs)
+            if isinstance(out, torch.Tensor) and out.device.type == "cuda":
+                torch.cuda.synchronize(out.device)
+            self.calls[stage] = self.calls.get(stage, 0) + 1
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            return out
+
+        object.__setattr__(obj, name, timed)  # an instance attribute shadows the method
+        self._wrapped.append((obj, name))
+
+    def __enter__(self) -> StageClock:
+        for component, name, stage in TIMED:
+            if self.pack.has(component):
+                self._wrap(self.pack.get(component), name, stage)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        for obj, name in self._wrapped:
+            obj.__dict__.pop(name, None)
+        self._wrapped.clear()
+
+    def report(self, total: float) -> list[str]:
+        lines = [f"    {stage}: {self.calls[stage]} x, {self.seconds[stage]:.2f} s"
+                 for _, _, stage in TIMED if stage in self.calls]
+        other = total - sum(self.seconds.values())
+        lines.append(f"    everything else (losses, optimiser, masks, paste advice): "
+                     f"{max(other, 0.0):.2f} s")
+        return lines
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def bench_edit(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -49,6 +117,8 @@ def bench_edit(args: argparse.Namespace) -> int:
 
     repeats = max(1, args.repeats)
     extra = ["--device", args.device] if args.device != "auto" else []
+    for folder in args.pack_dir:
+        extra += ["--pack-dir", folder]
     variations = args.variations
     with tqdm(total=2 * repeats + 2 + (2 if variations > 1 else 0), desc="bench edit",
               unit="run") as bar:
@@ -88,9 +158,11 @@ def bench_edit(args: argparse.Namespace) -> int:
                     client.edit(dataclasses.replace(request, seed=request.seed + k))
                 apart_s = time.perf_counter() - start
                 bar.update()
+            engine_rss = client.status().get("memory", {}).get("max_rss_kb")
         # the bare method, same request, in this process
         device = resolve_device(args.device)
-        runner = EditRunner(PackRegistry.standard(device=device), device)
+        runner = EditRunner(PackRegistry.standard([Path(p) for p in args.pack_dir],
+                                                  device=device), device)
         from engine import imaging, methods
         from engine.methods.base import CancelFlag, MethodInputs
 
@@ -113,12 +185,23 @@ def bench_edit(args: argparse.Namespace) -> int:
                               device=device)
         method.run(inputs, lambda *a: None, CancelFlag())  # warm-up
         bar.update()
-        bares = []
-        for _ in range(repeats):
+        bares, step_times = [], []
+        for run in range(repeats):
+            stamps: list[float] = []
+
+            def stamp(done: int, total: int, message: str, preview: Any,
+                      stamps: list[float] = stamps) -> None:
+                if message.startswith("step "):  # the optimisers' own steps
+                    stamps.append(time.perf_counter())
+
+            clock = StageClock(pack)
             start = time.perf_counter()
-            with torch.random.fork_rng(devices=[]):
-                method.run(inputs, lambda *a: None, CancelFlag())
+            with torch.random.fork_rng(devices=[]), clock:
+                method.run(inputs, stamp, CancelFlag())
             bares.append(time.perf_counter() - start)
+            step_times += [b - a for a, b in itertools.pairwise(stamps)]
+            if run == 0:
+                stages = clock.report(bares[0])
             bar.update()
     done, bare = statistics.median(dones), statistics.median(bares)
     preview = statistics.median(previews)
@@ -130,6 +213,20 @@ def bench_edit(args: argparse.Namespace) -> int:
           "(goal <= 1.3x)")
     print(f"  cold start: engine answered {launch_s:.2f} s after launch; first edit (pack load) "
           f"{first_edit_s:.2f} s")
+    print(f"  where the bare method's first timed run went ({bares[0]:.2f} s):")
+    for line in stages:
+        print(line)
+    if step_times:
+        print(f"  one optimisation step: {statistics.median(step_times):.2f} s (median of "
+              f"{len(step_times)})")
+    own = _peak_rss_mb()
+    memory = [f"this process (pack loaded, the bare runs) {own:.0f} MB"] if own else []
+    if engine_rss:
+        memory.append(f"the engine {engine_rss / 1024:.0f} MB")
+    if device.type == "cuda":
+        memory.append(f"CUDA {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB")
+    if memory:
+        print(f"  peak memory: {'; '.join(memory)}")
     if variations > 1:
         print(f"  {variations} variations in one request {together_s:.2f} s, as {variations} "
               f"requests {apart_s:.2f} s: {together_s / apart_s:.2f}x")

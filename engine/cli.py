@@ -267,8 +267,14 @@ def cmd_info(args: argparse.Namespace) -> int:
             continue
         default = " (default)" if pack.name == welcome.default_pack else ""
         runs = f"; runs {pack.default_method} by default" if pack.default_method else ""
-        print(f"  {pack.name}{default}: {pack.title}, {pack.resolution}px; methods: "
-              f"{', '.join(pack.methods) or 'none'}{runs}")
+        framing = pack.framing.get("kind", "?")
+        print(f"  {pack.name}{default}: {pack.title}, {pack.resolution}px, framing {framing}; "
+              f"methods: {', '.join(pack.methods) or 'none'}{runs}")
+        reading = pack.prompt_reading
+        if reading:
+            off = reading.get("no_effect") or []
+            note = f" ({', '.join(off)}: no effect on this pack)" if off else ""
+            print(f"    prompts: {reading.get('text', '')}{note}")
     print("methods:")
     for method in welcome.methods:
         default = " (default)" if method.id == welcome.default_method else ""
@@ -322,26 +328,43 @@ def cmd_pack_create(args: argparse.Namespace) -> int:
 
     from .packs import LoadedPack, Manifest, PackError, create_pack, user_pack_dir
 
+    def optional(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
     out = Path(args.out) if args.out else user_pack_dir() / args.name
     existed = out.exists()
-    path = create_pack(out, name=args.name, generator=Path(args.generator),
-                       resolution=args.resolution,
-                       encoder=Path(args.encoder) if args.encoder else None,
-                       clip_model=args.clip_model,
-                       clip_weights=Path(args.clip_weights) if args.clip_weights else None,
-                       framing=args.framing, domain=args.domain, expects=args.expects,
-                       link=args.link)
-    try:  # a manifest or a model that does not load leaves nothing behind
+    before = set(out.iterdir()) if existed else set()
+    try:  # a file, a manifest or a model that does not load leaves nothing behind
+        path = create_pack(out, name=args.name, generator=Path(args.generator),
+                           resolution=args.resolution, encoder=optional(args.encoder),
+                           clip_model=args.clip_model, clip_weights=optional(args.clip_weights),
+                           random_clip=args.random_clip,
+                           clipinverter=optional(args.clipinverter), framing=args.framing,
+                           domain=args.domain, expects=args.expects,
+                           truncation=args.truncation, neutral_prompt=args.neutral_prompt,
+                           link=args.link)
         pack = LoadedPack(Manifest.read(out))
         for component in tqdm(pack.manifest.components(), desc="verifying", unit="model"):
             pack.get(component)
+        if pack.has("clipinverter"):  # its networks must fit the pack's other models
+            import torch
+
+            from .methods.clipinverter import pack_networks
+
+            try:
+                pack_networks(pack, torch.device("cpu"))
+            except ValueError as exc:
+                raise PackError(f"the CLIPInverter file does not fit this pack: {exc}") from None
     except PackError:
-        if existed:
-            path.unlink()
-        else:
+        if existed:  # only what create_pack placed: the folder was there before
+            for made in set(out.iterdir()) - before:
+                made.unlink()
+        elif out.exists():
             shutil.rmtree(out)
         raise
-    print(f"wrote {path}; components {', '.join(pack.manifest.components())} load strictly")
+    clip = " (CLIP with random weights: for tests only)" if args.random_clip else ""
+    print(f"wrote {path}; components {', '.join(pack.manifest.components())} load "
+          f"strictly{clip}")
     return 0
 
 
@@ -529,11 +552,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = pack_sub.add_parser("create", help="write a pack folder and verify every model loads")
     p.add_argument("name")
     p.add_argument("--generator", required=True,
-                   help="rosinality StyleGAN2 .pt (g_ema), or an e4e .pt (its decoder)")
+                   help="rosinality StyleGAN2 .pt (g_ema), an e4e or CLIPInverter .pt (its "
+                        "decoder), or an NVIDIA StyleGAN2-ADA .pkl (converted; nothing in it "
+                        "is run)")
     p.add_argument("--encoder", help="e4e checkpoint (e.g. e4e_ffhq_encode.pt)")
+    p.add_argument("--clipinverter", metavar="FILE",
+                   help="CLIPInverter's released checkpoint (e.g. pretrained_faces.pt)")
     p.add_argument("--resolution", type=int, default=1024)
     p.add_argument("--clip-model", default="ViT-B-32", help="an open_clip model name")
-    p.add_argument("--clip-weights", help="open_clip weights file for that model")
+    p.add_argument("--clip-weights", help="open_clip weights file for that model (e.g. "
+                                          "open_clip_pytorch_model.bin); required")
+    p.add_argument("--random-clip", action="store_true",
+                   help="no CLIP weights: an untrained CLIP, for tests only")
+    p.add_argument("--truncation", type=float, default=0.7,
+                   help="psi of the pack's own samples (the FEU corpus; default 0.7)")
+    p.add_argument("--neutral-prompt", help="the domain's neutral text for global directions "
+                                            "(e.g. 'a face'; default 'a photo')")
     p.add_argument("--framing", type=framing_arg, default={"kind": "pad"},
                    help="pad, or box:F for aligned objects (F in (0, 1])")
     p.add_argument("--domain", default="")
@@ -602,6 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("precompute", help="a direction method's artefacts for a pack")
     p.add_argument("what", choices=("global-directions", "feu"))
     p.add_argument("--pack", help="pack (default: the default pack)")
+    p.add_argument("--images", type=_count(1),
+                   help="global-directions: images each channel is probed on (default 32); "
+                        "feu: the corpus's size (default 4000)")
+    p.add_argument("--batch", type=_count(1),
+                   help="images drawn at once (default: what the device and the generator's "
+                        "size allow)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int)
     p.add_argument("--pack-dir", action="append", default=[])
@@ -631,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side", type=int, default=4096)
     p.add_argument("--device", default="auto")
     p.add_argument("--pack", help="edit: the pack (default: the default pack)")
+    p.add_argument("--pack-dir", action="append", default=[], help="edit: extra folder of packs")
     p.add_argument("--method", default="paint-by-word", help="edit, load: the method")
     p.add_argument("--variations", type=_count(1), default=1,
                    help="edit: also time N variations in one request against N requests")
@@ -798,12 +839,18 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         raise CliError("no model pack is installed (see `wordbrush packs`)")
     try:
         pack = packs.get(name)
+        sizes = {"batch": args.batch}
+        if args.images is not None:
+            sizes["n_images"] = args.images
         if args.what == "global-directions":
-            path = precompute_global_directions(pack)
+            path = precompute_global_directions(pack, **sizes)
         else:
-            path = precompute_feu_corpus(pack)
+            path = precompute_feu_corpus(pack, **sizes)
     except WordbrushError as exc:
         raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        raise CliError(f"interrupted: the work so far is kept in pack {name!r}'s folder "
+                       "(a .partial file); run the same command again to continue") from None
     print(f"wrote {path} and named it in {pack.manifest.root / 'pack.json'}")
     return 0
 

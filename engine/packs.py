@@ -16,13 +16,16 @@ Manifest fields (``format`` 1)::
     generator  {file, format: "rosinality" | "e4e", size, style_dim, n_mlp,
                 channel_multiplier, channels}
     encoder    {file, format: "e4e", config: {...}}
-    clip       {file, model: "ViT-B-32"} or {file, config: {...}}
+    clip       {file, model: "ViT-B-32"} or {file, config: {...}}; {model, random: true}
+               without a file: an untrained CLIP, for tests only (refused otherwise)
     components {name: {file, ...}}      optional method artefacts (clipinverter, ...)
     vocabulary {shape: [...], ...}      words the pack's world knows (advertised to editors)
     synonyms   {shape: {circle: [disc, ...]}, ...}  other words people type for a value
                                         (optional; methods read prompts with them)
     examples   [prompt, ...]
     neutral_prompt                      the domain's neutral text (global directions)
+    sampling   {truncation}             psi of the pack's own samples (the FEU corpus of a
+                                        pack without a world; default 1.0)
     default_method                      the method to use when a request names none (the
                                         one the pack's evaluation found best); optional
     inversion_warning_psnr              below this PSNR a result carries a warning
@@ -332,20 +335,38 @@ def create_pack(
     encoder: Path | None = None,
     clip_model: str = "ViT-B-32",
     clip_weights: Path | None = None,
+    random_clip: bool = False,
+    clipinverter: Path | None = None,
     framing: dict[str, Any] | None = None,
     domain: str = "",
     expects: str = "",
+    truncation: float = 0.7,
+    neutral_prompt: str | None = None,
     link: bool = False,
     generator_args: dict[str, Any] | None = None,
 ) -> Path:
     """Write a pack folder from model files a user already has (nothing is downloaded).
 
     The files are copied (or symlinked with ``link``) into ``out`` and named in a new
-    ``pack.json``. Returns the manifest's path. Verification is the caller's business
-    (``wordbrush pack create`` loads every component strictly before it reports success).
+    ``pack.json``; an NVIDIA StyleGAN2-ADA ``.pkl`` generator is converted to rosinality's
+    layout (nothing in it is executed: :mod:`engine.models.stylegan2_ada`). A pack needs
+    CLIP's trained weights (``clip_weights``): one with a random CLIP is made only when
+    asked for (``random_clip``, for tests), and its manifest says so. ``truncation`` is
+    the psi of the pack's own samples (the FEU corpus). Returns the manifest's path.
+    Verification is the caller's business (``wordbrush pack create`` loads every component
+    strictly before it reports success).
     """
     import shutil
 
+    if clip_weights is None and not random_clip:
+        raise PackError(f"no CLIP weights: give the {clip_model} weights file you have "
+                        "(--clip-weights, e.g. open_clip_pytorch_model.bin); a pack with an "
+                        "untrained CLIP edits towards nothing (--random-clip makes one for "
+                        "tests)")
+    if clip_weights is not None and random_clip:
+        raise PackError("--clip-weights and --random-clip exclude each other")
+    if not 0.0 < truncation <= 1.0:
+        raise PackError(f"truncation must be in (0, 1], not {truncation}")
     out.mkdir(parents=True, exist_ok=True)
     if (out / MANIFEST_NAME).exists():
         raise PackError(f"{out / MANIFEST_NAME} already exists; choose another folder")
@@ -362,6 +383,19 @@ def create_pack(
             shutil.copy2(src, dest)
         return dest_name
 
+    if generator.suffix == ".pkl":
+        if not generator.is_file():
+            raise PackError(f"{generator} does not exist")
+        from .models.stylegan2_ada import convert_ada_pkl
+
+        try:
+            convert_ada_pkl(generator, out / "generator.pt")
+        except (ValueError, OSError) as exc:
+            raise PackError(f"{generator} is not a StyleGAN2-ADA generator this can read: "
+                            f"{exc}") from None
+        generator_file = "generator.pt"
+    else:
+        generator_file = place(generator, "generator" + generator.suffix)
     data: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": name,
@@ -370,15 +404,23 @@ def create_pack(
         "expects": expects,
         "resolution": resolution,
         "framing": framing or {"kind": "pad"},
-        "generator": {"file": place(generator, "generator" + generator.suffix),
-                      "size": resolution, **(generator_args or {})},
+        "generator": {"file": generator_file, "size": resolution, **(generator_args or {})},
         "clip": {"model": clip_model},
+        "sampling": {"truncation": truncation},
         "inversion_warning_psnr": 18.0,
     }
+    if neutral_prompt:
+        data["neutral_prompt"] = neutral_prompt
     if encoder is not None:
         data["encoder"] = {"file": place(encoder, "encoder" + encoder.suffix), "format": "e4e"}
     if clip_weights is not None:
         data["clip"]["file"] = place(clip_weights, "clip" + clip_weights.suffix)
+    else:
+        data["clip"]["random"] = True
+    if clipinverter is not None:
+        data["components"] = {"clipinverter": {
+            "file": place(clipinverter, "clipinverter" + clipinverter.suffix),
+            "format": "clipinverter-released"}}
     path = out / MANIFEST_NAME
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path

@@ -42,6 +42,8 @@ PIPELINE_PARAMS: tuple[ParamSpec, ...] = (
                    "backgrounds: your pixels of the background's colour (the frame's "
                    "border) keep it, and the change stays on the object"),
 )
+#: pipeline parameters that read the prompt against a vocabulary key of the pack's
+VOCABULARY_PIPELINE_PARAMS = {"keep_background": "background"}
 DEFAULT_METHOD_ORDER = ("clipinverter", "paint-by-word", "latent-optimization",
                         "global-directions", "feu")
 
@@ -70,6 +72,26 @@ def method_info(cls: type[EditMethod]) -> MethodInfo:
                       params=tuple(method_param_specs(cls)),
                       accepts_reference=cls.accepts_reference, needs=tuple(cls.needs),
                       seeded=cls.seeded)
+
+
+def prompt_reading(vocabulary: dict[str, Any] | None) -> dict[str, Any]:
+    """How the methods read prompts on a pack with this ``vocabulary`` (its manifest's),
+    for ``welcome`` and ``wordbrush info``: the parameters that read prompts against a
+    vocabulary, and so have no effect without one (or without the key they read)."""
+    vocabulary = vocabulary or {}
+    no_effect: set[str] = set()
+    if not vocabulary:
+        no_effect = {p.name for cls in methods.available().values() for p in cls.params
+                     if p.reads_vocabulary}
+    no_effect |= {name for name, key in VOCABULARY_PIPELINE_PARAMS.items()
+                  if key not in vocabulary}
+    if vocabulary:
+        text = ("the pack's words (" + ", ".join(sorted(vocabulary)) + ") are read in the "
+                "prompt and the selection; other words go to CLIP as typed")
+    else:
+        text = "free text: the prompt goes to CLIP as typed, as in the papers"
+    return {"vocabulary": bool(vocabulary), "keys": sorted(vocabulary),
+            "no_effect": sorted(no_effect), "text": text}
 
 
 def preview_buffer(image: torch.Tensor, max_side: int) -> Buffer:
@@ -122,6 +144,7 @@ class EditRunner:
         for info in packs:
             if not info.get("error"):
                 info["default_method"] = self.default_method(info["name"])
+                info["prompt_reading"] = prompt_reading(info.get("vocabulary"))
         return {
             "methods": [method_info(cls).to_dict() for cls in methods.available().values()],
             "pipeline_params": [p.to_dict() for p in PIPELINE_PARAMS],

@@ -60,6 +60,10 @@ class PackInfo:
     loaded: bool = False
     error: str | None = None
     default_method: str | None = None  # what a request for this pack naming none runs
+    #: how its methods read a prompt: ``{"vocabulary": bool, "keys": [...], "no_effect":
+    #: [parameters that read prompts against a vocabulary, off on this pack], "text": str}``;
+    #: empty from an engine older than it
+    prompt_reading: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackInfo:
@@ -75,6 +79,7 @@ class PackInfo:
             loaded=bool(data.get("loaded", False)),
             error=data.get("error"),
             default_method=data.get("default_method"),
+            prompt_reading=dict(data.get("prompt_reading") or {}),
         )
 
 

@@ -152,28 +152,79 @@ def test_pack_create_from_official_files(tiny_pack: Path, tmp_path: Path,
     out = tmp_path / "ffhq-like"
     code = main(["pack", "create", "mine", "--generator", str(tiny_pack / "generator.pt"),
                  "--encoder", str(tiny_pack / "encoder.pt"), "--resolution", "32",
-                 "--clip-model", "ViT-B-32", "--out", str(out), "--link"])
+                 "--clip-model", "ViT-B-32", "--random-clip", "--out", str(out), "--link"])
     assert code == 0, capsys.readouterr().err
+    assert "random weights: for tests only" in capsys.readouterr().out
     manifest = Manifest.read(out)
     assert manifest.components() == ["generator", "encoder", "clip"]
     assert (out / "generator.pt").is_symlink()
+    assert manifest.data["clip"] == {"model": "ViT-B-32", "random": True}
+    assert manifest.data["sampling"] == {"truncation": 0.7}
+
+
+def test_pack_create_wants_clip_weights(tiny_pack: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A pack with an untrained CLIP edits towards nothing: refused unless asked for, and
+    a manifest naming no CLIP file (and not saying it is random) does not load."""
+    out = tmp_path / "no-clip"
+    code = main(["pack", "create", "p", "--generator", str(tiny_pack / "generator.pt"),
+                 "--resolution", "32", "--out", str(out)])
+    assert code != 0 and "--clip-weights" in capsys.readouterr().err
+    assert not out.exists()
+    (tmp_path / "hand").mkdir()
+    (tmp_path / "hand" / "pack.json").write_text(json.dumps(
+        {"format": 1, "name": "hand", "resolution": 32, "clip": {"model": "ViT-B-32"}}))
+    with pytest.raises(PackError, match="no CLIP weights file"):
+        PackRegistry([tmp_path / "hand"]).get("hand").get("clip")
+
+
+def test_pack_create_takes_clipinverter(tiny_pack: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--clipinverter FILE`` is verified against the pack's models: one that fits (the
+    tiny encoder's levels, ViT-B-32's 512-wide embedding) is named in the manifest; one
+    made for another generator is refused, leaving nothing behind."""
+    from engine.models.clipinverter import (
+        CLIPAdapter,
+        CLIPRemapper,
+        level_channels,
+        save_clipinverter,
+    )
+    from engine.models.e4e import load_e4e
+
+    encoder = load_e4e(tiny_pack / "encoder.pt")[0]
+    adapter = CLIPAdapter(level_channels(encoder), 512)
+    save_clipinverter(adapter, CLIPRemapper(6, 32, 512), tmp_path / "fits.pt")
+    save_clipinverter(adapter, CLIPRemapper(8, 32, 512), tmp_path / "for-64px.pt")
+    args = ["--generator", str(tiny_pack / "generator.pt"), "--encoder",
+            str(tiny_pack / "encoder.pt"), "--resolution", "32", "--random-clip"]
+    out = tmp_path / "other"
+    code = main(["pack", "create", "p", *args, "--clipinverter", str(tmp_path / "for-64px.pt"),
+                 "--out", str(out)])
+    assert code != 0 and "CLIPInverter file does not fit" in capsys.readouterr().err
+    assert not out.exists()
+    out = tmp_path / "made"
+    code = main(["pack", "create", "p", *args, "--clipinverter", str(tmp_path / "fits.pt"),
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert Manifest.read(out).components() == ["generator", "encoder", "clip", "clipinverter"]
 
 
 def test_pack_create_refuses_wrong_resolution(tiny_pack: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "wrong"
     code = main(["pack", "create", "w", "--generator", str(tiny_pack / "generator.pt"),
-                 "--resolution", "1024", "--out", str(out)])
+                 "--resolution", "1024", "--random-clip", "--out", str(out)])
     assert code != 0
     assert "generator" in capsys.readouterr().err
     assert not out.exists()
     # a manifest the pack reader refuses leaves nothing behind either
     code = main(["pack", "create", "w", "--generator", str(tiny_pack / "generator.pt"),
-                 "--resolution", "3", "--out", str(out)])
+                 "--resolution", "3", "--random-clip", "--out", str(out)])
     assert code != 0 and "resolution" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_create_pack_needs_existing_files(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="does not exist"):
-        create_pack(tmp_path / "p", name="p", generator=tmp_path / "nope.pt", resolution=32)
+        create_pack(tmp_path / "p", name="p", generator=tmp_path / "nope.pt", resolution=32,
+                    random_clip=True)

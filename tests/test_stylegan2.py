@@ -445,6 +445,32 @@ class _Evil:
         return (self.func, (self.arg,))
 
 
+def test_pack_create_takes_an_ada_pickle(g: Generator, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``wordbrush pack create --generator network-snapshot.pkl`` converts NVIDIA's file to
+    rosinality's layout in the pack (nothing pickled runs) and verifies it."""
+    from engine.cli import main
+    from engine.packs import PackRegistry
+
+    w_avg = torch.randn(g.style_dim)
+    pkl = tmp_path / "network-snapshot.pkl"
+    pkl.write_bytes(_ada_pickle_bytes(g, w_avg))
+    out = tmp_path / "packs" / "ada"
+    code = main(["pack", "create", "ada", "--generator", str(pkl), "--resolution", str(g.size),
+                 "--random-clip", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "generator.pt").is_file() and not (out / "generator.pkl").exists()
+    loaded = PackRegistry([out.parent]).get("ada").get("generator")
+    for k, v in g.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(loaded.latent_avg, w_avg)
+    (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
+    code = main(["pack", "create", "junk", "--generator", str(tmp_path / "junk.pkl"),
+                 "--resolution", str(g.size), "--random-clip", "--out", str(tmp_path / "j")])
+    assert code != 0 and "StyleGAN2-ADA" in capsys.readouterr().err
+    assert not (tmp_path / "j").exists()
+
+
 @pytest.mark.parametrize("kind", ["os.system", "builtins.exec", "nested"])
 def test_ada_refuses_code_execution(kind: str, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"

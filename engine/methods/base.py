@@ -62,6 +62,9 @@ class Param:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    #: the parameter switches a reading of the prompt against the pack's vocabulary (its
+    #: words for shapes, colours, ...): on a pack without one it has no effect
+    reads_vocabulary: bool = False
 
 
 #: progress(step, total, message, preview) — preview is an optional [3, h, w] tensor in [-1, 1]

@@ -89,7 +89,7 @@ class Feu(EditMethod):
         Param("contrast_region", "bool", True,
               help="negatives: the pack's images most like the selection as its CLIP reads "
                    "it, positives: most like that with the prompt's words (off: the images "
-                   "most and least like the prompt, as in the paper)"),
+                   "most and least like the prompt, as in the paper)", reads_vocabulary=True),
         keep_unnamed_param(DIRECTIONS_KEEP),
         AUTO_ALPHA,
     )

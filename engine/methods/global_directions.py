@@ -73,7 +73,8 @@ class GlobalDirections(EditMethod):
         ALPHA, BETA, STRENGTH, refine_param(False),
         Param("neutral_from_region", "bool", True,
               help="neutral text = the selection as the pack's CLIP reads it, target = the "
-                   "same with the prompt's words (off: the pack's neutral text)"),
+                   "same with the prompt's words (off: the pack's neutral text)",
+              reads_vocabulary=True),
         keep_unnamed_param(DIRECTIONS_KEEP),
         AUTO_ALPHA,
     )

@@ -139,7 +139,8 @@ def keep_unnamed_param(help_text: str | None = None) -> Param:
     default ``help_text``), the switch for :func:`anchored_prompt`."""
     return Param("keep_unnamed", "bool", True, help=help_text or (
         "unless the prompt asks for a new colour, keep what it does not name (colour, "
-        "shape, size) in the text target, as the pack's CLIP reads them on the region"))
+        "shape, size) in the text target, as the pack's CLIP reads them on the region"),
+        reads_vocabulary=True)
 
 
 def clip_loss(clip: torch.nn.Module, image: Tensor, target: Tensor, n_views: int,
@@ -177,16 +178,20 @@ def project_param() -> Param:
                       "of the generator's world instead of what CLIP guidance drifted to, "
                       "at the cost of what the encoder misses (sharp points, fine detail); "
                       "auto: for new shapes and sizes from the inversion, not for recolours "
-                      "nor from CLIPInverter's edit")
+                      "nor from CLIPInverter's edit, nor on a pack without a vocabulary")
 
 
-def wants_projection(setting: str, paste: str, from_edit: bool = False) -> bool:
+def wants_projection(setting: str, paste: str, from_edit: bool = False,
+                     vocabulary: bool = True) -> bool:
     """``project=auto`` projects shape and size changes (paste advice ``render``) of an
     optimisation that started from the inversion: on the demo pack that turns their smears
     into objects at about the same judged rates, while recolours did better unprojected.
     From CLIPInverter's edit (``from_edit``), which the encoder made and the optimisation
-    only refines, projecting cost shape and size edits (BENCHMARKS.md, session 13)."""
-    return setting == "on" or (setting == "auto" and paste == "render" and not from_edit)
+    only refines, projecting cost shape and size edits (BENCHMARKS.md, session 13). On a
+    pack without a ``vocabulary`` no prompt reads as a shape change (its advice is always
+    ``render``) and auto never projects, as in the papers."""
+    return setting == "on" or (setting == "auto" and vocabulary and paste == "render"
+                               and not from_edit)
 
 
 @torch.no_grad()
@@ -224,7 +229,8 @@ def optimised_output(inputs: MethodInputs, read: ReadFn, inversion: Inversion,
     clip = pack.get("clip")
     paste = advise_paste(inputs.prompt, pack, read, "colour" if from_edit else "delta",
                          by_reference=inputs.reference is not None)
-    if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste, from_edit):
+    if float(p["strength"]) > 0 and wants_projection(str(p["project"]), paste, from_edit,
+                                                     bool(pack_vocabulary(pack))):
         edited = project_edit(pack.get("generator"), pack.get("encoder"), edited,
                               inversion.image, paste)
     return MethodOutput(image=edited, inversion=inversion.image, paste=paste,
@@ -593,7 +599,8 @@ def auto_step_param(name: str, step: str) -> Param:
                  help=f"where the pack's CLIP does not read the asked attributes on the pasted "
                       f"edit, try {step} x {factors} (nearest first) and keep the first it "
                       f"reads as asked, the rest as it was; the {step} used (it may pass the "
-                      f"{step} range) is in the result's info; off: exactly the {step} asked")
+                      f"{step} range) is in the result's info; off: exactly the {step} asked",
+                 reads_vocabulary=True)
 
 
 def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta",

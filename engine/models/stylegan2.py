@@ -736,7 +736,8 @@ def extract_generator_state_dict(
     """Pull ``(generator state dict, latent_avg or None)`` out of a loaded checkpoint.
 
     Accepts ``{"g_ema": sd, "latent_avg": ...}`` (rosinality), ``{"state_dict": {"decoder.*":
-    ...}, "latent_avg": ...}`` (e4e; the ``decoder.`` prefix is stripped and its repeated
+    ...}, "latent_avg": ...}`` (e4e, and CLIPInverter's files without their remapper; the
+    ``decoder.`` prefix is stripped and e4e's repeated
     ``[n_latent, style_dim]`` latent_avg is averaged to ``[style_dim]``) and a bare generator
     state dict.
     """
@@ -746,7 +747,9 @@ def extract_generator_state_dict(
         full = ckpt["state_dict"]
         if not isinstance(full, Mapping):
             raise CheckpointLayoutError(f"{name}: 'state_dict' is not a mapping")
-        sd = {k[len("decoder."):]: v for k, v in full.items() if k.startswith("decoder.")}
+        # CLIPInverter's files keep its remapper beside the generator: not the generator's
+        sd = {k[len("decoder."):]: v for k, v in full.items() if k.startswith("decoder.")
+              and not k.startswith(("decoder.affine_mlps.", "decoder.lambdas."))}
         if not sd:
             raise CheckpointLayoutError(f"{name}: 'state_dict' has no 'decoder.*' keys")
     elif "style.1.weight" in ckpt:
