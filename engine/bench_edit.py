@@ -46,10 +46,12 @@ def _scene_request(framing: dict[str, Any], args: argparse.Namespace,
 
 
 #: the models' entry points the stage clock times: (pack component, method name, stage)
-TIMED = (("encoder", "features", "encoder passes"),
+TIMED = (("encoder", "features", "encoder backbone passes"),
+         ("encoder", "map2style", "encoder style heads (CLIPInverter: 2 a pass)"),
          ("generator", "synthesis_from_styles", "generator renders"),
          ("clip", "encode_image", "CLIP image encodings"),
-         ("clip", "encode_text", "CLIP text encodings"))
+         ("clip", "encode_text", "CLIP text encodings (cached per text)"),
+         ("clip", "text_features", "CLIP raw text features"))
 
 
 class StageClock:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import logging
 import pickle
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +370,21 @@ def _local_dir_weights(folder: Path) -> Path:
     )
 
 
+@contextmanager
+def _without_log_records(prefix: str) -> Iterator[None]:
+    """Drop the root logger's records whose message starts with ``prefix`` while inside."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(prefix)
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def create_clip(
     model_name: str | None = None,
     *,
@@ -434,13 +451,16 @@ def create_clip(
             cfg = dict(found)
             _refuse_downloads(cfg, model_name)
         # open_clip's factory; never downloads: no pretrained tag, no default tower weights.
-        model = open_clip.create_model(
-            model_name,
-            pretrained=None,
-            load_weights=False,
-            pretrained_image=False,
-            pretrained_text=False,
-        )
+        # It warns "No pretrained weights loaded ... initialized randomly" for every model
+        # made so, which would read as a broken pack: the weights are loaded just below.
+        with _without_log_records("No pretrained weights loaded"):
+            model = open_clip.create_model(
+                model_name,
+                pretrained=None,
+                load_weights=False,
+                pretrained_image=False,
+                pretrained_text=False,
+            )
         preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", None) or {})
         tok_name = tokenizer_name or model_name
 

@@ -99,24 +99,51 @@ def _make_kernel(k: Sequence[float]) -> Tensor:
     return t / t.sum()
 
 
-def _fir(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
-    """Pad, then convolve every channel with ``kernel`` (true convolution, like upfirdn2d).
+_Taps = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def _separable_taps(kernel: Tensor) -> _Taps:
+    """The vertical and horizontal 1-D taps of a separable 2-D FIR ``kernel``, flipped for a
+    true convolution. ``K = u v^T``  =>  ``u * sum(v) = K.sum(1)``, ``v * sum(u) = K.sum(0)``,
+    ``sum(u) sum(v) = K.sum()``."""
+    k = kernel.detach().double().cpu()
+    return (tuple(torch.flip(k.sum(1) / k.sum(), (0,)).tolist()),
+            tuple(torch.flip(k.sum(0), (0,)).tolist()))
+
+
+def _fir(x: Tensor, taps: _Taps, pad: tuple[int, int]) -> Tensor:
+    """Pad, then convolve every channel with the separable kernel whose 1-D ``taps`` are
+    given (true convolution, like upfirdn2d).
 
     StyleGAN2's FIR kernels are outer products of one 1-D kernel (``make_kernel``), which is
     what every official checkpoint stores in its ``kernel`` buffers. So the 2-D filter runs
-    as two 1-D passes of shifted slices: on CPU this is several times faster than a
-    depthwise ``conv2d`` (whose backward dominated training), and numerically the same.
+    as two 1-D passes that accumulate shifted slices in place: on a CPU 3-4 times faster
+    than a sum of temporaries or a depthwise ``conv2d`` (a 1024 px render spent half its
+    time in the blurs before), and the same to 2e-6.
     """
     x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
-    k = kernel.to(x.dtype)
-    # K = u v^T  =>  u * sum(v) = K.sum(1), v * sum(u) = K.sum(0), sum(u) sum(v) = K.sum()
-    taps_y = torch.flip(k.sum(1) / k.sum(), (0,))
-    taps_x = torch.flip(k.sum(0), (0,))
-    n = k.shape[0]
-    h = x.shape[-2] - n + 1
-    x = sum(taps_y[i] * x[..., i:i + h, :] for i in range(n))
-    w = x.shape[-1] - n + 1
-    return sum(taps_x[i] * x[..., i:i + w] for i in range(n))
+    for axis, weights in ((-2, taps[0]), (-1, taps[1])):
+        n = x.shape[axis] - len(weights) + 1
+        out = x.narrow(axis, 0, n) * weights[0]
+        for i, weight in enumerate(weights[1:], start=1):
+            out = out.add_(x.narrow(axis, i, n), alpha=weight)
+        x = out
+    return x
+
+
+class _FIR(nn.Module):
+    """A module holding a FIR ``kernel`` buffer (official checkpoints store it) and its 1-D
+    taps, read from the buffer again whenever it changes (a checkpoint load)."""
+
+    kernel: Tensor
+
+    def taps(self) -> _Taps:
+        version = (self.kernel._version, self.kernel.data_ptr())
+        cached = self.__dict__.get("_taps")
+        if cached is None or cached[0] != version:
+            cached = (version, _separable_taps(self.kernel))
+            self.__dict__["_taps"] = cached
+        return cached[1]
 
 
 class PixelNorm(nn.Module):
@@ -158,17 +185,17 @@ class FusedLeakyReLU(nn.Module):
         return F.leaky_relu(x + self.bias.view(1, -1, 1, 1), 0.2) * _SQRT2
 
 
-class Blur(nn.Module):
+class Blur(_FIR):
     def __init__(self, kernel: Sequence[float], pad: tuple[int, int], upsample_factor: int = 1):
         super().__init__()
         self.register_buffer("kernel", _make_kernel(kernel) * upsample_factor**2)
         self.pad = pad
 
     def forward(self, x: Tensor) -> Tensor:
-        return _fir(x, self.kernel, self.pad)
+        return _fir(x, self.taps(), self.pad)
 
 
-class Upsample(nn.Module):
+class Upsample(_FIR):
     """2x FIR upsampling of the skip image (upfirdn2d with up=2, pad=(2, 1) for a 4-tap kernel)."""
 
     def __init__(self, kernel: Sequence[float], factor: int = 2) -> None:
@@ -183,7 +210,7 @@ class Upsample(nn.Module):
         f = self.factor
         up = x.new_zeros(b, c, h, f, w, f)
         up[:, :, :, 0, :, 0] = x
-        return _fir(up.reshape(b, c, h * f, w * f), self.kernel, self.pad)
+        return _fir(up.reshape(b, c, h * f, w * f), self.taps(), self.pad)
 
 
 _Mix = tuple[Tensor, Tensor, Tensor | None]
