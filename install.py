@@ -445,6 +445,13 @@ def check_engine() -> bool:
         return False
     torch_v, clip_v, zmq_v, engine_v = probe.stdout.split()
     print(f"engine {engine_v} in {VENV} (torch {torch_v}, open_clip {clip_v}, pyzmq {zmq_v})")
+    faces = subprocess.run([str(py), "-c", "from engine.faces import face_models; face_models()"],
+                           capture_output=True, text=True)
+    if faces.returncode == 0:
+        print("faces (packs with the ffhq framing): dlib and its landmark model load")
+    else:
+        print("faces (packs with the ffhq framing): MISSING; run: .venv/bin/pip install "
+              "dlib-bin face-recognition-models")
     answer = subprocess.run([str(py), "-m", "engine", "info", "--timeout", "2"],
                             capture_output=True, text=True)
     if answer.returncode == 0:

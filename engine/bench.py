@@ -13,6 +13,8 @@ run, and the cold start (see :mod:`engine.bench_edit`).
 
 ``load``: N clients x M edits on one engine: throughput and latency percentiles
 (see :mod:`engine.bench_load`).
+
+``faces``: finding and aligning a face in a 2048 px photo (see :mod:`engine.bench_faces`).
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ def bench_protocol(side: int, repeats: int) -> list[dict[str, Any]]:
 
 def run_bench(args: argparse.Namespace) -> int:
     if args.what == "protocol":
+        args.side = args.side or 4096
         rows = bench_protocol(args.side, args.repeats)
         print(f"{args.side}x{args.side} RGBA8 round trip ({rows[0]['bytes'] / 2**20:.0f} MiB "
               f"each way), median of {args.repeats}; memcpy {rows[0]['memcpy_gb_s']:.2f} GB/s")
@@ -161,6 +164,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from .bench_load import bench_load
 
         return bench_load(args)
+    if args.what == "faces":
+        from .bench_faces import bench_faces
+
+        return bench_faces(args)
     from .bench_models import bench_models
 
     return bench_models(args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -308,19 +309,24 @@ def cmd_packs(args: argparse.Namespace) -> int:
 
 
 def framing_arg(text: str) -> dict[str, Any]:
-    """``--framing``: ``pad``, or ``box:F`` (the model crop's side is the selection box's
-    longer side / F)."""
-    kind, _, factor = text.partition(":")
-    if kind == "pad" and not factor:
-        return {"kind": "pad"}
+    """``--framing``: ``pad``, ``box:F`` (the model crop's side is the selection box's
+    longer side / F), or ``ffhq`` (faces, aligned as FFHQ; ``ffhq:C`` sends C times the
+    selection's longer side as context)."""
+    from protocol.regions import Framing, RegionError
+
+    kind, _, value = text.partition(":")
     try:
-        value = float(factor)
-    except ValueError:
-        value = 0.0
-    if kind != "box" or not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: use pad, or box:F with F in (0, 1], "
-                                         "e.g. box:0.6")
-    return {"kind": "box", "factor": value}
+        if kind == "pad" and not value:
+            return Framing("pad").to_dict()
+        if kind == "ffhq":
+            return Framing("ffhq", context=float(value) if value else None).to_dict()
+        if kind == "box":
+            return Framing("box", float(value)).to_dict()
+    except (ValueError, RegionError):
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r}: use pad, box:F with F in (0, 1] (e.g. "
+                                     "box:0.6), or ffhq (faces; ffhq:C for C times the "
+                                     "selection as context, C in [1, 8])")
 
 
 def cmd_pack_create(args: argparse.Namespace) -> int:
@@ -331,6 +337,12 @@ def cmd_pack_create(args: argparse.Namespace) -> int:
     def optional(value: str | None) -> Path | None:
         return Path(value) if value else None
 
+    expects = args.expects
+    if args.framing.get("kind") == "ffhq":  # faces are found with dlib: it must be here
+        from .faces import face_models
+
+        face_models()
+        expects = expects or "one or more whole faces in the selection"
     out = Path(args.out) if args.out else user_pack_dir() / args.name
     existed = out.exists()
     before = set(out.iterdir()) if existed else set()
@@ -340,7 +352,7 @@ def cmd_pack_create(args: argparse.Namespace) -> int:
                            clip_model=args.clip_model, clip_weights=optional(args.clip_weights),
                            random_clip=args.random_clip,
                            clipinverter=optional(args.clipinverter), framing=args.framing,
-                           domain=args.domain, expects=args.expects,
+                           domain=args.domain, expects=expects,
                            truncation=args.truncation, neutral_prompt=args.neutral_prompt,
                            link=args.link)
         pack = LoadedPack(Manifest.read(out))
@@ -483,6 +495,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     print(f"done by {info.get('method')} on {info.get('pack')} in {info.get('elapsed_ms')} ms "
           f"(seeds {info.get('seeds')}, paste {info.get('paste')}"
           + (f", inversion {psnr} dB" if psnr is not None else "") + f"; {how})")
+    for k, face in enumerate(info.get("faces") or []):
+        print(f"  face {k + 1}: box {face.get('box')}, rotated {face.get('rotation_deg')} deg, "
+              f"{face.get('scale')} document px a frame px, "
+              f"{face.get('eye_distance_px')} px between the eyes, inversion "
+              f"{face.get('inversion_psnr')} dB")
     return 0
 
 
@@ -569,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neutral-prompt", help="the domain's neutral text for global directions "
                                             "(e.g. 'a face'; default 'a photo')")
     p.add_argument("--framing", type=framing_arg, default={"kind": "pad"},
-                   help="pad, or box:F for aligned objects (F in (0, 1])")
+                   help="pad, box:F for aligned objects (F in (0, 1]), or ffhq: faces, each "
+                        "aligned as FFHQ was (needs dlib: installed with the engine)")
     p.add_argument("--domain", default="")
     p.add_argument("--expects", default="")
     p.add_argument("--link", action="store_true", help="symlink the files instead of copying")
@@ -587,6 +605,20 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("name")
     keys_sub.add_parser("list", help="the allowed clients")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("frame", help="write each frame the model would see for a selection "
+                                     "(and print its transform)")
+    p.add_argument("image")
+    p.add_argument("--mask", help="selection mask PNG (as for edit); none: the whole image")
+    p.add_argument("-o", "--output", required=True, help="folder for frameN.png and "
+                                                         "frameN-mask.png")
+    p.add_argument("--pack", help="frame as this pack does (its framing and resolution)")
+    p.add_argument("--framing", type=framing_arg, default={"kind": "pad"},
+                   help="without --pack: pad, box:F or ffhq")
+    p.add_argument("--size", type=int, help="frame side (default: the pack's resolution, or "
+                                            "256)")
+    p.add_argument("--pack-dir", action="append", default=[])
+    p.set_defaults(func=cmd_frame)
 
     p = sub.add_parser("scene", help="draw a canvas scene of the demo world and a selection mask")
     p.add_argument("output", help="scene PNG to write")
@@ -666,9 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
-    p.add_argument("what", choices=["protocol", "models", "edit", "load"])
+    p.add_argument("what", choices=["protocol", "models", "edit", "load", "faces"])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--side", type=int, default=4096)
+    p.add_argument("--side", type=int, help="protocol: the layer's side (default 4096); "
+                                            "faces: the photo's (default 2048)")
+    p.add_argument("--image", help="faces: a photo with a face (default: scikit-image's "
+                                   "portrait, enlarged)")
     p.add_argument("--device", default="auto")
     p.add_argument("--pack", help="edit: the pack (default: the default pack)")
     p.add_argument("--pack-dir", action="append", default=[], help="edit: extra folder of packs")
@@ -681,6 +716,56 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAME=VALUE", help="edit: a method parameter")
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_frame(args: argparse.Namespace) -> int:
+    """What the model sees: each frame the region pipeline would hand the methods."""
+    from PIL import Image
+
+    from protocol.framing import Buffer
+    from protocol.messages import request_for_selection
+    from protocol.regions import Framing, RegionError
+
+    from .packs import PackRegistry
+    from .runner import frame_request
+
+    if args.pack:
+        try:
+            pack = PackRegistry.standard([Path(p) for p in args.pack_dir]).get(args.pack)
+        except WordbrushError as exc:
+            raise CliError(str(exc)) from None
+        framing, size = pack.framing, args.size or pack.resolution
+    else:
+        framing, size = Framing.from_dict(args.framing), args.size or 256
+    image, width, height = _load_rgba8(Path(args.image))
+    mask = _load_mask(Path(args.mask), (width, height)) if args.mask else None
+    try:  # what an editor sends for this selection, then what the engine frames of it
+        request = request_for_selection(Buffer("layer", width, height, "rgba8", image.tobytes()),
+                                        mask, framing.to_dict(), prompt="(frame)")
+        regions, faces = frame_request(request, framing, size)
+    except RegionError as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"framing {framing.kind}, {size}x{size}; sent a "
+          f"{request.layer.width}x{request.layer.height} context at {list(request.offset)}")
+    for k, region in enumerate(regions):
+        rgb = ((region.image[0].permute(1, 2, 0).numpy() + 1.0) * 127.5).round()
+        Image.fromarray(rgb.clip(0, 255).astype("uint8"), "RGB").save(out / f"frame{k}.png")
+        sel = (region.mask[0, 0].numpy() * 255.0).round().clip(0, 255).astype("uint8")
+        Image.fromarray(sel, "L").save(out / f"frame{k}-mask.png")
+        t = region.transform
+        rotation = math.degrees(math.atan2(t.b, t.a))
+        doc_per_frame = 1.0 / (t.scale * size)
+        print(f"{out / f'frame{k}.png'}: rotation {rotation:.2f} deg, {doc_per_frame:.3f} "
+              f"document px a frame px, square {region.square.to_list()}; document (x, y) -> "
+              f"frame (u, v) in [0, 1]: u = a x - b y + tx, v = b x + a y + ty with a = "
+              f"{t.a:.6g}, b = {t.b:.6g}, tx = {t.tx:.6g}, ty = {t.ty:.6g}")
+        if faces:
+            face = faces[k].face
+            print(f"  face {k + 1}: detected at {face.detection.to_list()}, "
+                  f"{face.eye_distance:.1f} px between the eyes")
+    return 0
 
 
 def cmd_scene(args: argparse.Namespace) -> int:

@@ -21,8 +21,10 @@ from protocol.errors import ErrorCode, InvalidRequest, WordbrushError
 from protocol.events import MethodInfo
 from protocol.framing import Buffer
 from protocol.messages import PASTE_MODES, EditRequest, ParamSpec, validate_params
+from protocol.regions import Framing
 
 from . import imaging, methods
+from .faces import SMALL_FACE_EYES, FaceFrame, frame_faces
 from .jobs import Job
 from .methods.base import Cancelled, EditMethod, InputRejected, MethodInputs, MethodOutput
 from .methods.guidance import keeps_background
@@ -72,6 +74,29 @@ def method_info(cls: type[EditMethod]) -> MethodInfo:
                       params=tuple(method_param_specs(cls)),
                       accepts_reference=cls.accepts_reference, needs=tuple(cls.needs),
                       seeded=cls.seeded)
+
+
+def frame_request(request: EditRequest, framing: Framing, resolution: int
+                  ) -> tuple[list[imaging.FramedRegion], list[FaceFrame]]:
+    """The framed regions a method edits for ``request``: its selection as ``framing``
+    frames it at ``resolution``, or with the ``ffhq`` framing every face in the selection,
+    each aligned on its own (with what each result reports). What ``wordbrush frame``
+    shows is this."""
+    layer = imaging.decode_pixels(request.layer.data, request.layer.width,
+                                  request.layer.height, request.layer.format)
+    mask = None
+    if request.mask is not None:
+        mask = imaging.decode_pixels(request.mask.data, request.mask.width,
+                                     request.mask.height, "a8")
+    if framing.kind == "ffhq":
+        faces = frame_faces(layer, mask, resolution=resolution,
+                            transfer=request.layer.transfer, offset=request.offset,
+                            layer_bounds=request.layer_bounds, fmt=request.layer.format)
+        return [face.region for face in faces], faces
+    framed = imaging.frame_region(layer, mask, framing=framing, resolution=resolution,
+                                  transfer=request.layer.transfer, offset=request.offset,
+                                  fmt=request.layer.format)
+    return [framed], []
 
 
 def prompt_reading(vocabulary: dict[str, Any] | None) -> dict[str, Any]:
@@ -241,16 +266,7 @@ class EditRunner:
             job.cancel.check()
 
         try:  # what the request's pixels cannot give is the request's error, not the method's
-            layer = imaging.decode_pixels(request.layer.data, request.layer.width,
-                                          request.layer.height, request.layer.format)
-            mask = None
-            if request.mask is not None:
-                mask = imaging.decode_pixels(request.mask.data, request.mask.width,
-                                             request.mask.height, "a8")
-            framed = imaging.frame_region(layer, mask, framing=pack.framing,
-                                          resolution=pack.resolution,
-                                          transfer=request.layer.transfer,
-                                          offset=request.offset, fmt=request.layer.format)
+            regions, faces = frame_request(request, pack.framing, pack.resolution)
             reference = None
             if request.reference is not None:
                 ref = request.reference
@@ -265,40 +281,48 @@ class EditRunner:
         # an unseeded method gives the same edit for every seed: one result, not N copies
         variations = request.variations if method.seeded else 1
         patches: list[Buffer] = []
-        outputs: list[MethodOutput] = []
+        outputs: list[list[MethodOutput]] = []  # per variation, one per region (face)
         seeds = [job.seed + i for i in range(variations)]
-        memo: dict[str, Any] = {}  # what the variations share (an optimiser's start)
+        memos: list[dict[str, Any]] = [{} for _ in regions]  # what variations share
+        runs = variations * len(regions)
         for index, seed in enumerate(seeds):
+            pasted: list[imaging.Patch] = []
+            outputs.append([])
+            for k, framed in enumerate(regions):
+                run = index * len(regions) + k
+                prefix = "".join([f"variation {index + 1}/{variations}: " if variations > 1
+                                  else "", f"face {k + 1}/{len(regions)}: " if faces and
+                                  len(regions) > 1 else ""])
 
-            def step(s: int, total: int, text: str, preview: torch.Tensor | None,
-                     index: int = index) -> None:
-                label = f"variation {index + 1}/{variations}: {text}" if variations > 1 else text
-                buf = preview_buffer(preview, self.max_preview_side) if preview is not None \
-                    else None
-                progress(index * total + s, variations * total, label, buf)
+                def step(s: int, total: int, text: str, preview: torch.Tensor | None,
+                         run: int = run, prefix: str = prefix) -> None:
+                    buf = preview_buffer(preview, self.max_preview_side) \
+                        if preview is not None else None
+                    progress(run * total + s, runs * total, prefix + text, buf)
 
-            inputs = MethodInputs(image=framed.image.to(self.device),
-                                  mask=framed.mask.to(self.device), prompt=request.prompt,
-                                  params=params, seed=seed, pack=pack, reference=reference,
-                                  device=self.device, paste=paste_mode, memo=memo)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                try:
-                    output = method.run(inputs, step, job.cancel)
-                except InputRejected as exc:
-                    raise InvalidRequest(f"{job.method}: {exc}") from None
-            job.cancel.check()
-            mode = paste_mode if paste_mode != "auto" else (output.paste or "render")
-            if mode != "render" and output.inversion is None:  # delta and colour need it
-                mode = "render"
-            patch = imaging.paste_back(framed, output.image.detach().cpu(),
-                                       inversion=None if output.inversion is None
-                                       else output.inversion.detach().cpu(),
-                                       mode=mode, feather=feather,
-                                       keep_background=keep_background)
+                inputs = MethodInputs(image=framed.image.to(self.device),
+                                      mask=framed.mask.to(self.device), prompt=request.prompt,
+                                      params=params, seed=seed, pack=pack, reference=reference,
+                                      device=self.device, paste=paste_mode, memo=memos[k])
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    try:
+                        output = method.run(inputs, step, job.cancel)
+                    except InputRejected as exc:
+                        raise InvalidRequest(f"{job.method}: {exc}") from None
+                job.cancel.check()
+                mode = paste_mode if paste_mode != "auto" else (output.paste or "render")
+                if mode != "render" and output.inversion is None:  # delta and colour need it
+                    mode = "render"
+                pasted.append(imaging.paste_back(
+                    framed, output.image.detach().cpu(),
+                    inversion=None if output.inversion is None
+                    else output.inversion.detach().cpu(),
+                    mode=mode, feather=feather, keep_background=keep_background))
+                outputs[-1].append(output)
+            patch = imaging.merge_patches(pasted)
             patches.append(Buffer(f"patch{index}", patch.width, patch.height, patch.fmt,
                                   patch.encode(), request.layer.transfer))
-            outputs.append(output)
             offset = patch.offset
 
         info: dict[str, Any] = {"method": method.id, "pack": pack.name, "seeds": seeds,
@@ -308,16 +332,33 @@ class EditRunner:
                 f"{method.id} gives one result for a prompt (the seed does not change it), "
                 f"so one layer instead of {request.variations}; for variations use a seeded "
                 "method (paint-by-word, latent-optimization, feu)")
-        first = outputs[0]
-        if first.inversion is not None:
-            psnr = imaging.inversion_psnr(framed.image, first.inversion.detach().cpu())
-            info["inversion_psnr"] = round(psnr, 2)
-            if psnr < pack.manifest.inversion_warning_psnr:
-                expects = pack.manifest.data.get("expects") or pack.manifest.data.get("domain")
-                info["warnings"].append(
-                    f"the region inverted poorly ({psnr:.1f} dB < "
-                    f"{pack.manifest.inversion_warning_psnr:g} dB): it may not look like this "
-                    f"pack's world ({expects}); the edit may be poor")
+        psnrs = [None if out.inversion is None else
+                 imaging.inversion_psnr(framed.image, out.inversion.detach().cpu())
+                 for framed, out in zip(regions, outputs[0], strict=True)]
+        for k, psnr in enumerate(psnrs):
+            if psnr is None or psnr >= pack.manifest.inversion_warning_psnr:
+                continue
+            which = (f"face {k + 1}" if len(regions) > 1 else "the face") if faces \
+                else "the region"
+            expects = pack.manifest.data.get("expects") or pack.manifest.data.get("domain")
+            info["warnings"].append(
+                f"{which} inverted poorly ({psnr:.1f} dB < "
+                f"{pack.manifest.inversion_warning_psnr:g} dB): it may not look like this "
+                f"pack's world ({expects}); the edit may be poor")
+        known = [p for p in psnrs if p is not None]
+        if known:
+            info["inversion_psnr"] = round(min(known), 2)
+        if faces:
+            info["faces"] = [{**face.info(), **({} if psnr is None else
+                                                {"inversion_psnr": round(psnr, 2)})}
+                             for face, psnr in zip(faces, psnrs, strict=True)]
+            for k, face in enumerate(faces):
+                if face.face.eye_distance < SMALL_FACE_EYES:
+                    info["warnings"].append(
+                        f"face {k + 1} is small ({face.face.eye_distance:.0f} px between the "
+                        f"eyes, under {SMALL_FACE_EYES:.0f}): it is enlarged for the model "
+                        "and its edit will be blurry; edit a larger photo for a good result")
+        first = outputs[0][0]
         if first.info.get("read_as_asked") is False:
             # the one-pass methods' own check (the pack's CLIP on the pasted edit): edits
             # it does not read as asked fail the judge four times in five on held-out

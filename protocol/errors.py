@@ -26,6 +26,7 @@ class ErrorCode(str, Enum):
     METHOD_FAILED = "method_failed"  # the edit itself raised
     SHUTTING_DOWN = "shutting_down"
     SHARED_MEMORY_UNKNOWN = "shm_unknown"  # a buffer names a ring this engine does not hold
+    NO_FACE = "no_face"  # a face pack found no face in the selection
     INTERNAL = "internal"
 
     @classmethod

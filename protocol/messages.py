@@ -182,8 +182,9 @@ def request_for_selection(
     """
     from .regions import Framing, context_box, crop_pixels, mask_bbox
 
+    bounds = (int(offset[0]), int(offset[1]), layer.width, layer.height)
     if mask is None:
-        return EditRequest(layer=layer, mask=None, offset=offset, **fields)
+        return EditRequest(layer=layer, mask=None, offset=offset, layer_bounds=bounds, **fields)
     box = mask_bbox(mask, layer.width, layer.height)
     if box is None:
         from .regions import RegionError
@@ -197,7 +198,7 @@ def request_for_selection(
     crop_mask = Buffer("mask", ctx.w, ctx.h, MASK_FORMAT,
                        crop_pixels(mask, layer.width, layer.height, 1, ctx))
     return EditRequest(layer=crop, mask=crop_mask, offset=(offset[0] + ctx.x, offset[1] + ctx.y),
-                       **fields)
+                       layer_bounds=bounds, **fields)
 
 
 @dataclass
@@ -208,7 +209,11 @@ class EditRequest:
     selection, see :func:`protocol.regions.context_box`), ``offset`` where that crop sits
     in the document, so the result's offset comes back in document coordinates.
     ``mask`` is the user's selection over the same crop (a8, soft edges kept); ``None``
-    means the whole layer is the region.
+    means the whole layer is the region. ``layer_bounds`` is the whole layer's box
+    ``(x, y, w, h)`` in the document: where its pixels end. The engine fills a frame past
+    the crop only at those edges (a face near the canvas border); a crop edge inside them
+    is only where the context the editor sent ends. ``None`` (older clients): every crop
+    edge counts as the layer's.
     """
 
     layer: Buffer
@@ -221,6 +226,7 @@ class EditRequest:
     seed: int | None = None
     variations: int = 1
     offset: tuple[int, int] = (0, 0)
+    layer_bounds: tuple[int, int, int, int] | None = None
 
     def to_message(self, message_id: str | None = None) -> Message:
         buffers = [Buffer("layer", self.layer.width, self.layer.height, self.layer.format,
@@ -241,6 +247,8 @@ class EditRequest:
             "variations": self.variations,
             "offset": [int(self.offset[0]), int(self.offset[1])],
         }
+        if self.layer_bounds is not None:
+            body["layer_bounds"] = [int(v) for v in self.layer_bounds]
         message = Message("submit", body, buffers)
         if message_id is not None:
             message.id = message_id
@@ -303,6 +311,16 @@ def parse_submit(message: Message, limits: Limits) -> EditRequest:
         or not all(-(2**31) <= v < 2**31 for v in offset)
     ):
         raise InvalidRequest("'offset' must be a pair of integers [x, y]")
+    bounds = body.get("layer_bounds")
+    if bounds is not None and (
+        not isinstance(bounds, (list, tuple))
+        or len(bounds) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in bounds)
+        or not all(-(2**31) <= v < 2**31 for v in bounds)
+        or bounds[2] <= 0 or bounds[3] <= 0
+    ):
+        raise InvalidRequest("'layer_bounds' must be [x, y, width, height], integers, with a "
+                             "positive width and height")
 
     names = {buf.name for buf in message.buffers}
     extra = names - {"layer", "mask", "reference"}
@@ -343,6 +361,7 @@ def parse_submit(message: Message, limits: Limits) -> EditRequest:
         seed=seed,
         variations=variations or 1,
         offset=(int(offset[0]), int(offset[1])),
+        layer_bounds=None if bounds is None else (bounds[0], bounds[1], bounds[2], bounds[3]),
     )
 
 

@@ -13,8 +13,8 @@ The pieces:
 * :class:`Framing` — how a selection box becomes the model's square crop (from a pack
   manifest's ``"framing"`` entry).
 * :class:`FrameTransform` — the resulting document→frame similarity transform and its
-  inverse. Box and pad framings give axis-aligned squares; a face pack can later put a
-  landmark-based similarity (rotation included) in the same slot.
+  inverse. Box and pad framings give axis-aligned squares; the ``ffhq`` framing a
+  landmark-based similarity per face, rotation included (the engine finds the faces).
 * :func:`model_square`, :func:`context_box` — what the engine frames and what a plugin
   must send.
 * :func:`mask_bbox` — the tight bounding box of a selection mask (``a8`` bytes).
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 __all__ = [
+    "FFHQ_CONTEXT",
     "PAD_FEATHER_MIN",
     "PAD_FEATHER_REL",
     "PAD_GROW",
@@ -50,6 +51,11 @@ PAD_FEATHER_MIN = 32.0
 PAD_GROW = 4.0
 PAD_PADDING_REL = 0.06
 PAD_MULTIPLE = 8
+
+# The ffhq framing's context: a square of this many times the selection box's longer side.
+# The FFHQ square is about four eye distances wide (twice a face's width) and may be
+# rotated; a selection drawn tightly around a face needs this much around it.
+FFHQ_CONTEXT = 3.0
 
 # Tolerance for float noise before ceil(): 70 / 0.7 is 100.00000000000001 in binary.
 _EPS = 1e-9
@@ -249,12 +255,17 @@ class Framing:
     * ``Framing("pad")`` (the default): Krita-AI-Diffusion-style context padding — pad =
       feather (10% of the diagonal, min 32 px) + grow 4 px + 6% of the box's average side
       on every side, made square around the box centre, side rounded up to a multiple of 8.
+    * ``Framing("ffhq", context=C)``: faces, aligned as FFHQ was (e4e's ``align_face``).
+      The engine finds every face in the selection and frames each by its landmarks;
+      what the editors send (:func:`context_box`) is a square of ``C`` (3 by default)
+      times the selection box's longer side around it, clipped to the layer.
     """
 
     kind: str = "pad"
     factor: float | None = None
+    context: float | None = None
 
-    KINDS = ("box", "pad")
+    KINDS = ("box", "pad", "ffhq")
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
@@ -267,7 +278,15 @@ class Framing:
                 raise RegionError(f"box framing 'factor' must be in (0, 1], got {f!r}")
             object.__setattr__(self, "factor", float(f))
         elif self.factor is not None:
-            raise RegionError("pad framing takes no 'factor'")
+            raise RegionError(f"{self.kind} framing takes no 'factor'")
+        if self.kind == "ffhq":
+            c = FFHQ_CONTEXT if self.context is None else self.context
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or math.isnan(c) \
+                    or not 1.0 <= float(c) <= 8.0:
+                raise RegionError(f"ffhq framing 'context' must be in [1, 8], got {c!r}")
+            object.__setattr__(self, "context", float(c))
+        elif self.context is not None:
+            raise RegionError(f"{self.kind} framing takes no 'context'")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Framing:
@@ -286,11 +305,15 @@ class Framing:
             if "factor" not in data:
                 raise RegionError("box framing needs a 'factor'")
             return cls("box", data["factor"])
+        if kind == "ffhq":
+            return cls("ffhq", context=data.get("context"))
         return cls(kind)
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "box":
             return {"kind": "box", "factor": self.factor}
+        if self.kind == "ffhq":
+            return {"kind": "ffhq", "context": self.context}
         return {"kind": self.kind}
 
     def exact_square(
@@ -307,7 +330,8 @@ class Framing:
         return ((x0 + x1 - side) / 2.0, (y0 + y1 - side) / 2.0, side)
 
     def square(self, selection_box: Box) -> tuple[int, int, int]:
-        """The model square ``(x0, y0, side)`` for a selection box (document coordinates)."""
+        """The model square ``(x0, y0, side)`` for a selection box (document coordinates);
+        for ``ffhq``, the square of context the engine looks for faces in."""
         box = Box.of(selection_box)
         if box.empty:
             raise RegionError("the selection is empty")
@@ -315,6 +339,9 @@ class Framing:
         if self.kind == "box":
             assert self.factor is not None
             side = max(1, math.ceil(longer / self.factor - _EPS))
+        elif self.kind == "ffhq":
+            assert self.context is not None
+            side = max(1, math.ceil(longer * self.context - _EPS))
         else:
             diagonal = math.hypot(box.w, box.h)
             feather = max(PAD_FEATHER_MIN, PAD_FEATHER_REL * diagonal)

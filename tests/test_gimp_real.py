@@ -51,45 +51,21 @@ def _why_skip() -> str | None:
     return None
 
 
-def test_plugin_in_real_gimp(tmp_path: Path) -> None:
-    reason = _why_skip()
-    if reason:
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
-    sys.path.insert(0, str(REPO))
-    import install
-    from engine.evaluation.edits import judge_read
-    from engine.packs import PackRegistry
-    from engine.world import BoxFraming, crop_frame, render_scene, selection_for
+def _run_in_gimp(share: Path, sudo: list[str], args: dict, endpoint_folder: Path,
+                 *engine_args: str) -> tuple[dict, str]:
+    """The scenario in the GIMP chroot with an engine listening in ``endpoint_folder``."""
     from tests.support.engine import EngineProcess
 
-    sudo = _privileged() or []
-    share = ROOT / "wb"
-    # the engine (this user) and GIMP (root in the chroot) share this folder
-    subprocess.run([*sudo, "rm", "-rf", str(share)], check=True)
-    subprocess.run([*sudo, "install", "-d", "-o", str(os.getuid()), str(share)], check=True)
-    profile = share / "profile"
-    install.install_gimp(install.GimpInstall("linux", profile / "plug-ins", "3.13",
-                                             "manylinux_2_28_x86_64"))
-    scene = render_scene(11, 256, 192, n_objects=2)
-    box, mask = selection_for(scene, 0, "tight")
-    Image.fromarray(scene.image).save(share / "scene.png")
-    Image.fromarray(mask).save(share / "mask.png")
-    old = scene.objects[0].attrs["color"]
-    new_color = "blue" if old != "blue" else "yellow"
-    prompt = f"a {new_color} {scene.objects[0].attrs['shape']}"
     # the engine listens inside the chroot's tree: ipc:///wb/sock/engine.sock from inside
-    engine = EngineProcess(share / "sock")
-    (share / "args.json").write_text(json.dumps({
-        "scene": "/wb/scene.png", "mask": "/wb/mask.png", "prompt": prompt,
-        "endpoint": "ipc:///wb/sock/engine.sock",
-        "dead_endpoint": "ipc:///wb/sock/nobody.sock"}))
+    engine = EngineProcess(endpoint_folder, *engine_args)
+    (share / "args.json").write_text(json.dumps(args))
     shutil.copy(REPO / "tests" / "support" / "gimp_scenario.py", share / "scenario.py")
+    (share / "result.json").unlink(missing_ok=True)
     mounted = []
     try:
-        for what, args in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"])):
+        for what, mount in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"])):
             target = ROOT / what
-            subprocess.run([*sudo, "mount", *args, str(target)], check=True)
+            subprocess.run([*sudo, "mount", *mount, str(target)], check=True)
             mounted.append(target)
         env = {"HOME": "/wb", "GIMP3_DIRECTORY": "/wb/profile", "PATH": "/usr/bin:/bin",
                "LANG": "C.UTF-8"}
@@ -106,7 +82,67 @@ def test_plugin_in_real_gimp(tmp_path: Path) -> None:
     result_file = share / "result.json"
     log = f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     assert result_file.is_file(), f"GIMP wrote nothing:\n{log}"
-    result = json.loads(result_file.read_text())
+    return json.loads(result_file.read_text()), log
+
+
+def _prepare(tmp_path: Path) -> tuple[Path, list[str]]:
+    """The shared folder (``/wb`` inside the chroot) with the plug-in installed."""
+    reason = _why_skip()
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    sys.path.insert(0, str(REPO))
+    import install
+
+    sudo = _privileged() or []
+    share = ROOT / "wb"
+    # the engine (this user) and GIMP (root in the chroot) share this folder
+    subprocess.run([*sudo, "rm", "-rf", str(share)], check=True)
+    subprocess.run([*sudo, "install", "-d", "-o", str(os.getuid()), str(share)], check=True)
+    install.install_gimp(install.GimpInstall("linux", share / "profile" / "plug-ins", "3.13",
+                                             "manylinux_2_28_x86_64"))
+    return share, sudo
+
+
+def test_plugin_edits_a_face_in_real_gimp(tmp_path: Path) -> None:
+    """A face pack (ffhq framing): the face in a photo comes back as one new layer above
+    the source, nothing else in the image changes."""
+    pytest.importorskip("skimage", reason="scikit-image (a test dependency) ships the photo")
+    share, sudo = _prepare(tmp_path)
+    from tests.support.faces import face_photo, make_face_pack
+
+    face_photo(share)
+    make_face_pack(share / "packs")
+    prompt = "a face with blonde hair"
+    result, log = _run_in_gimp(share, sudo, {
+        "scene": "/wb/photo.png", "mask": "/wb/photo-mask.png", "prompt": prompt,
+        "endpoint": "ipc:///wb/sock/engine.sock", "dead_endpoint": "ipc:///wb/sock/no.sock",
+        "method": "clipinverter", "pack": "faces", "first_only": True},
+        share / "sock", "--pack-dir", str(share / "packs"))
+    assert "exception" not in result, result.get("exception")
+    assert result["run"]["success"], (result, log)
+    assert result["layers"][0] == f"[wordbrush] {prompt}" and len(result["layers"]) == 2
+    assert result["new_above_source"] and result["original_unchanged"]
+    assert result["outside_alpha_nonzero"] == 0
+
+
+def test_plugin_in_real_gimp(tmp_path: Path) -> None:
+    share, sudo = _prepare(tmp_path)
+    from engine.evaluation.edits import judge_read
+    from engine.packs import PackRegistry
+    from engine.world import BoxFraming, crop_frame, render_scene, selection_for
+
+    scene = render_scene(11, 256, 192, n_objects=2)
+    box, mask = selection_for(scene, 0, "tight")
+    Image.fromarray(scene.image).save(share / "scene.png")
+    Image.fromarray(mask).save(share / "mask.png")
+    old = scene.objects[0].attrs["color"]
+    new_color = "blue" if old != "blue" else "yellow"
+    prompt = f"a {new_color} {scene.objects[0].attrs['shape']}"
+    result, _ = _run_in_gimp(share, sudo, {
+        "scene": "/wb/scene.png", "mask": "/wb/mask.png", "prompt": prompt,
+        "endpoint": "ipc:///wb/sock/engine.sock",
+        "dead_endpoint": "ipc:///wb/sock/nobody.sock"}, share / "sock")
     assert "exception" not in result, result.get("exception")
     assert result["run"]["registered"], "the plug-in did not register"
     assert result["run"]["success"], result

@@ -54,6 +54,26 @@ def krita_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+def _run_scenario(krita_home: Path, out: Path, endpoint: str, scene: Path, mask: Path,
+                  prompt: str, *which: str) -> dict:
+    """``krita_scenario.run`` in real Krita (kritarunner); ``which``: method and pack."""
+    pykrita = krita_home / ".local/share/krita/pykrita"
+    # Krita's embedded Python finds its prefix through PATH: with this project's venv
+    # activated it would pick the venv (which has no PyQt5) instead of the system's
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if not (sys.prefix != sys.base_prefix and p.startswith(sys.prefix)))
+    env = dict(os.environ, PATH=path, HOME=str(krita_home), QT_QPA_PLATFORM="offscreen",
+               XDG_DATA_HOME=str(krita_home / ".local/share"),
+               XDG_CONFIG_HOME=str(krita_home / ".config"),
+               PYTHONPATH=os.pathsep.join([str(pykrita), str(REPO / "tests" / "support")]))
+    cmd = ["kritarunner", "-s", "krita_scenario", "-f", "run", str(out), endpoint, str(scene),
+           str(mask), prompt, f"ipc://{out.parent}/nobody.sock", *which]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    result_file = out / "result.json"
+    assert result_file.is_file(), f"kritarunner wrote nothing:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(result_file.read_text())
+
+
 def test_plugin_in_real_krita(krita_home: Path, tmp_path: Path) -> None:
     from engine.evaluation.edits import judge_read
     from engine.packs import PackRegistry
@@ -70,24 +90,10 @@ def test_plugin_in_real_krita(krita_home: Path, tmp_path: Path) -> None:
     prompt = f"a {new_color} {scene.objects[index].attrs['shape']}"
 
     engine = EngineProcess(tmp_path / "engine")
+    out = tmp_path / "out"
     try:
-        pykrita = krita_home / ".local/share/krita/pykrita"
-        # Krita's embedded Python finds its prefix through PATH: with this project's venv
-        # activated it would pick the venv (which has no PyQt5) instead of the system's
-        path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
-                               if not (sys.prefix != sys.base_prefix and p.startswith(sys.prefix)))
-        env = dict(os.environ, PATH=path, HOME=str(krita_home), QT_QPA_PLATFORM="offscreen",
-                   XDG_DATA_HOME=str(krita_home / ".local/share"),
-                   XDG_CONFIG_HOME=str(krita_home / ".config"),
-                   PYTHONPATH=os.pathsep.join([str(pykrita), str(REPO / "tests" / "support")]))
-        out = tmp_path / "out"
-        cmd = ["kritarunner", "-s", "krita_scenario", "-f", "run", str(out), engine.endpoint,
-               str(tmp_path / "scene.png"), str(tmp_path / "mask.png"), prompt,
-               f"ipc://{tmp_path}/nobody.sock"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        result_file = out / "result.json"
-        assert result_file.is_file(), f"kritarunner wrote nothing:\n{proc.stdout}\n{proc.stderr}"
-        result = json.loads(result_file.read_text())
+        result = _run_scenario(krita_home, out, engine.endpoint, tmp_path / "scene.png",
+                               tmp_path / "mask.png", prompt)
     finally:
         engine.stop()
     assert "exception" not in result, result.get("exception")
@@ -108,3 +114,30 @@ def test_plugin_in_real_krita(krita_home: Path, tmp_path: Path) -> None:
     assert result["dead_connect"] is False and result["dead_run"] is False
     assert result["dead_states"][-1][0] == "unreachable"
     assert result["dead_layers_unchanged"]
+
+
+def test_plugin_edits_a_face_in_real_krita(krita_home: Path, tmp_path: Path) -> None:
+    """A face pack (ffhq framing): the face in a photo is found, aligned, edited and pasted
+    back as one new layer above the source; nothing else in the document changes."""
+    pytest.importorskip("skimage", reason="scikit-image (a test dependency) ships the photo")
+    from tests.support.engine import EngineProcess
+    from tests.support.faces import face_photo, make_face_pack
+
+    photo_png, mask_png, photo, mask = face_photo(tmp_path)
+    make_face_pack(tmp_path / "packs")
+    prompt = "a face with blonde hair"
+    engine = EngineProcess(tmp_path / "engine", "--pack-dir", str(tmp_path / "packs"))
+    try:
+        result = _run_scenario(krita_home, tmp_path / "out", engine.endpoint, photo_png,
+                               mask_png, prompt, "clipinverter", "faces")
+    finally:
+        engine.stop()
+    assert "exception" not in result, result.get("exception")
+    assert result["connected"] and result["started"] and result["finished"], result
+    assert result["layers_after"] == [*result["layers_before"], f"[wordbrush] {prompt}"], \
+        result["messages"]
+    assert result["new_above_source"] and result["original_unchanged"]
+    assert result["outside_alpha_max"] == 0
+    after = np.asarray(Image.open(tmp_path / "out" / "after.png").convert("RGB"))
+    assert np.array_equal(after[mask == 0], photo[mask == 0])
+    assert not np.array_equal(after[mask == 255], photo[mask == 255])

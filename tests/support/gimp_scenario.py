@@ -17,7 +17,12 @@ from gi.repository import Gegl, Gimp, Gio  # noqa: E402
 OUT = "/wb"
 
 
-def _run(image, layer, prompt, endpoint, variations=1, params=""):
+class _Done(Exception):
+    """The scenario asked for its first run only."""
+
+
+def _run(image, layer, prompt, endpoint, variations=1, params="", method="paint-by-word",
+         pack="demo"):
     proc = Gimp.get_pdb().lookup_procedure("plug-in-wordbrush-edit-selection")
     if proc is None:
         return {"registered": False}
@@ -26,10 +31,10 @@ def _run(image, layer, prompt, endpoint, variations=1, params=""):
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [layer])
     cfg.set_property("prompt", prompt)
-    cfg.set_property("method", "paint-by-word")
+    cfg.set_property("method", method)
     cfg.set_property("seed", 1)
     cfg.set_property("endpoint", endpoint)
-    cfg.set_property("pack", "demo")
+    cfg.set_property("pack", pack)
     cfg.set_property("variations", variations)
     cfg.set_property("params", params)
     res = proc.run(cfg)
@@ -64,7 +69,8 @@ def main():
         profiled = image.duplicate()  # an embedded sRGB profile, as exported JPEGs carry
         profiled.set_color_profile(Gimp.ColorProfile.new_rgb_srgb())
         before = bytes(layer.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
-        result["run"] = _run(image, layer, args["prompt"], args["endpoint"])
+        which = {"method": args.get("method", "paint-by-word"), "pack": args.get("pack", "demo")}
+        result["run"] = _run(image, layer, args["prompt"], args["endpoint"], **which)
         layers = image.get_layers()
         result["layers"] = [item.get_name() for item in layers]
         result["original_unchanged"] = bytes(
@@ -83,6 +89,8 @@ def main():
                     if mask[(oy + y) * w + ox + x] == 0 and pix[(y * nw + x) * 4 + 3]:
                         outside += 1
             result["outside_alpha_nonzero"] = outside
+        if args.get("first_only"):  # a face pack's one edit: the checks above are enough
+            raise _Done
         profiled_layer = profiled.get_layers()[0]
         result["profiled"] = _run(profiled, profiled_layer, args["prompt"], args["endpoint"])
         result["profiled_layers"] = [item.get_name() for item in profiled.get_layers()]
@@ -114,6 +122,8 @@ def main():
         flat.flatten()
         Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, flat, Gio.File.new_for_path(
             f"{OUT}/after.png"), None)
+    except _Done:
+        pass
     except Exception:
         result["exception"] = traceback.format_exc()
     with open(f"{OUT}/result.json", "w") as f:

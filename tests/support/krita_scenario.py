@@ -62,6 +62,8 @@ def run(args: list[str]) -> None:
 
 def _scenario(args: list[str], out: Path, result: dict) -> None:
     endpoint, scene_png, mask_png, prompt, dead_endpoint = args[1:6]
+    # optional: the method and pack (default paint-by-word on the demo pack)
+    method, pack = (args[6:8] + ["paint-by-word", "demo"][len(args[6:8]):])[:2]
     import wordbrush  # noqa: F401 - the plugin package, as Krita loads it (vendor path)
     from krita import InfoObject, Krita, Selection  # type: ignore[import-not-found]
     from PyQt5.QtCore import QCoreApplication, QEventLoop  # type: ignore[import-not-found]
@@ -89,8 +91,7 @@ def _scenario(args: list[str], out: Path, result: dict) -> None:
     rec = Recorder()
     ctl = Controller(rec, Settings(endpoint=endpoint, autostart=False, timeout_s=60))
     result["connected"] = ctl.connect()
-    started = ctl.run(doc, RunOptions(prompt, method="paint-by-word", pack="demo", seed=1),
-                      node=layer)
+    started = ctl.run(doc, RunOptions(prompt, method=method, pack=pack, seed=1), node=layer)
     result["started"] = started
     loop = QEventLoop()
     deadline = time.monotonic() + 240
@@ -123,7 +124,7 @@ def _scenario(args: list[str], out: Path, result: dict) -> None:
     dead = Controller(rec2, Settings(endpoint=dead_endpoint, autostart=False))
     layers = _layers(doc)
     result["dead_connect"] = dead.connect()
-    result["dead_run"] = dead.run(doc, RunOptions(prompt, pack="demo"), node=layer)
+    result["dead_run"] = dead.run(doc, RunOptions(prompt, pack=pack), node=layer)
     result["dead_states"] = rec2.states
     result["dead_messages"] = rec2.messages
     result["dead_layers_unchanged"] = _layers(doc) == layers

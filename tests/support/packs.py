@@ -35,13 +35,14 @@ def clip_config(image_size: int = 32) -> dict:
 def make_pack(folder: Path, name: str = "tiny", judge: bool = False,
               refine_steps: int = 0, *, size: int = 32, encoder_size: int = 32,
               clip_size: int = 32, vocabulary: dict | None = None,
-              clipinverter: bool = False) -> Path:
+              clipinverter: bool = False, framing: dict | None = None) -> Path:
     """A pack (generator, encoder, CLIP; optionally a judge) with random weights: a
     ``size`` px generator, an encoder taking ``encoder_size`` px and a CLIP taking
     ``clip_size`` px (32 each by default). ``refine_steps`` > 0 names inversion refinement
     in its manifest; ``vocabulary`` replaces the default ``{"color": ["red"]}`` (``{}``: a
     pack without one, as the official files make); ``clipinverter`` adds that method's
-    networks (random, in the released layout)."""
+    networks (random, in the released layout); ``framing`` replaces the box framing
+    (``{"kind": "ffhq"}``: a face pack)."""
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
     channels = {k: v for k, v in CHANNELS.items() if k <= size}
@@ -57,7 +58,7 @@ def make_pack(folder: Path, name: str = "tiny", judge: bool = False,
     vocabulary = {"color": ["red"]} if vocabulary is None else vocabulary
     manifest = {
         "format": 1, "name": name, "title": "Tiny", "domain": "noise", "resolution": size,
-        "framing": {"kind": "box", "factor": 0.7},
+        "framing": framing or {"kind": "box", "factor": 0.7},
         "generator": {"file": "generator.pt", "size": size, "style_dim": 32, "n_mlp": 2,
                       "channels": {str(k): v for k, v in channels.items()}},
         "encoder": {"file": "encoder.pt", "format": "e4e", "config": enc_config.to_dict()},

@@ -266,7 +266,7 @@ def edit_selection(host: GimpHost, options: EditOptions,
             prompt=options.prompt.strip(), method=method or None,
             pack=options.pack or None, params=params,
             seed=None if options.seed < 0 else options.seed, variations=options.variations,
-            offset=(box.x, box.y))
+            offset=(box.x, box.y), layer_bounds=tuple(drawable))
         started = time.monotonic()
 
         def on_progress(p: Progress) -> None:

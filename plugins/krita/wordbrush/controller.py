@@ -272,7 +272,7 @@ class Controller:
                               prompt=options.prompt.strip(), method=options.method or None,
                               pack=options.pack, params=dict(options.params),
                               seed=options.seed, variations=options.variations,
-                              offset=region.offset)
+                              offset=region.offset, layer_bounds=(0, 0, *region.canvas))
         assert self.client is not None
         try:
             job_id = self.client.submit(request)
