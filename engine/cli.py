@@ -329,6 +329,23 @@ def framing_arg(text: str) -> dict[str, Any]:
                                      "selection as context, C in [1, 8])")
 
 
+#: e4e's dataset_type values of encoders trained on aligned faces (its data_configs.py)
+FACE_DATASETS = ("ffhq_encode", "celeba_encode")
+
+
+def _trained_on_faces(encoder: Path) -> bool:
+    """Whether an e4e checkpoint's training options name a face dataset (read memory-mapped:
+    the 1 GB file is not loaded)."""
+    import torch
+
+    try:
+        ckpt = torch.load(encoder, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not readable here: pack create's verification says why
+        return False
+    opts = ckpt.get("opts") if isinstance(ckpt, dict) else None
+    return isinstance(opts, dict) and opts.get("dataset_type") in FACE_DATASETS
+
+
 def cmd_pack_create(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -338,6 +355,12 @@ def cmd_pack_create(args: argparse.Namespace) -> int:
         return Path(value) if value else None
 
     expects = args.expects
+    if args.framing is None:
+        args.framing = {"kind": "ffhq"} if args.encoder and _trained_on_faces(
+            Path(args.encoder)) else {"kind": "pad"}
+        print(f"framing: {args.framing['kind']}" + (
+            " (the encoder was trained on faces; --framing pad frames boxes instead)"
+            if args.framing["kind"] == "ffhq" else ""))
     if args.framing.get("kind") == "ffhq":  # faces are found with dlib: it must be here
         from .faces import face_models
 
@@ -585,9 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="psi of the pack's own samples (the FEU corpus; default 0.7)")
     p.add_argument("--neutral-prompt", help="the domain's neutral text for global directions "
                                             "(e.g. 'a face'; default 'a photo')")
-    p.add_argument("--framing", type=framing_arg, default={"kind": "pad"},
+    p.add_argument("--framing", type=framing_arg,
                    help="pad, box:F for aligned objects (F in (0, 1]), or ffhq: faces, each "
-                        "aligned as FFHQ was (needs dlib: installed with the engine)")
+                        "aligned as FFHQ was (needs dlib: installed with the engine); default: "
+                        "ffhq where the e4e encoder was trained on faces (its dataset_type), "
+                        "else pad")
     p.add_argument("--domain", default="")
     p.add_argument("--expects", default="")
     p.add_argument("--link", action="store_true", help="symlink the files instead of copying")

@@ -1,7 +1,8 @@
 """A pack made from the official files, end to end through the command line: the files a
 user of the FFHQ methods has (rosinality generator, e4e encoder, open_clip ViT-B-32,
 CLIPInverter's released checkpoint), in their upstream layouts with random weights, become
-a pack with ``wordbrush pack create``, and every method edits a photo with it.
+a pack with ``wordbrush pack create`` (framing faces, as the encoder's training options
+say), and every method edits the face in a photo with it.
 
 The generator is 256 px so that CI's time allows it; the code path is the 1024 px one
 (e4e's full encoder at 256 px input, ViT-B-32 at 224 px: three sizes), and the 1024 px
@@ -28,19 +29,6 @@ STEPS = {"paint-by-word": ["steps=1", "views=2"], "latent-optimization": ["steps
          "feu": ["k=5"]}
 
 
-def _photo(folder: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
-    y, x = np.mgrid[0:240, 0:300]
-    rgb = np.stack([x * 0.8, y, (x + y) * 0.4], axis=-1) % 256
-    rgba = np.concatenate([rgb, np.full((240, 300, 1), 255)], axis=-1).astype(np.uint8)
-    mask = np.zeros((240, 300), np.uint8)
-    inside = ((x - 150) / 60.0) ** 2 + ((y - 110) / 80.0) ** 2
-    mask[inside <= 1] = 255
-    mask[(inside > 1) & (inside <= 1.15)] = 100  # a soft edge
-    Image.fromarray(rgba, "RGBA").save(folder / "photo.png")
-    Image.fromarray(mask, "L").save(folder / "mask.png")
-    return folder / "photo.png", folder / "mask.png", rgba, mask
-
-
 def _global_directions_stand_in(pack_root: Path) -> None:
     """``precompute global-directions`` renders every style channel of the generator 64
     times (11,520 channels x 2 x 32 renders at 256 px: hours on a CPU), so the test
@@ -64,6 +52,9 @@ def _global_directions_stand_in(pack_root: Path) -> None:
 
 def test_official_files_make_a_pack_that_edits(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("skimage", reason="scikit-image (a test dependency) ships the photo")
+    from tests.support.faces import face_photo
+
     files = write_official_files(tmp_path / "files", SIZE)
     packs = tmp_path / "packs"
     assert main(["pack", "create", "ffhq", "--link", "--resolution", str(SIZE),
@@ -71,20 +62,22 @@ def test_official_files_make_a_pack_that_edits(tmp_path: Path,
                  "--clip-weights", str(files["clip"]), "--clipinverter",
                  str(files["clipinverter"]), "--neutral-prompt", "a face",
                  "--out", str(packs / "ffhq")]) == 0, capsys.readouterr().err
-    assert "clipinverter load strictly" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "framing: ffhq (the encoder was trained on faces" in out
+    assert "clipinverter load strictly" in out
     assert main(["precompute", "feu", "--pack", "ffhq", "--pack-dir", str(packs),
                  "--images", "6"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "FEU corpus: 6 samples of the generator" in out and "about" in out
     _global_directions_stand_in(packs / "ffhq")
 
-    photo, mask_path, rgba, mask = _photo(tmp_path)
+    photo, mask_path, rgb, mask = face_photo(tmp_path)
     engine = EngineProcess(tmp_path, "--pack-dir", str(packs))
     try:
         assert main(["info", "--endpoint", engine.endpoint]) == 0
         info = capsys.readouterr().out
         [line] = [ln for ln in info.splitlines() if ln.strip().startswith("ffhq")]
-        assert "256px, framing pad" in line and "runs clipinverter by default" in line
+        assert "256px, framing ffhq" in line and "runs clipinverter by default" in line
         assert "prompts: free text" in info
         for method in ("clipinverter", "paint-by-word", "latent-optimization",
                        "global-directions", "feu"):
@@ -95,8 +88,9 @@ def test_official_files_make_a_pack_that_edits(tmp_path: Path,
                          method, *params, "--seed", "1", "--endpoint", engine.endpoint,
                          "-o", str(result)])
             assert code == 0, (method, capsys.readouterr().err)
-            edited = np.asarray(Image.open(result).convert("RGBA"))
-            assert np.array_equal(edited[mask == 0], rgba[mask == 0]), method
-            assert not np.array_equal(edited[mask == 255], rgba[mask == 255]), method
+            edited = np.asarray(Image.open(result).convert("RGB"))
+            assert np.array_equal(edited[mask == 0], rgb[mask == 0]), method
+            assert not np.array_equal(edited[mask == 255], rgb[mask == 255]), method
+            assert "face 1: box" in capsys.readouterr().out
     finally:
         engine.stop()
