@@ -74,6 +74,18 @@ def _run_scenario(krita_home: Path, out: Path, endpoint: str, scene: Path, mask:
     return json.loads(result_file.read_text())
 
 
+def _assert_one_new_layer(result: dict, prompt: str) -> None:
+    """The edit ran and added one layer right above the source (Krita's new document has
+    its own "Background" layer below), transparent outside the selection; the source's
+    pixels are unchanged."""
+    assert "exception" not in result, result.get("exception")
+    assert result["connected"] and result["started"] and result["finished"], result
+    assert result["layers_after"] == [*result["layers_before"], f"[wordbrush] {prompt}"], \
+        result["messages"]
+    assert result["new_above_source"] and result["original_unchanged"]
+    assert result["outside_alpha_max"] == 0
+
+
 def test_plugin_in_real_krita(krita_home: Path, tmp_path: Path) -> None:
     from engine.evaluation.edits import judge_read
     from engine.packs import PackRegistry
@@ -96,13 +108,7 @@ def test_plugin_in_real_krita(krita_home: Path, tmp_path: Path) -> None:
                                tmp_path / "mask.png", prompt)
     finally:
         engine.stop()
-    assert "exception" not in result, result.get("exception")
-    assert result["connected"] and result["started"] and result["finished"], result
-    # Krita's new document has its own "Background" layer; ours goes right above "scene"
-    assert result["layers_after"] == [*result["layers_before"], f"[wordbrush] {prompt}"], \
-        result["messages"]
-    assert result["new_above_source"] and result["original_unchanged"]
-    assert result["outside_alpha_max"] == 0
+    _assert_one_new_layer(result, prompt)
     after = np.asarray(Image.open(out / "after.png").convert("RGB"))
     judge = PackRegistry([REPO / "packs"]).get("demo").get("judge")
     rect = BoxFraming().fit(box).frame_rect()
@@ -132,12 +138,7 @@ def test_plugin_edits_a_face_in_real_krita(krita_home: Path, tmp_path: Path) -> 
                                mask_png, prompt, "clipinverter", "faces")
     finally:
         engine.stop()
-    assert "exception" not in result, result.get("exception")
-    assert result["connected"] and result["started"] and result["finished"], result
-    assert result["layers_after"] == [*result["layers_before"], f"[wordbrush] {prompt}"], \
-        result["messages"]
-    assert result["new_above_source"] and result["original_unchanged"]
-    assert result["outside_alpha_max"] == 0
+    _assert_one_new_layer(result, prompt)
     after = np.asarray(Image.open(tmp_path / "out" / "after.png").convert("RGB"))
     assert np.array_equal(after[mask == 0], photo[mask == 0])
     assert not np.array_equal(after[mask == 255], photo[mask == 255])
