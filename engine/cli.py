@@ -227,7 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server_key, allow_dir = str(keys.server_secret), allow_dir or str(keys.allow_dir)
     config = ServerConfig(
         endpoint=endpoint,
-        max_queue=args.max_queue,
+        max_queue=args.max_queue, max_per_client=args.max_per_client,
         orphan_seconds=args.orphan_seconds,
         curve_secret_file=Path(server_key) if server_key else None,
         curve_allow_dir=Path(allow_dir) if allow_dir else None,
@@ -271,6 +271,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         framing = pack.framing.get("kind", "?")
         print(f"  {pack.name}{default}: {pack.title}, {pack.resolution}px, framing {framing}; "
               f"methods: {', '.join(pack.methods) or 'none'}{runs}")
+        for other in pack.passed_over:
+            print(f"    not used: the copy at {other.get('path')}: {other.get('why')}")
         reading = pack.prompt_reading
         if reading:
             off = reading.get("no_effect") or []
@@ -303,8 +305,10 @@ def cmd_packs(args: argparse.Namespace) -> int:
             print(f"{info['name']}: BROKEN: {info['error']}")
             continue
         print(f"{info['name']}: {info['title']} ({info['resolution']}px, framing "
-              f"{info['framing'].get('kind')}); components: {', '.join(info['components'])}; "
-              f"methods: {', '.join(info['methods']) or 'none'}")
+              f"{info['framing'].get('kind')}) at {info['path']}; components: "
+              f"{', '.join(info['components'])}; methods: {', '.join(info['methods']) or 'none'}")
+        for other in info.get("passed_over", ()):
+            print(f"  not used: the copy at {other['path']}: {other['why']}")
     return 0
 
 
@@ -437,14 +441,16 @@ def _load_mask(path: Path, size: tuple[int, int]) -> bytes:
     return mask.tobytes()
 
 
-def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
-    """The EditRequest for ``wordbrush edit``, cropped to the context box of the mask."""
+def build_request(args: argparse.Namespace, welcome: Any, image_path: Path,
+                  mask_path: Path | None) -> tuple[Any, Any]:
+    """The EditRequest for ``wordbrush edit`` of one image, cropped to the context box of
+    its mask."""
     from protocol.framing import Buffer
     from protocol.messages import request_for_selection
     from protocol.regions import RegionError
 
-    image, width, height = _load_rgba8(Path(args.image))
-    mask_bytes = _load_mask(Path(args.mask), (width, height)) if args.mask else None
+    image, width, height = _load_rgba8(image_path)
+    mask_bytes = _load_mask(mask_path, (width, height)) if mask_path else None
     pack = welcome.pack(args.pack or welcome.default_pack or "")
     reference = None
     if args.reference:
@@ -460,7 +466,7 @@ def build_request(args: argparse.Namespace, welcome: Any) -> tuple[Any, Any]:
             method=args.method, pack=args.pack, params=params, seed=args.seed,
             variations=args.variations)
     except RegionError as exc:
-        raise CliError(f"{args.mask}: {exc}") from None
+        raise CliError(f"{mask_path}: {exc}") from None
     return request, image
 
 
@@ -468,16 +474,93 @@ def _variation_path(path: Path, index: int) -> Path:
     return path if index == 0 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
-def cmd_edit(args: argparse.Namespace) -> int:
+#: what ``wordbrush edit`` takes from a folder
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+MASK_SUFFIX = "-mask"
+
+
+def edit_inputs(images: list[str], mask: str | None) -> tuple[list[tuple[Path, Path | None]],
+                                                              bool]:
+    """``([(image, its mask)], batch)``: the images named and those in the folders named
+    (masks excluded), each with ``mask`` or else the ``NAME-mask.png`` beside it (None
+    where there is none: a batch reports that image as failed). A batch is more than one
+    image, or a folder."""
+    found: list[Path] = []
+    batch = len(images) > 1
+    for name in images:
+        path = Path(name)
+        if path.is_dir():
+            batch = True
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                            and not p.stem.endswith(MASK_SUFFIX))
+        else:
+            found.append(path)
+    if not found:
+        raise CliError(f"no images in {', '.join(images)} ({', '.join(IMAGE_SUFFIXES)})")
+    pairs = []
+    for path in found:
+        own = path.with_name(path.stem + MASK_SUFFIX + ".png")
+        pairs.append((path, Path(mask) if mask else own if own.is_file() or batch else None))
+    return pairs, batch
+
+
+def _write_result(result: Any, request: Any, original: Any, output: Path | None,
+                  patch_out: Path | None) -> list[str]:
+    """The edited image and/or the patch of each variation; the lines to print."""
     import numpy as np
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
+    from .imaging import Patch, composite_over, decode_pixels
+
+    base = np.asarray(original, dtype=np.uint8)
+    lines = []
+    for index, patch in enumerate(result.patches):
+        pixels = np.frombuffer(patch.data, np.uint8).reshape(patch.height, patch.width, 4)
+        if output is not None:
+            decoded = decode_pixels(patch.data, patch.width, patch.height, patch.format)
+            out = composite_over(base, Patch(decoded, result.offset, patch.format))
+            path = _variation_path(output, index)
+            Image.fromarray(out, "RGBA").save(path)
+            lines.append(f"wrote {path}")
+        if patch_out is not None:
+            meta = PngInfo()
+            meta.add_text("wordbrush:offset", f"{result.offset[0]},{result.offset[1]}")
+            meta.add_text("wordbrush:prompt", request.prompt)
+            path = _variation_path(patch_out, index)
+            Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(path, pnginfo=meta)
+            lines.append(f"wrote {path} (offset {result.offset[0]},{result.offset[1]})")
+    return lines
+
+
+def _describe_result(info: dict[str, Any], how: str = "") -> list[str]:
+    psnr = info.get("inversion_psnr")
+    lines = [f"done by {info.get('method')} on {info.get('pack')} in {info.get('elapsed_ms')} "
+             f"ms (seeds {info.get('seeds')}, paste {info.get('paste')}"
+             + (f", inversion {psnr} dB" if psnr is not None else "")
+             + (f"; {how}" if how else "") + ")"]
+    for k, face in enumerate(info.get("faces") or []):
+        lines.append(f"  face {k + 1}: box {face.get('box')}, rotated "
+                     f"{face.get('rotation_deg')} deg, {face.get('scale')} document px a frame "
+                     f"px, {face.get('eye_distance_px')} px between the eyes, inversion "
+                     f"{face.get('inversion_psnr')} dB")
+    return lines
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
     if not args.prompt and not args.reference:
         raise CliError("give --prompt TEXT (or --reference IMAGE)")
+    if not args.output and not args.patch_out:  # before anything runs
+        raise CliError("say where the result goes: -o OUT.png (the edited image), "
+                       "--patch-out PATCH.png (the new layer), or both; for several images, "
+                       "-o FOLDER")
+    pairs, batch = edit_inputs(args.image, args.mask)
     extra = [a for p in args.pack_dir for a in ("--pack-dir", p)]
     with engine_for_call(args.endpoint, extra, curve=curve_keys(args)) as (client, how):
-        request, original = build_request(args, client.welcome)
+        if batch:
+            return _edit_batch(args, client, pairs, how)
+        (image_path, mask_path), = pairs
+        request, original = build_request(args, client.welcome, image_path, mask_path)
         bar = _progress_bar(args.method or client.welcome.method_for(args.pack) or "edit")
         last = [0]
 
@@ -493,37 +576,74 @@ def cmd_edit(args: argparse.Namespace) -> int:
             result = client.edit(request, on_progress=on_progress)
         finally:
             bar.close()
-    from .imaging import Patch, composite_over, decode_pixels
-
-    base = np.asarray(original, dtype=np.uint8)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    for index, patch in enumerate(result.patches):
-        pixels = np.frombuffer(patch.data, np.uint8).reshape(patch.height, patch.width, 4)
-        if args.output:
-            decoded = decode_pixels(patch.data, patch.width, patch.height, patch.format)
-            out = composite_over(base, Patch(decoded, result.offset, patch.format))
-            path = _variation_path(Path(args.output), index)
-            Image.fromarray(out, "RGBA").save(path)
-            print(f"wrote {path}")
-        if args.patch_out:
-            meta = PngInfo()
-            meta.add_text("wordbrush:offset", f"{result.offset[0]},{result.offset[1]}")
-            meta.add_text("wordbrush:prompt", request.prompt)
-            path = _variation_path(Path(args.patch_out), index)
-            Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(path, pnginfo=meta)
-            print(f"wrote {path} (offset {result.offset[0]},{result.offset[1]})")
-    info = result.info
-    psnr = info.get("inversion_psnr")
-    print(f"done by {info.get('method')} on {info.get('pack')} in {info.get('elapsed_ms')} ms "
-          f"(seeds {info.get('seeds')}, paste {info.get('paste')}"
-          + (f", inversion {psnr} dB" if psnr is not None else "") + f"; {how})")
-    for k, face in enumerate(info.get("faces") or []):
-        print(f"  face {k + 1}: box {face.get('box')}, rotated {face.get('rotation_deg')} deg, "
-              f"{face.get('scale')} document px a frame px, "
-              f"{face.get('eye_distance_px')} px between the eyes, inversion "
-              f"{face.get('inversion_psnr')} dB")
+    lines = _write_result(result, request, original,
+                          Path(args.output) if args.output else None,
+                          Path(args.patch_out) if args.patch_out else None)
+    print("\n".join(lines + _describe_result(result.info, how)))
     return 0
+
+
+#: a batch's edits in flight at once on one connection (what an engine lets one client
+#: have waiting is 8 by default; the rest wait here, so the engine serves others between)
+BATCH_IN_FLIGHT = 4
+
+
+def _edit_batch(args: argparse.Namespace, client: Any, pairs: list[tuple[Path, Path | None]],
+                how: str) -> int:
+    """Every image through one connection, a few in flight, one progress bar; a failed
+    image is listed at the end and the others go on."""
+    from tqdm import tqdm
+
+    from protocol.errors import WordbrushError as ProtocolWordbrushError
+
+    folders = {"output": args.output, "patch_out": args.patch_out}
+    for flag, folder in folders.items():
+        if folder and Path(folder).suffix.lower() in IMAGE_SUFFIXES:
+            raise CliError(f"--{flag.replace('_', '-')} must be a folder for several images, "
+                           f"not {folder}")
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    pending = list(pairs)
+    in_flight: list[tuple[str, Path, Any, Any]] = []
+    bar = tqdm(total=len(pairs), desc="edit", unit="image")
+    while pending or in_flight:
+        while pending and len(in_flight) < BATCH_IN_FLIGHT:
+            image_path, mask_path = pending.pop(0)
+            try:
+                if mask_path is None or not mask_path.is_file():
+                    raise CliError(f"no mask: {mask_path or 'give --mask'} does not exist")
+                request, original = build_request(args, client.welcome, image_path, mask_path)
+                in_flight.append((client.submit(request), image_path, request, original))
+            except (CliError, ProtocolWordbrushError) as exc:
+                failures.append(f"{image_path}: {exc}")
+                bar.update(1)
+        if not in_flight:
+            continue
+        job, image_path, request, original = in_flight.pop(0)
+        bar.set_postfix_str(image_path.name[:30])
+        try:
+            result = client.wait(job)
+            name = image_path.stem + ".png"
+            lines = _write_result(
+                result, request, original,
+                Path(args.output) / name if args.output else None,
+                Path(args.patch_out) / (image_path.stem + "-patch.png") if args.patch_out
+                else None)
+            for warning in result.warnings:
+                lines.append(f"warning: {warning}")
+            tqdm.write(f"{image_path}: " + "; ".join(lines + _describe_result(result.info)))
+        except (ProtocolWordbrushError, OSError) as exc:
+            failures.append(f"{image_path}: {exc}")
+        bar.update(1)
+    bar.close()
+    done = len(pairs) - len(failures)
+    print(f"{done} of {len(pairs)} images edited ({how})")
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 # ---------------------------------------------------------------------------- bench
@@ -546,7 +666,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="where to listen (default: the per-user local socket)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--pack-dir", action="append", default=[], help="extra folder of packs")
-    p.add_argument("--max-queue", type=int, default=8)
+    p.add_argument("--max-queue", type=_count(1), default=32,
+                   help="jobs waiting, all clients together (default 32)")
+    p.add_argument("--max-per-client", type=_count(1), default=8,
+                   help="jobs one client may have waiting (its key on a network engine, its "
+                        "connection locally; default 8); clients are served in turn")
     p.add_argument("--orphan-seconds", type=float,
                    help="cancel a running job once its client has been unreachable this long "
                         "(0: never; default 10 on a local endpoint, 60 on a network one)")
@@ -557,8 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("edit", help="edit a region of an image from a text prompt")
-    p.add_argument("image")
+    p = sub.add_parser("edit", help="edit a region of an image (or of many) from a text prompt")
+    p.add_argument("image", nargs="+", help="an image, or several, or folders of them (a "
+                                            "batch: each with --mask or its NAME-mask.png)")
     p.add_argument("--prompt", default="")
     p.add_argument("--mask", help="selection mask PNG (white = selected, soft edges kept; "
                                   "a mask with transparency selects where it is opaque)")
@@ -736,7 +861,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variations", type=_count(1), default=1,
                    help="edit: also time N variations in one request against N requests")
     p.add_argument("--clients", type=int, default=4, help="load: concurrent clients")
-    p.add_argument("--edits", type=int, default=5, help="load: edits per client")
+    p.add_argument("--edits", type=int, default=5, help="load: edits per client (--fair: "
+                                                         "the second artist's edits)")
+    p.add_argument("--fair", action="store_true",
+                   help="load: two artists, one sending a batch, the other one edit a second")
+    p.add_argument("--batch", type=_count(1), default=20, help="load --fair: the batch")
+    p.add_argument("--hold", type=_count(1), default=8,
+                   help="load --fair: the batch's edits in flight at once (default 8: what "
+                        "the engine lets one client have waiting)")
     p.add_argument("--param", action="append", type=_param_pair, default=[],
                    metavar="NAME=VALUE", help="edit: a method parameter")
     p.set_defaults(func=cmd_bench)

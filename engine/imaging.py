@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from scipy import ndimage, sparse
 
+from protocol.pixels import non_finite_sentence
 from protocol.regions import Box, FrameTransform, Framing, RegionError
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Patch",
     "RegionError",
     "bytes_per_pixel",
+    "check_finite",
     "composite_over",
     "decode_pixels",
     "decode_raw",
@@ -335,6 +337,22 @@ class FramedRegion:
     selection_edges: tuple[bool, bool, bool, bool]
     transfer: str
     fmt: str
+
+
+def check_finite(pixels: np.ndarray, selection: np.ndarray | None,
+                 offset: tuple[int, int] = (0, 0), where: str = "inside the selection") -> None:
+    """Refuse NaN or infinite values (any channel) where ``selection`` (None: everywhere)
+    is above 0, with the sentence every client uses (:mod:`protocol.pixels`); elsewhere
+    they are ignored: the model sees 0 there and the patch never covers them."""
+    if pixels.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(pixels).all(axis=-1)
+    if selection is not None:
+        bad &= np.asarray(selection) > 0
+    if bad.any():
+        y, x = np.argwhere(bad)[0]
+        raise RegionError(non_finite_sentence(int(bad.sum()), (int(x) + offset[0],
+                                                               int(y) + offset[1]), where))
 
 
 def _as_layer(layer: np.ndarray) -> np.ndarray:

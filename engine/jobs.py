@@ -53,23 +53,43 @@ class Job:
     #: who submitted it: the CURVE key's User-Id on an encrypted engine ("" elsewhere);
     #: only the same key may fetch or cancel it
     owner: str = ""
+    #: whose turn it waits for in the fair queue: the owner's key where there is one, else
+    #: the connection that submitted it
+    client: str = ""
 
 
 class QueueFull(Exception):
     pass
 
 
-class JobBook:
-    """All jobs the engine knows: queued, running, and finished ones kept for re-fetch."""
+#: how many clients' last turns are remembered once their queues are empty
+SERVED_MEMORY = 1024
 
-    def __init__(self, max_queue: int = 8, keep_seconds: float = 600.0,
-                 keep_bytes: int = 512 * 1024 * 1024) -> None:
+
+class JobBook:
+    """All jobs the engine knows: queued, running, and finished ones kept for re-fetch.
+
+    Waiting jobs are queued per client (its CURVE key on a network engine, its connection
+    locally: :attr:`Job.client`) and served in turn: the next job is the first of the
+    client that has waited longest since its last turn (one never served goes first). So
+    an artist who sends twenty edits does not make another wait for them: the other's
+    edit starts after at most the one that is running. ``max_queue`` caps the jobs
+    waiting in all, ``max_per_client`` what one client may have waiting.
+    """
+
+    def __init__(self, max_queue: int = 32, keep_seconds: float = 600.0,
+                 keep_bytes: int = 512 * 1024 * 1024, max_per_client: int = 8) -> None:
+        if max_queue < 1 or max_per_client < 1:
+            raise ValueError("the queue must hold at least one job, in all and per client")
         self.max_queue = max_queue
+        self.max_per_client = max_per_client
         self.keep_seconds = keep_seconds
         self.keep_bytes = keep_bytes
         self._lock = threading.Condition()
         self._jobs: dict[str, Job] = {}
-        self._queue: deque[Job] = deque()
+        self._queues: dict[str, deque[Job]] = {}  # client -> its waiting jobs, oldest first
+        self._turn = 0  # counts the jobs started
+        self._served: OrderedDict[str, int] = OrderedDict()  # client -> its last turn
         self._finished: OrderedDict[str, Job] = OrderedDict()
         self._finished_bytes = 0
         self.running: Job | None = None
@@ -79,47 +99,85 @@ class JobBook:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def _next_client_locked(self, queues: dict[str, deque[Job]], served: dict[str, int]
+                            ) -> str:
+        return min(queues, key=lambda c: (served.get(c, -1), queues[c][0].created))
+
+    def _order_locked(self) -> list[Job]:
+        """The waiting jobs in the order they will start (if nothing else arrives)."""
+        queues = {c: deque(q) for c, q in self._queues.items()}
+        served = dict(self._served)
+        turn = self._turn
+        order = []
+        while queues:
+            client = self._next_client_locked(queues, served)
+            order.append(queues[client].popleft())
+            turn += 1
+            served[client] = turn
+            if not queues[client]:
+                del queues[client]
+        return order
+
     def position(self, job: Job) -> int:
         """0 = running, 1 = next, ...; -1 once finished."""
         with self._lock:
             if job.state is JobState.RUNNING:
                 return 0
             try:
-                return self._queue.index(job) + 1
+                return self._order_locked().index(job) + 1
             except ValueError:
                 return -1
 
     def queued(self) -> list[Job]:
         """The waiting jobs, next first."""
         with self._lock:
-            return list(self._queue)
+            return self._order_locked()
+
+    def _waiting_locked(self) -> int:
+        return sum(len(q) for q in self._queues.values())
 
     def add(self, job: Job) -> int:
         """Queue a new job; return its position. Raises QueueFull."""
         with self._lock:
             if self._closed:
                 raise QueueFull("the engine is shutting down")
-            if len(self._queue) >= self.max_queue:
+            own = self._queues.get(job.client)
+            if own is not None and len(own) >= self.max_per_client:
+                raise QueueFull(
+                    f"you have {len(own)} edits waiting on this engine, as many as one client "
+                    "may; the next is taken once one of them starts")
+            if self._waiting_locked() >= self.max_queue:
                 raise QueueFull(
                     f"the engine's queue is full ({self.max_queue} jobs waiting); try again soon"
                 )
             self._jobs[job.id] = job
-            self._queue.append(job)
+            self._queues.setdefault(job.client, deque()).append(job)
             self._lock.notify()
-            return len(self._queue)
+            return self._order_locked().index(job) + 1
 
     def take(self, timeout: float | None = None) -> Job | None:
         """Worker side: the next queued job (now RUNNING), or None on timeout/close."""
         with self._lock:
             end = None if timeout is None else time.monotonic() + timeout
-            while not self._queue and not self._closed:
+            while not self._queues and not self._closed:
                 remaining = None if end is None else end - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self._lock.wait(remaining)
-            if self._closed and not self._queue:
+            if self._closed and not self._queues:
                 return None
-            job = self._queue.popleft()
+            client = self._next_client_locked(self._queues, self._served)
+            job = self._queues[client].popleft()
+            if not self._queues[client]:
+                del self._queues[client]
+            self._turn += 1
+            self._served[client] = self._turn
+            self._served.move_to_end(client)
+            while len(self._served) > SERVED_MEMORY:
+                oldest = next(iter(self._served))
+                if oldest in self._queues:  # still waiting: keep its turn
+                    break
+                self._served.popitem(last=False)
             job.state = JobState.RUNNING
             job.started = job.last_progress = time.monotonic()
             self.running = job
@@ -130,7 +188,11 @@ class JobBook:
         with self._lock:
             if job.state is not JobState.QUEUED:
                 return False
-            self._queue.remove(job)
+            own = self._queues.get(job.client)
+            if own is not None and job in own:
+                own.remove(job)
+                if not own:
+                    del self._queues[job.client]
             self._finish_locked(job, JobState.CANCELLED, None, 0)
             return True
 
@@ -172,8 +234,8 @@ class JobBook:
         """Stop taking work; cancel everything queued or running. Returns those jobs."""
         with self._lock:
             self._closed = True
-            pending = list(self._queue)
-            self._queue.clear()
+            pending = self._order_locked()
+            self._queues.clear()
             for job in pending:
                 job.cancel.set()
             if self.running is not None:
@@ -185,8 +247,10 @@ class JobBook:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "queued": len(self._queue),
+                "queued": self._waiting_locked(),
                 "max_queue": self.max_queue,
+                "max_per_client": self.max_per_client,
+                "clients_waiting": len(self._queues),
                 "running": self.running.id if self.running else None,
                 "running_owner": self.running.owner if self.running else None,
                 "running_step": [self.running.step, self.running.total] if self.running else None,

@@ -37,6 +37,7 @@ Manifest fields (``format`` 1)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -46,6 +47,8 @@ from typing import Any
 
 from protocol.errors import ErrorCode, WordbrushError
 from protocol.regions import Framing
+
+log = logging.getLogger("wordbrush.engine")
 
 MANIFEST_NAME = "pack.json"
 MANIFEST_FORMAT = 1
@@ -157,6 +160,58 @@ class Manifest:
         return cls(folder, data)
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with a model file, from a cheap look at it (no weights are read):
+    missing, empty, or not the container its name says (a torch zip with its
+    ``data.pkl``, a legacy torch pickle, a safetensors header). None: it looks whole."""
+    import zipfile
+
+    try:
+        size = path.stat().st_size  # follows a symlink (pack create --link)
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except OSError as exc:
+        return f"{path.name} cannot be read ({exc.strerror})"
+    if size == 0:
+        return f"{path.name} is empty"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if path.suffix == ".safetensors":
+            length = int.from_bytes(head[:8], "little")
+            if not 2 <= length <= size - 8 or head[8:9] != b"{":
+                return f"{path.name} is not a safetensors file (its header is damaged)"
+            return None
+        if head[:2] == b"\x80\x02":  # torch's legacy format: a pickle, protocol 2
+            return None
+        if head[:4] != b"PK\x03\x04":
+            return f"{path.name} is not a torch checkpoint (neither a zip nor a pickle)"
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                return f"{path.name} is a zip without a torch data.pkl"
+    except zipfile.BadZipFile:
+        return f"{path.name} is cut short or damaged (its zip directory cannot be read)"
+    except OSError as exc:
+        return f"{path.name} cannot be read ({exc.strerror})"
+    return None
+
+
+def pack_problem(manifest: Manifest) -> str | None:
+    """The first problem of a pack's files (:func:`checkpoint_problem`), or None."""
+    for component in manifest.components():
+        spec = manifest.component_spec(component) or {}
+        if not spec.get("file"):
+            continue
+        try:
+            path = manifest.file(component)
+        except PackError as exc:
+            return str(exc)
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            return f"pack {manifest.name!r} at {manifest.root}: the {component} file: {problem}"
+    return None
+
+
 #: component name -> loader(manifest, device) -> loaded object
 ComponentLoader = Callable[[Manifest, Any], Any]
 _loaders: dict[str, ComponentLoader] = {}
@@ -185,6 +240,8 @@ class LoadedPack:
     #: one component loads at a time (a second ``get`` of it waits, then finds it)
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _derived: dict[str, Any] = field(default_factory=dict)
+    #: why a component failed to load (the pack is reported broken from then on)
+    error: str | None = None
 
     def derived(self, key: str, build: Callable[[], Any]) -> Any:
         """An object built from the pack's components (a method's networks), built once
@@ -228,17 +285,17 @@ class LoadedPack:
             loader = _loaders.get(component) or loaders.generic_loader(component)
             try:
                 value = loader(self.manifest, self.device)
-            except PackError:
+            except PackError as exc:
+                self.error = str(exc)
                 raise
             except FileNotFoundError as exc:
-                raise PackError(
-                    f"pack {self.name!r}: the {component} file {exc.filename} is missing"
-                ) from None
+                self.error = f"pack {self.name!r}: the {component} file {exc.filename} is missing"
+                raise PackError(self.error) from None
             except Exception as exc:
                 path = self.manifest.component_spec(component).get("file", "?")
-                raise PackError(
-                    f"pack {self.name!r}: could not load the {component} from {path}: {exc}"
-                ) from None
+                self.error = (f"pack {self.name!r}: could not load the {component} from "
+                              f"{path}: {exc}")
+                raise PackError(self.error) from None
             with self._lock:
                 self._cache[component] = value
             return value
@@ -257,13 +314,26 @@ class LoadedPack:
 
 
 class PackRegistry:
-    """Every pack the engine can offer, found in the given folders (first name wins)."""
+    """Every pack the engine can offer, found in the given folders.
+
+    Each pack is checked when found (its manifest, and a cheap look at every file it
+    names: :func:`pack_problem`). A broken one is listed with its reason, never offered
+    as the default, and never used in place of a healthy pack of the same name: of two
+    packs named alike, the healthy one wins, and of two healthy ones the first found
+    (``--pack-dir`` before the repository's packs before the user's); the log says which
+    won and why, and :meth:`describe` names the others beside it.
+    """
 
     def __init__(self, folders: Iterable[Path] = (), device: Any = "cpu",
                  default: str | None = None) -> None:
         self.device = device
         self._packs: dict[str, LoadedPack] = {}
-        self._broken: dict[str, str] = {}
+        #: name -> (folder, why), for broken packs no healthy pack of that name replaces
+        self._broken: dict[str, tuple[str, str]] = {}
+        #: name -> [(folder, why not used)] for copies that lost to the pack in use
+        self._passed_over: dict[str, list[tuple[str, str]]] = {}
+        #: name -> healthy copies found later, in order: used if the pack in use fails to load
+        self._spares: dict[str, list[Manifest]] = {}
         self._default = default
         for folder in folders:
             self.scan(Path(folder))
@@ -282,9 +352,35 @@ class PackRegistry:
             try:
                 manifest = Manifest.read(sub)
             except PackError as exc:
-                self._broken[sub.name] = str(exc)
+                self._found_broken(sub.name, sub, str(exc))
                 continue
-            self._packs.setdefault(manifest.name, LoadedPack(manifest, self.device))
+            problem = pack_problem(manifest)
+            if problem is not None:
+                self._found_broken(manifest.name, sub, problem)
+                continue
+            if manifest.name in self._packs:
+                used = self._packs[manifest.name].manifest.root
+                self._pass_over(manifest.name, str(sub), f"found after {used}")
+                self._spares.setdefault(manifest.name, []).append(manifest)
+                continue
+            self._packs[manifest.name] = LoadedPack(manifest, self.device)
+            if manifest.name in self._broken:  # a healthy pack replaces a broken one
+                broken_at, why = self._broken.pop(manifest.name)
+                self._pass_over(manifest.name, broken_at, why)
+
+    def _found_broken(self, name: str, folder: Path, why: str) -> None:
+        log.warning("pack.broken name=%s path=%s error=%s", name, folder, why)
+        if name in self._packs or name in self._broken:  # the one found first stays
+            self._pass_over(name, str(folder), why)
+        else:
+            self._broken[name] = (str(folder), why)
+
+    def _pass_over(self, name: str, folder: str, why: str) -> None:
+        """A copy of pack ``name`` at ``folder`` is not the one used, because of ``why``."""
+        self._passed_over.setdefault(name, []).append((folder, why))
+        used = self._packs[name].manifest.root if name in self._packs else None
+        log.warning("pack.passed_over name=%s path=%s using=%s reason=%s", name, folder,
+                    used or "none (every copy is broken)", why)
 
     def add(self, pack: LoadedPack) -> None:
         self._packs[pack.name] = pack
@@ -292,37 +388,62 @@ class PackRegistry:
     def names(self) -> list[str]:
         return list(self._packs)
 
+    def broken(self) -> dict[str, str]:
+        """Every pack name that cannot be used, and why: found broken, or a component of
+        it failed to load since."""
+        out = {name: why for name, (_, why) in self._broken.items()}
+        out.update({name: pack.error for name, pack in self._packs.items() if pack.error})
+        return out
+
     @property
     def default(self) -> str | None:
-        if self._default in self._packs:
+        healthy = [name for name, pack in self._packs.items() if not pack.error]
+        if self._default in healthy:
             return self._default
-        return next(iter(self._packs), None)
+        return next(iter(healthy), next(iter(self._packs), None))
 
     def get(self, name: str | None) -> LoadedPack:
         name = name or self.default
         if name is None:
             raise WordbrushError("no model pack is installed", code=ErrorCode.UNKNOWN_PACK)
         pack = self._packs.get(name)
+        if pack is not None and pack.error and self._spares.get(name):
+            # the copy in use failed to load: the next healthy copy of that name takes over
+            spare = self._spares[name].pop(0)
+            failed, why = str(pack.manifest.root), pack.error
+            pack = self._packs[name] = LoadedPack(spare, self.device)
+            self._passed_over[name] = [(folder, reason) for folder, reason in
+                                       self._passed_over.get(name, [])
+                                       if folder != str(spare.root)]
+            self._pass_over(name, failed, why)
         if pack is None:
             if name in self._broken:
-                raise PackError(self._broken[name])
+                raise PackError(self._broken[name][1])
             known = ", ".join(self._packs) or "none"
             raise WordbrushError(f"unknown pack {name!r}; installed packs: {known}",
                                  code=ErrorCode.UNKNOWN_PACK)
         return pack
 
     def describe(self, methods: dict[str, tuple[str, ...]]) -> list[dict[str, Any]]:
-        """Pack infos for ``welcome``; ``methods`` maps method id -> needed components."""
+        """Pack infos for ``welcome``; ``methods`` maps method id -> needed components. A
+        pack a component of which failed to load carries its ``error``; copies passed over
+        for a pack are named in its ``passed_over``."""
         out = []
         for pack in self._packs.values():
             info = pack.manifest.info()
             have = set(info["components"])
             info["methods"] = [m for m, needs in methods.items() if set(needs) <= have]
             info["loaded"] = pack.loaded()
+            info["path"] = str(pack.manifest.root)
+            if pack.error:
+                info["error"] = pack.error
+            if pack.name in self._passed_over:
+                info["passed_over"] = [{"path": folder, "why": why}
+                                       for folder, why in self._passed_over[pack.name]]
             out.append(info)
-        for name, error in self._broken.items():
+        for name, (folder, error) in self._broken.items():
             out.append({"name": name, "title": name, "error": error, "methods": [],
-                        "resolution": 0, "framing": {}})
+                        "resolution": 0, "framing": {}, "path": folder})
         return out
 
 

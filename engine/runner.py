@@ -88,6 +88,8 @@ def frame_request(request: EditRequest, framing: Framing, resolution: int
     if request.mask is not None:
         mask = imaging.decode_pixels(request.mask.data, request.mask.width,
                                      request.mask.height, "a8")
+    imaging.check_finite(layer, mask, request.offset, "inside the selection"
+                         if mask is not None else "of the layer")
     if framing.kind == "ffhq":
         faces = frame_faces(layer, mask, resolution=resolution,
                             transfer=request.layer.transfer, offset=request.offset,
@@ -183,6 +185,7 @@ class EditRunner:
         info: dict[str, Any] = {
             "device": str(self.device),
             "loaded_packs": {n: self.packs.get(n).loaded() for n in self.packs.names()},
+            "broken_packs": self.packs.broken(),
         }
         if self.device.type == "cuda":
             info["memory"] = {"allocated": torch.cuda.memory_allocated(self.device),
@@ -271,6 +274,7 @@ class EditRunner:
             if request.reference is not None:
                 ref = request.reference
                 ref_pixels = imaging.decode_pixels(ref.data, ref.width, ref.height, ref.format)
+                imaging.check_finite(ref_pixels, None, where="of the reference image")
                 reference = imaging.frame_region(ref_pixels, None, framing=pack.framing,
                                                  resolution=pack.resolution,
                                                  transfer=ref.transfer,

@@ -123,7 +123,8 @@ class RefuseInsecureBind(WordbrushError):
 class ServerConfig:
     endpoint: str
     limits: Limits = DEFAULT_LIMITS
-    max_queue: int = 8
+    max_queue: int = 32  # jobs waiting, all clients together
+    max_per_client: int = 8  # jobs one client may have waiting (its CURVE key, or connection)
     keep_seconds: float = 600.0
     keep_bytes: int = 512 * 1024 * 1024
     curve_secret_file: Path | None = None  # server key pair (.key_secret) for remote use
@@ -156,7 +157,8 @@ class EngineServer:
         self.runner = runner
         self.config = config
         self.limits = config.limits
-        self.jobs = JobBook(config.max_queue, config.keep_seconds, config.keep_bytes)
+        self.jobs = JobBook(config.max_queue, config.keep_seconds, config.keep_bytes,
+                            config.max_per_client)
         self._ctx = context or zmq.Context.instance()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -172,6 +174,9 @@ class EngineServer:
         self._links: OrderedDict[bytes, shm.SharedLink] = OrderedDict()
         self._link_seen: dict[bytes, float] = {}  # peer -> when it last sent anything
         self._gone_since: dict[bytes, float] = {}  # peer -> first failed send since it spoke
+        #: (peer, reason) -> messages dropped since the first, which alone is logged; the
+        #: count is logged when the peer speaks again or is forgotten
+        self._drops: dict[tuple[bytes, str], int] = {}
         self._shared_memory = config.endpoint.startswith("ipc://") and shm.supported()
 
     # ------------------------------------------------------------------ lifecycle
@@ -411,18 +416,36 @@ class EngineServer:
         try:
             router.send_multipart([peer, *frames], copy=False, flags=zmq.NOBLOCK)
             self._gone_since.pop(peer, None)
+            self._report_drops(peer)
             return True
         except zmq.Again:
-            log.warning("send.dropped peer=%s reason=slow-client", peer.hex())
+            self._dropped(peer, "slow-client", logging.WARNING)
             if link is not None:
                 link.writer.unplace_last()  # never sent: the client will not free it
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
-            log.info("send.dropped peer=%s reason=gone", peer.hex())
+            self._dropped(peer, "gone", logging.INFO)
             self._gone_since.setdefault(peer, time.monotonic())
             self._drop_link(peer)
         return False
+
+    def _dropped(self, peer: bytes, reason: str, level: int) -> None:
+        """One message to ``peer`` could not be sent: the first is logged, the rest
+        counted (a dead client's heartbeats would fill the log)."""
+        key = (peer, reason)
+        if key not in self._drops:
+            log.log(level, "send.dropped peer=%s reason=%s (more are counted)", peer.hex(),
+                    reason)
+            self._drops[key] = 0
+        self._drops[key] += 1
+
+    def _report_drops(self, peer: bytes) -> None:
+        """The count of what could not be sent to ``peer``, once it answers or is gone."""
+        for reason in ("gone", "slow-client"):
+            count = self._drops.pop((peer, reason), None)
+            if count:
+                log.info("send.dropped peer=%s reason=%s count=%d", peer.hex(), reason, count)
 
     def _send(self, router: zmq.Socket, peer: bytes, message: Message) -> bool:
         return self._send_raw(router, peer, encode(message, self.limits))
@@ -483,6 +506,7 @@ class EngineServer:
                 ) -> None:
         """One request; ``owner`` is the sender's CURVE User-Id ("" without encryption)."""
         self._gone_since.pop(peer, None)
+        self._report_drops(peer)
         link = self._links.get(peer)
         if link is not None:
             self._links.move_to_end(peer)
@@ -551,6 +575,7 @@ class EngineServer:
         for peer, since in list(self._gone_since.items()):
             if now - since > self.config.keep_seconds:
                 del self._gone_since[peer]  # bounded: a long-gone client is forgotten
+                self._report_drops(peer)
         grace = self.config.orphan_grace()
         job = self.jobs.running
         if grace <= 0 or job is None or job.cancel.is_set():
@@ -610,7 +635,8 @@ class EngineServer:
         plan = self.runner.plan(request)
         # the buffers are zero-copy views that keep their received frames alive
         job = Job(id=message.id, peer=peer, request=request, method=plan.method,
-                  pack=plan.pack, params=plan.params, seed=plan.seed, owner=owner)
+                  pack=plan.pack, params=plan.params, seed=plan.seed, owner=owner,
+                  client=owner or peer.hex())
         try:
             position = self.jobs.add(job)
         except QueueFull as exc:

@@ -478,28 +478,42 @@ class EngineClient:
         cancel: threading.Event | None = None,
         on_accepted: Callable[[Accepted], None] | None = None,
     ) -> Result:
-        """Block until the job ends; return its result or raise why it did not."""
+        """Block until the job ends; return its result or raise why it did not.
+
+        Other jobs' events that arrive meanwhile stay for their own ``wait`` or ``poll``
+        (a batch: one client, many jobs, waited for one by one)."""
         cancel_sent = False
         self._jobs.setdefault(job_id, time.monotonic())
-        while True:
-            if cancel is not None and cancel.is_set() and not cancel_sent:
-                self.cancel(job_id)
-                cancel_sent = True
-            for event in self.poll(0.1):
-                if getattr(event, "job", None) != job_id:
-                    self._events.append(event)
-                    continue
-                if isinstance(event, Progress) and on_progress is not None:
-                    on_progress(event)
-                elif isinstance(event, Accepted) and on_accepted is not None:
-                    on_accepted(event)
-                elif isinstance(event, Result):
-                    return event
-                elif isinstance(event, Cancelled):
-                    raise JobCancelled(f"job {job_id} was cancelled; nothing was changed")
-                elif isinstance(event, EngineError):
-                    raise EngineRejected(event.message, code=event.code)
-            self.check_timeouts()
+        # kept aside, not in the buffer poll() returns at once: a wait with other jobs'
+        # events buffered would spin without sleeping and take a core from the engine
+        others: list[Event] = []
+        try:
+            while True:
+                if cancel is not None and cancel.is_set() and not cancel_sent:
+                    self.cancel(job_id)
+                    cancel_sent = True
+                events = self.poll(0.1)
+                for i, event in enumerate(events):
+                    if getattr(event, "job", None) != job_id:
+                        others.append(event)
+                        continue
+                    if isinstance(event, Progress) and on_progress is not None:
+                        on_progress(event)
+                    elif isinstance(event, Accepted) and on_accepted is not None:
+                        on_accepted(event)
+                    elif isinstance(event, (Result, Cancelled, EngineError)):
+                        others.extend(events[i + 1:])  # not this job's to drop
+                        if isinstance(event, Result):
+                            return event
+                        if isinstance(event, Cancelled):
+                            raise JobCancelled(f"job {job_id} was cancelled; nothing was "
+                                               "changed")
+                        raise EngineRejected(event.message, code=event.code)
+                self.check_timeouts()
+        finally:
+            self._events[:0] = others  # for the other jobs' own wait or poll, in order
+            # ended (or given up on): no longer in flight, whatever the buffered events said
+            self._jobs.pop(job_id, None)
 
     def edit(
         self,

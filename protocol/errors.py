@@ -28,6 +28,12 @@ class ErrorCode(str, Enum):
     SHARED_MEMORY_UNKNOWN = "shm_unknown"  # a buffer names a ring this engine does not hold
     NO_FACE = "no_face"  # a face pack found no face in the selection
     INTERNAL = "internal"
+    # Raised by clients, never sent: what the network or the user's set-up caused, each a
+    # sentence of its own in the editors (start the engine, check the keys, try again).
+    ENGINE_UNAVAILABLE = "engine_unavailable"  # nothing answers at the endpoint, or it left
+    AUTH_FAILED = "auth_failed"  # the engine refused this client's key (or the server key)
+    TIMEOUT = "timeout"  # the engine stopped answering, not even heartbeats
+    CANCELLED = "cancelled"  # the user cancelled the job
 
     @classmethod
     def parse(cls, value: object) -> ErrorCode:
@@ -105,6 +111,8 @@ class ClientError(WordbrushError):
 class EngineUnavailable(ClientError):
     """No engine answered at the endpoint, or it went away in the middle of a job."""
 
+    code = ErrorCode.ENGINE_UNAVAILABLE
+
 
 class EngineRejected(ClientError):
     """The engine answered with an ``error`` message; ``code`` says which."""
@@ -121,10 +129,16 @@ class VersionMismatch(EngineRejected):
 class AuthFailed(ClientError):
     """The engine refused this client's CURVE key (or the server key is wrong)."""
 
+    code = ErrorCode.AUTH_FAILED
+
 
 class Timeout(ClientError):
     """No message at all (not even a heartbeat) came from the engine for too long."""
 
+    code = ErrorCode.TIMEOUT
+
 
 class JobCancelled(ClientError):
     """The job was cancelled before it produced a result."""
+
+    code = ErrorCode.CANCELLED

@@ -64,6 +64,9 @@ class PackInfo:
     #: [parameters that read prompts against a vocabulary, off on this pack], "text": str}``;
     #: empty from an engine older than it
     prompt_reading: dict[str, Any] = field(default_factory=dict)
+    #: other copies of a pack of this name the engine found and does not use, and why:
+    #: ``[{"path": ..., "why": ...}]`` (a broken one, or one found later)
+    passed_over: tuple[dict[str, str], ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackInfo:
@@ -80,6 +83,8 @@ class PackInfo:
             error=data.get("error"),
             default_method=data.get("default_method"),
             prompt_reading=dict(data.get("prompt_reading") or {}),
+            passed_over=tuple(dict(p) for p in data.get("passed_over") or ()
+                              if isinstance(p, dict)),
         )
 
 

@@ -366,11 +366,33 @@ def parse_submit(message: Message, limits: Limits) -> EditRequest:
 
 
 def check_request(request: EditRequest, limits: Limits) -> None:
-    """Client-side pre-flight: the same checks the engine applies, before any byte is sent."""
+    """Client-side pre-flight: the same checks the engine applies, before any byte is sent
+    (the pixels' too: :func:`check_finite`)."""
     message = request.to_message()
     for buf in message.buffers:
         check_buffer_spec(buf.spec(), limits)
     parse_submit(message, limits)
+    check_finite(request)
+
+
+def check_finite(request: EditRequest) -> None:
+    """Refuse NaN or infinite float values inside the selection (the whole layer without
+    one) and anywhere in a reference image (:mod:`protocol.pixels`); the engine applies the
+    same rule before it frames the region."""
+    from .pixels import non_finite_pixels, non_finite_sentence
+
+    layer = request.layer
+    count, first = non_finite_pixels(layer.data, layer.format, layer.width, layer.height,
+                                     request.mask.data if request.mask is not None else None)
+    if count and first is not None:
+        where = "inside the selection" if request.mask is not None else "of the layer"
+        raise InvalidRequest(non_finite_sentence(
+            count, (first[0] + request.offset[0], first[1] + request.offset[1]), where))
+    ref = request.reference
+    if ref is not None:
+        count, first = non_finite_pixels(ref.data, ref.format, ref.width, ref.height)
+        if count and first is not None:
+            raise InvalidRequest(non_finite_sentence(count, first, "of the reference image"))
 
 
 # --------------------------------------------------------------------------- replies

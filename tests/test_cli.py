@@ -95,7 +95,7 @@ def test_mask_size_mismatch(engine: EngineProcess, tmp_path: Path,
     small = tmp_path / "small.png"
     Image.new("L", (5, 5), 255).save(small)
     assert main(["edit", str(image), "--mask", str(small), "--prompt", "x",
-                 "--endpoint", engine.endpoint]) == 1
+                 "--endpoint", engine.endpoint, "-o", str(tmp_path / "o.png")]) == 1
     assert "must match" in capsys.readouterr().err
 
 
@@ -105,7 +105,7 @@ def test_empty_mask(engine: EngineProcess, tmp_path: Path,
     empty = tmp_path / "empty.png"
     Image.new("L", (64, 48), 0).save(empty)
     assert main(["edit", str(image), "--mask", str(empty), "--prompt", "x",
-                 "--endpoint", engine.endpoint]) == 1
+                 "--endpoint", engine.endpoint, "-o", str(tmp_path / "o.png")]) == 1
     assert "selects nothing" in capsys.readouterr().err
 
 
@@ -127,7 +127,9 @@ def test_info(engine: EngineProcess, capsys: pytest.CaptureFixture[str]) -> None
 def test_info_without_engine_fails_clearly(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--endpoint", f"ipc://{tmp_path}/none.sock", "--timeout", "0.5"]) != 0
-    assert "no engine answered" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no engine answered" in err
+    assert "[engine_unavailable]" in err and "[internal]" not in err  # not a crash
 
 
 def test_serve_refuses_public_tcp_without_curve(capsys: pytest.CaptureFixture[str]) -> None:
@@ -235,3 +237,47 @@ def test_params_are_read_against_the_method_the_chosen_pack_runs() -> None:
     with pytest.raises(CliError, match="unknown parameter 'steps'"):
         read_request_params(["steps=80"], welcome, None, None)
     assert read_request_params(["steps=80"], welcome, "paint-by-word") == {"steps": 80}
+
+
+def test_edit_without_an_output_is_refused_before_anything_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask, _, _ = _scene(tmp_path)
+    assert main(["edit", str(image), "--mask", str(mask), "--prompt", "x",
+                 "--endpoint", f"ipc://{tmp_path}/nobody.sock"]) == 1
+    err = capsys.readouterr().err
+    assert "-o OUT.png" in err and "no engine" not in err  # refused before connecting
+
+
+def test_edit_a_batch_through_one_connection(engine: EngineProcess, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder of images, each with its NAME-mask.png: every one is edited and written
+    to the output folder; one without a mask and one that is not an image are listed as
+    failed at the end (exit 1), the others still done."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        sub = tmp_path / name
+        sub.mkdir()
+        image, mask, _, _ = _scene(sub)
+        image.rename(folder / f"{name}.png")
+        mask.rename(folder / f"{name}-mask.png")
+    (folder / "c-mask.png").unlink()  # c has no mask
+    (folder / "d.png").write_bytes(b"not a png")
+    (folder / "d-mask.png").write_bytes((folder / "a-mask.png").read_bytes())
+    out = tmp_path / "out"
+    code = main(["edit", str(folder), "--prompt", "inverted", "--method", "test-invert",
+                 "--endpoint", engine.endpoint, "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert "2 of 4 images edited" in captured.out
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 2 and any("c.png" in f and "no mask" in f for f in failed)
+    assert any("d.png" in f and "cannot read image" in f for f in failed)
+    # one mask for all, and named files: the same edit
+    (folder / "d.png").unlink()
+    (folder / "d-mask.png").unlink()
+    code = main(["edit", str(folder / "a.png"), str(folder / "b.png"), "--mask",
+                 str(folder / "a-mask.png"), "--prompt", "inverted", "--method", "test-invert",
+                 "--endpoint", engine.endpoint, "-o", str(tmp_path / "out2")])
+    assert code == 0 and "2 of 2 images edited" in capsys.readouterr().out

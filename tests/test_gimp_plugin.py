@@ -304,3 +304,20 @@ def test_a_malformed_endpoint_is_a_sentence(endpoint: str) -> None:
     image = FakeImage()
     with pytest.raises(PluginError, match="the engine's address"):
         edit_selection(image, EditOptions("a green star", endpoint=endpoint, autostart=False))
+
+
+@pytest.mark.parametrize("precision", ["half-linear", "float-non-linear"])
+def test_nan_inside_the_selection_is_refused_before_sending(engine: EngineProcess,
+                                                            precision: str) -> None:
+    """A float layer with NaN or infinite values inside the selection: a sentence with how
+    many, and nothing added; the same values outside the selection are ignored."""
+    image = FakeImage(precision)
+    oy, ox = image.offset[1], image.offset[0]
+    image.layer[20 - oy, 30 - ox, 0] = np.nan
+    image.layer[21 - oy, 30 - ox, 3] = np.inf
+    with pytest.raises(PluginError, match=r"2 pixels inside the selection hold NaN"):
+        edit_selection(image, _options(engine))
+    assert image.added == []
+    clean = FakeImage(precision)
+    clean.layer[40 - oy, 10 - ox, 1] = np.nan  # outside the selection
+    assert edit_selection(clean, _options(engine)).startswith("added 1 layer")

@@ -449,3 +449,19 @@ def test_an_older_engine_is_asked_for_nothing_it_cannot_take(
     assert ctl.run(_document("F32"), RunOptions("a green star", method="test-invert",
                                                 pack="test-pack"))
     _wait(ctl, rec)
+
+
+@pytest.mark.parametrize("depth", ["F16", "F32"])
+def test_nan_inside_the_selection_is_refused_before_sending(
+        controller: tuple[Controller, Recorder], depth: str) -> None:
+    """A float layer with a NaN inside the selection: a sentence with how many, no job,
+    no new layer; Krita's F16 and F32 pixels are RGBA on the wire as they are."""
+    ctl, rec = controller
+    doc = _document(depth)
+    size, fmt = (2, "<e") if depth == "F16" else (4, "<f")
+    at = ((20 * W + 20) * 4 + 1) * size  # the green of pixel (20, 20), inside
+    doc.active.pixels[at:at + size] = struct.pack(fmt, float("nan"))
+    assert not ctl.run(doc, RunOptions("a green star", method="test-invert", pack="test-pack"))
+    assert rec.messages[-1][1] is True
+    assert "1 pixel inside the selection holds NaN" in rec.messages[-1][0]
+    assert [n.name() for n in doc.layers()] == ["paint"] and ctl.job is None

@@ -15,7 +15,7 @@ import zmq
 from engine.cli import main
 from engine.keys import KeysFolder
 from protocol.client import CurveKeys, EngineClient
-from protocol.errors import AuthFailed, EngineRejected, EngineUnavailable, Timeout
+from protocol.errors import AuthFailed, EngineRejected, EngineUnavailable, ErrorCode, Timeout
 from tests.support.engine import EngineProcess
 
 
@@ -139,9 +139,10 @@ def test_the_allow_list_is_read_at_every_handshake(remote: EngineProcess,
     secret.write_bytes(saved)
     client = EngineClient(remote.endpoint, curve=CurveKeys.from_files(keys.server_public, secret),
                           connect_timeout=5.0)
-    with pytest.raises(AuthFailed, match="refused this client's key"):
+    with pytest.raises(AuthFailed, match="refused this client's key") as refused:
         client.connect()
     client.close()
+    assert refused.value.code is ErrorCode.AUTH_FAILED  # the user's set-up, not a crash
     # a name that is a path is refused, and the engine's own keys stay
     assert main(["keys", "--dir", str(keys.root), "remove-client", "../server"]) == 1
     assert keys.server_secret.is_file() and keys.server_public.is_file()
