@@ -112,14 +112,17 @@ def make_venv() -> None:
             "install.py again") from None
 
 
-def install_engine(dev: bool) -> None:
+def install_engine(dev: bool, cluster: bool = False) -> None:
+    """The engine in .venv; ``dev`` adds the test tools (Ray Serve among them, for the
+    cluster tests), ``cluster`` Ray Serve (``wordbrush serve --cluster``)."""
     check_disk_space()
     make_venv()
     py = str(venv_python())
     run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     # no wheel cache: it would hold a second copy of torch's gigabytes
     run([py, "-m", "pip", "install", "--quiet", "--no-cache-dir", *torch_requirements()])
-    target = ".[test]" if dev else "."
+    extras = [name for name, wanted in (("test", dev), ("cluster", cluster)) if wanted]
+    target = f".[{','.join(extras)}]" if extras else "."
     run([py, "-m", "pip", "install", "--quiet", "-e", target])
     print(f"engine installed: {VENV / 'bin' / 'wordbrush'}")
 
@@ -519,6 +522,9 @@ def uninstall() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", action="store_true", help="also install the test tools")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also install Ray Serve, for `wordbrush serve --cluster` (the "
+                             "engine in front of several GPU boxes)")
     parser.add_argument("--check", action="store_true", help="report, change nothing")
     parser.add_argument("--krita", action="store_true",
                         help="install the Krita plugin even if no Krita was detected")
@@ -542,10 +548,13 @@ def main() -> int:
     if args.engine_only and args.plugins_only:
         print("--engine-only and --plugins-only exclude each other", file=sys.stderr)
         return 1
+    if args.cluster and args.plugins_only:
+        print("--cluster is for the engine; --plugins-only installs none", file=sys.stderr)
+        return 1
     settings = remote_settings(args)
     try:
         if not args.plugins_only:
-            install_engine(args.dev)
+            install_engine(args.dev, args.cluster)
         else:  # pip for vendoring, without the engine
             make_venv()
         if not args.engine_only:

@@ -15,6 +15,9 @@ run, and the cold start (see :mod:`engine.bench_edit`).
 (see :mod:`engine.bench_load`).
 
 ``faces``: finding and aligning a face in a 2048 px photo (see :mod:`engine.bench_faces`).
+
+``cluster``: the Ray hop's overhead and two replicas against one (see
+:mod:`engine.bench_cluster`).
 """
 
 from __future__ import annotations
@@ -168,6 +171,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from .bench_faces import bench_faces
 
         return bench_faces(args)
+    if args.what == "cluster":
+        from .bench_cluster import bench_cluster
+
+        return bench_cluster(args)
     from .bench_models import bench_models
 
     return bench_models(args)

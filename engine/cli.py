@@ -202,6 +202,28 @@ def _progress_bar(desc: str) -> Any:
 # ---------------------------------------------------------------------------- serve
 
 
+def _cluster_runner(args: argparse.Namespace, local: Any) -> Any:
+    """``serve --cluster``: the runner that runs jobs on a Ray Serve deployment."""
+    try:
+        from .cluster import ClusterConfig, ClusterRunner
+    except ImportError:
+        raise CliError("--cluster needs Ray Serve: python3 install.py --engine-only --cluster "
+                       "(or pip install 'ray[serve]')") from None
+    from protocol.framing import DEFAULT_LIMITS
+
+    flags = {"address": args.cluster, "min_replicas": args.min_replicas,
+             "max_replicas": args.max_replicas, "target_ongoing": args.target_ongoing,
+             "gpus_per_replica": args.gpus_per_replica,
+             "cpus_per_replica": args.cpus_per_replica,
+             "pack_dirs": [str(Path(p).resolve()) for p in args.pack_dir],
+             "device": args.device, "extra_methods": list(args.extra_methods)}
+    if args.cluster_config:
+        config = ClusterConfig.from_file(Path(args.cluster_config), **flags)
+    else:
+        config = ClusterConfig(**{k: v for k, v in flags.items() if v is not None})
+    return ClusterRunner(local, config, DEFAULT_LIMITS)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import importlib
 
@@ -214,9 +236,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for module in args.extra_methods:
         importlib.import_module(module)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device) if not args.cluster else "cpu"  # the front loads none
     packs = PackRegistry.standard(extra=[Path(p) for p in args.pack_dir], device=device)
-    runner = EditRunner(packs, device)
+    runner: Any = EditRunner(packs, device)
+    workers = 1
+    if args.cluster:
+        runner = _cluster_runner(args, runner)
+        workers, device = runner.workers, f"cluster {args.cluster}"
     endpoint = args.endpoint or endpoints.default_endpoint()
     server_key, allow_dir = args.server_key, args.allow_dir
     if not endpoints.is_local(endpoint) and server_key is None:
@@ -228,7 +254,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         endpoint=endpoint,
         max_queue=args.max_queue, max_per_client=args.max_per_client,
-        orphan_seconds=args.orphan_seconds,
+        orphan_seconds=args.orphan_seconds, workers=workers,
         curve_secret_file=Path(server_key) if server_key else None,
         curve_allow_dir=Path(allow_dir) if allow_dir else None,
     )
@@ -254,6 +280,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"engine {welcome.engine_version} (protocol {welcome.protocol}) at {client.endpoint}")
     print(f"device: {welcome.device}; queue: {status['jobs']['queued']} waiting, "
           f"running: {status['jobs']['running'] or 'nothing'}")
+    cluster = status.get("cluster")
+    if cluster:
+        deployment = cluster.get("deployment") or {}
+        print(f"cluster {cluster.get('address')}: deployment {deployment.get('status')}, "
+              f"{cluster.get('replicas_running', 0)} replica(s) running "
+              f"({deployment.get('replicas') or deployment.get('error', '')})")
+        for where, seen in sorted((cluster.get("replicas_seen") or {}).items()):
+            print(f"  replica at {where}: {seen.get('jobs', 0)} job(s) now, "
+                  f"{seen.get('done', 0)} done")
     if welcome.shared_memory:
         transport = "large buffers through shared memory"
     else:
@@ -679,6 +714,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-methods", action="append", default=[], metavar="MODULE",
                    help="import MODULE, which registers extra edit methods")
     p.add_argument("-v", "--verbose", action="store_true")
+    cluster = p.add_argument_group(
+        "cluster", "run the jobs on a Ray Serve deployment (this engine stays the front)")
+    cluster.add_argument("--cluster", metavar="ADDRESS",
+                         help="auto (the cluster this machine is part of), HEAD:6379, or "
+                              "ray://HEAD:10001")
+    cluster.add_argument("--cluster-config", metavar="FILE",
+                         help="JSON with the keys of engine.cluster.ClusterConfig (flags "
+                              "given win)")
+    cluster.add_argument("--min-replicas", type=_count(1))
+    cluster.add_argument("--max-replicas", type=_count(1))
+    cluster.add_argument("--target-ongoing", type=float,
+                         help="Serve's target ongoing requests per replica (default 1)")
+    cluster.add_argument("--gpus-per-replica", type=float, help="default 0 (CPU replicas)")
+    cluster.add_argument("--cpus-per-replica", type=float, help="default 1")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("edit", help="edit a region of an image (or of many) from a text prompt")
@@ -848,7 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
-    p.add_argument("what", choices=["protocol", "models", "edit", "load", "faces"])
+    p.add_argument("what", choices=["protocol", "models", "edit", "load", "faces", "cluster"])
+    p.add_argument("--cluster", help="cluster: a running Ray cluster (default: start one)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--side", type=int, help="protocol: the layer's side (default 4096); "
                                             "faces: the photo's (default 2048)")
@@ -1093,7 +1143,9 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise CliError(f"interrupted: the work so far is kept in pack {name!r}'s folder "
                        "(a .partial file); run the same command again to continue") from None
-    print(f"wrote {path} and named it in {pack.manifest.root / 'pack.json'}")
+    listed = path.parent / ("pack.json" if (path.parent / "pack.json").is_file()
+                            else "components.json")
+    print(f"wrote {path} and named it in {listed}")
     return 0
 
 

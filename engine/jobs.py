@@ -92,8 +92,20 @@ class JobBook:
         self._served: OrderedDict[str, int] = OrderedDict()  # client -> its last turn
         self._finished: OrderedDict[str, Job] = OrderedDict()
         self._finished_bytes = 0
-        self.running: Job | None = None
+        #: the jobs running now, oldest first: one on an in-process engine, up to the
+        #: cluster's replicas on a clustered one
+        self._running: list[Job] = []
         self._closed = False
+
+    @property
+    def running(self) -> Job | None:
+        """The oldest running job (the only one on an in-process engine)."""
+        with self._lock:
+            return self._running[0] if self._running else None
+
+    def running_jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._running)
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -180,7 +192,7 @@ class JobBook:
                 self._served.popitem(last=False)
             job.state = JobState.RUNNING
             job.started = job.last_progress = time.monotonic()
-            self.running = job
+            self._running.append(job)
             return job
 
     def cancel_queued(self, job: Job) -> bool:
@@ -209,8 +221,8 @@ class JobBook:
         job.request = None
         job.final_frames = frames
         job.final_nbytes = nbytes
-        if self.running is job:
-            self.running = None
+        if job in self._running:
+            self._running.remove(job)
         self._finished[job.id] = job
         self._finished_bytes += nbytes
         self._evict_locked()
@@ -238,9 +250,9 @@ class JobBook:
             self._queues.clear()
             for job in pending:
                 job.cancel.set()
-            if self.running is not None:
-                self.running.cancel.set()
-                pending.append(self.running)
+            for job in self._running:
+                job.cancel.set()
+                pending.append(job)
             self._lock.notify_all()
             return pending
 
@@ -251,9 +263,11 @@ class JobBook:
                 "max_queue": self.max_queue,
                 "max_per_client": self.max_per_client,
                 "clients_waiting": len(self._queues),
-                "running": self.running.id if self.running else None,
-                "running_owner": self.running.owner if self.running else None,
-                "running_step": [self.running.step, self.running.total] if self.running else None,
+                "running": self._running[0].id if self._running else None,
+                "running_owner": self._running[0].owner if self._running else None,
+                "running_step": ([self._running[0].step, self._running[0].total]
+                                 if self._running else None),
+                "running_count": len(self._running),
                 "kept_results": len(self._finished),
                 "kept_bytes": self._finished_bytes,
             }

@@ -65,12 +65,27 @@ def user_pack_dir() -> Path:
     return Path(base) / "wordbrush" / "packs"
 
 
+#: the file in an artefact folder that names what was made there for a pack
+OVERLAY_NAME = "components.json"
+
+
+def artefact_dir(root: Path, name: str) -> Path:
+    """Where what is made for a pack goes (``wordbrush precompute``): the pack's own folder,
+    or for a pack of this repository (the embedded demo pack), the user's data folder, so
+    that a checkout stays clean; the pack reads it from there (:meth:`Manifest.read`)."""
+    if Path(os.path.abspath(root)).is_relative_to(os.path.abspath(REPO_PACKS)):
+        return user_pack_dir().parent / "pack-artefacts" / name
+    return root
+
+
 @dataclass
 class Manifest:
     """A parsed, checked ``pack.json``."""
 
     root: Path
     data: dict[str, Any]
+    #: the folder of components made for this pack elsewhere (:func:`artefact_dir`)
+    overlay: Path | None = None
 
     @property
     def name(self) -> str:
@@ -106,7 +121,8 @@ class Manifest:
             raise PackError(f"pack {self.name!r}: component {component!r} names no file")
         # a lexical check: names may not climb out of the pack, but files inside it may be
         # symlinks to where the user keeps their checkpoints (`pack create --link`)
-        root = Path(os.path.abspath(self.root))
+        base = self.overlay if spec.get("overlay") and self.overlay is not None else self.root
+        root = Path(os.path.abspath(base))
         path = Path(os.path.normpath(root / rel))
         if not path.is_relative_to(root):
             raise PackError(f"pack {self.name!r}: {rel!r} points outside the pack folder")
@@ -157,6 +173,19 @@ class Manifest:
                 Refinement.from_dict(inversion)
             except (ValueError, TypeError) as exc:
                 raise PackError(f"{path}: bad 'inversion': {exc}") from None
+        overlay = artefact_dir(folder, str(data["name"]))
+        if overlay != folder and (overlay / OVERLAY_NAME).is_file():
+            try:
+                made = json.loads((overlay / OVERLAY_NAME).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise PackError(f"{overlay / OVERLAY_NAME} is not readable JSON: {exc}") from None
+            if not isinstance(made, dict):
+                raise PackError(f"{overlay / OVERLAY_NAME} must hold a JSON object")
+            components = dict(data.get("components") or {})
+            components.update({k: {**v, "overlay": True} for k, v in made.items()
+                               if isinstance(v, dict)})
+            data = {**data, "components": components}
+            return cls(folder, data, overlay)
         return cls(folder, data)
 
 

@@ -30,6 +30,7 @@ from .methods.base import Cancelled, EditMethod, InputRejected, MethodInputs, Me
 from .methods.guidance import keeps_background
 from .packs import PackRegistry
 from .server import JobOutcome, JobPlan, JobProgress
+from .words import unknown_words
 
 #: parameters of the region pipeline itself, accepted by every method
 PIPELINE_PARAMS: tuple[ParamSpec, ...] = (
@@ -222,6 +223,10 @@ class EditRunner:
             params = validate_params(specs, request.params)
         except InvalidRequest as exc:
             raise WordbrushError(f"{cls.id}: {exc}", code=ErrorCode.INVALID_PARAMS) from None
+        for param in cls.params:  # the strength the artist set is the strength used
+            if param.set_by and param.name not in request.params and any(
+                    name in request.params for name in param.set_by):
+                params[param.name] = False
         if request.mask is not None and not np.frombuffer(request.mask.data, np.uint8).any():
             raise InvalidRequest("the selection is empty: select the region to edit, or send "
                                  "no mask to edit the whole layer")
@@ -362,6 +367,23 @@ class EditRunner:
                         f"face {k + 1} is small ({face.face.eye_distance:.0f} px between the "
                         f"eyes, under {SMALL_FACE_EYES:.0f}): it is enlarged for the model "
                         "and its edit will be blurry; edit a larger photo for a good result")
+        # the strength used, for every method, and whether the artist set it
+        params_used, first_info = job.params, outputs[0][0].info
+        if "strength" not in first_info and "strength" in params_used:
+            alpha = first_info.get("alpha")
+            if isinstance(alpha, (int, float)) and params_used.get("alpha"):
+                info["strength"] = round(float(alpha) / float(params_used["alpha"]), 4)
+            else:
+                info["strength"] = params_used["strength"]
+        info["strength_set"] = "strength" in request.params
+        strange = unknown_words(request.prompt, pack.manifest.data) if request.prompt else []
+        if strange:
+            keys = ", ".join(sorted(pack.manifest.data.get("vocabulary") or {}))
+            info["unknown_words"] = strange
+            info["warnings"].append(
+                f"this pack's CLIP never saw {', '.join(repr(w) for w in strange)}: it reads "
+                f"only its own words ({keys}: `wordbrush info` lists them); the edit may not "
+                "follow those words")
         first = outputs[0][0]
         if first.info.get("read_as_asked") is False:
             # the one-pass methods' own check (the pack's CLIP on the pasted edit): edits

@@ -1,12 +1,14 @@
-"""The persistent engine server: a ROUTER socket, an I/O thread and a worker thread.
+"""The persistent engine server: a ROUTER socket, an I/O thread and worker threads.
 
 The I/O thread owns the ROUTER socket. It decodes and validates every request, answers
 ``hello``/``ping``/``status``/``cancel``/``fetch`` at once (also while a job runs: cancel
 never queues behind work), queues ``submit`` jobs, relays what the worker produces, and
 sends an app-level heartbeat every second while a job runs, since ZMTP heartbeats cannot
-see a worker that is stuck. The worker runs one job at a time through the runner and
+see a worker that is stuck. A worker runs one job at a time through the runner and
 hands its messages to the I/O thread over an inproc PUSH/PULL pair (ZeroMQ sockets are
-not thread-safe, so only the I/O thread touches the ROUTER).
+not thread-safe, so only the I/O thread touches the ROUTER). An in-process engine has
+one worker; one in front of a cluster (:mod:`engine.cluster`) has as many as the
+cluster's replicas can take at once, each waiting on its job's stream.
 
 Socket options are set deliberately: MAXMSGSIZE drops any frame over the advertised
 limit before allocating it; a frame-count cap is checked while receiving; the receive
@@ -130,6 +132,8 @@ class ServerConfig:
     curve_secret_file: Path | None = None  # server key pair (.key_secret) for remote use
     curve_allow_dir: Path | None = None  # folder of allowed client public keys
     sndhwm: int = 16
+    #: jobs run at once: 1 in this process; on a cluster, as many as its replicas can take
+    workers: int = 1
     #: cancel the running job once its client has been unreachable this long (an editor
     #: killed mid-edit: GIMP's cancel does that); 0 keeps such jobs running to the end;
     #: None: 10 s on a local endpoint, where a client does not drop out and come back,
@@ -163,7 +167,7 @@ class EngineServer:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._outbox_addr = f"inproc://wordbrush-outbox-{id(self)}"
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._io: threading.Thread | None = None
         self._auth: Any = None
         self.bound_endpoint: str | None = None
@@ -353,9 +357,11 @@ class EngineServer:
             self._startup_error = exc
             self._ready.set()
             return
-        self._worker = threading.Thread(target=self._worker_main, name="wordbrush-worker",
-                                        daemon=True)
-        self._worker.start()
+        for k in range(max(1, self.config.workers)):
+            worker = threading.Thread(target=self._worker_main, name=f"wordbrush-worker-{k}",
+                                      daemon=True)
+            worker.start()
+            self._workers.append(worker)
         self._ready.set()
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
@@ -392,8 +398,8 @@ class EngineServer:
                 self._send(router, job.peer, error_message(
                     ErrorCode.SHUTTING_DOWN, "the engine is shutting down", ref=job.id,
                     job=job.id))
-        if self._worker is not None:
-            self._worker.join(10)
+        for worker in self._workers:
+            worker.join(10)
         # deliver what the worker produced while stopping (e.g. a final `cancelled`)
         while True:
             try:
@@ -455,23 +461,27 @@ class EngineServer:
         client's silence timeout means a dead engine, not a busy one; a waiting job's
         says how many are ahead of it."""
         now = time.monotonic()
-        running = self.jobs.running
-        waiting = [(job, f"queued, {ahead} ahead")
-                   for ahead, job in enumerate(self.jobs.queued(), 1 if running else 0)]
-        running_text = "working"
-        silent = now - (running.last_progress or now) if running is not None else 0.0
-        if running is not None and silent > STALL_SECONDS:
-            if not running.stalled:
-                running.stalled = True
-                log.warning("job.stalled job=%s silent_s=%.0f", running.id, silent)
-            running_text = f"no step for {silent:.0f} s"
-        for job, text in [(running, running_text), *waiting]:
-            if job is None or now - job.last_sent < HEARTBEAT_SECONDS:
+        running = self.jobs.running_jobs()
+        beats: list[tuple[Job, str]] = []
+        for job in running:
+            silent = now - (job.last_progress or now)
+            text = "working"
+            if silent > STALL_SECONDS:
+                if not job.stalled:
+                    job.stalled = True
+                    log.warning("job.stalled job=%s silent_s=%.0f", job.id, silent)
+                text = f"no step for {silent:.0f} s"
+            beats.append((job, text))
+        ahead_start = 1 if running else 0
+        beats += [(job, f"queued, {ahead} ahead")
+                  for ahead, job in enumerate(self.jobs.queued(), ahead_start)]
+        for job, text in beats:
+            if now - job.last_sent < HEARTBEAT_SECONDS:
                 continue
             job.last_sent = now
             body = {"job": job.id, "step": job.step, "total": job.total,
                     "message": text, "heartbeat": True}
-            if job is running and running.stalled:
+            if job.state is JobState.RUNNING and job.stalled:
                 # still sent, so a client that is gone is noticed (and its job stopped);
                 # flagged, so a client that is there times out
                 body["stalled"] = True
@@ -577,14 +587,16 @@ class EngineServer:
                 del self._gone_since[peer]  # bounded: a long-gone client is forgotten
                 self._report_drops(peer)
         grace = self.config.orphan_grace()
-        job = self.jobs.running
-        if grace <= 0 or job is None or job.cancel.is_set():
+        if grace <= 0:
             return
-        since = self._gone_since.get(job.peer)
-        if since is not None and now - since >= grace:
-            job.cancel.set()
-            log.info("job.orphaned job=%s peer=%s unreachable_s=%.0f", job.id,
-                     job.peer.hex(), now - since)
+        for job in self.jobs.running_jobs():
+            if job.cancel.is_set():
+                continue
+            since = self._gone_since.get(job.peer)
+            if since is not None and now - since >= grace:
+                job.cancel.set()
+                log.info("job.orphaned job=%s peer=%s unreachable_s=%.0f", job.id,
+                         job.peer.hex(), now - since)
 
     def _expire_links(self) -> None:
         """Let go of the rings of clients silent for longer than results are kept."""

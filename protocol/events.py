@@ -88,6 +88,16 @@ class PackInfo:
         )
 
 
+def strength_note(info: dict[str, Any]) -> str:
+    """"strength 1.25, chosen automatically" (or "as set"): what a result's ``info`` says
+    of the strength it used, for the editors' status line; "" where it says nothing."""
+    strength = info.get("strength")
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool):
+        return ""
+    how = "as set" if info.get("strength_set") else "chosen automatically"
+    return f"strength {strength:g}, {how}"
+
+
 @dataclass(frozen=True)
 class Welcome:
     protocol: int

@@ -65,6 +65,10 @@ class Param:
     #: the parameter switches a reading of the prompt against the pack's vocabulary (its
     #: words for shapes, colours, ...): on a pack without one it has no effect
     reads_vocabulary: bool = False
+    #: an automatic choice (a bool, on by default) that a request setting any of these
+    #: parameters itself turns off, unless it sets this one too: the strength an artist
+    #: chose is the strength used
+    set_by: tuple[str, ...] = ()
 
 
 #: progress(step, total, message, preview) — preview is an optional [3, h, w] tensor in [-1, 1]

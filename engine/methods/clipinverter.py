@@ -96,7 +96,7 @@ class ClipInverter(EditMethod):
         Param("describe_region", "bool", True,
               help="condition on the selection as the pack's CLIP reads it, with the "
                    "prompt's words (off: the prompt as typed)", reads_vocabulary=True),
-        auto_step_param("auto_strength", "strength"),
+        auto_step_param("auto_strength", "strength", ("strength",)),
         Param("passes", "int", PASSES, 1, 3,
               help="where no strength reads as asked (auto_strength's check), the adapter "
                    "runs again on the edit's render; up to this many passes"),

@@ -48,7 +48,7 @@ DIRECTIONS_KEEP = ("keep what the prompt does not name: the style direction is m
                    "colour, shape or size (with the texts written from the region: "
                    "neutral_from_region, contrast_region)")
 STRENGTH = Param("strength", "float", 1.0, 0.0, 2.0, help="multiplies α")
-AUTO_ALPHA = auto_step_param("auto_alpha", "α")
+AUTO_ALPHA = auto_step_param("auto_alpha", "α", ("alpha", "strength"))
 
 
 @dataclass

@@ -591,16 +591,18 @@ def step_read_as_asked(render: Callable[[list[float]], Tensor], step: float,
     return StepRead(image, step, False)
 
 
-def auto_step_param(name: str, step: str) -> Param:
+def auto_step_param(name: str, step: str, set_by: tuple[str, ...]) -> Param:
     """The parameter ``name`` that switches :func:`step_read_as_asked` on, its help naming
-    the method's step ``step`` (``auto_strength`` and "strength", ``auto_alpha`` and "α")."""
+    the method's step ``step`` (``auto_strength`` and "strength", ``auto_alpha`` and "α");
+    a request that sets any of ``set_by`` (the step's own parameters) turns it off."""
     factors = ", ".join(f"{f:g}" for f in NEAREST_STEPS)
     return Param(name, "bool", True,
                  help=f"where the pack's CLIP does not read the asked attributes on the pasted "
                       f"edit, try {step} x {factors} (nearest first) and keep the first it "
                       f"reads as asked, the rest as it was; the {step} used (it may pass the "
-                      f"{step} range) is in the result's info; off: exactly the {step} asked",
-                 reads_vocabulary=True)
+                      f"{step} range) is in the result's info; off: exactly the {step} asked, "
+                      f"and off by itself where the request sets {' or '.join(set_by)}",
+                 reads_vocabulary=True, set_by=set_by)
 
 
 def advise_paste(prompt: str, pack: Any, read: ReadFn, recolour: str = "delta",

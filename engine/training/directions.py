@@ -11,7 +11,9 @@
   other pack (FFHQ from the official files) takes its own generator's samples, random z
   truncated as its manifest's ``sampling.truncation`` says, as the FEU paper does.
 
-Both are written into the pack folder and named in its manifest's ``components``. At full
+Both are written into the pack folder and named in its manifest's ``components``; for a
+pack of this repository (the demo pack) into the user's data folder instead, where the
+pack finds them (:func:`engine.packs.artefact_dir`), so a checkout stays clean. At full
 size either runs for hours on a CPU (StyleCLIP's users report 4-24 h for global directions
 on a GPU), so each prints its size and an estimate of its time before it starts, keeps its
 work in a ``.partial`` file beside the pack every minute, and a second run with the same
@@ -32,7 +34,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from engine.packs import MANIFEST_NAME
+from engine.packs import MANIFEST_NAME, OVERLAY_NAME, artefact_dir
 
 __all__ = ["precompute_feu_corpus", "precompute_global_directions", "register_component",
            "render_batch", "sampling_truncation"]
@@ -46,10 +48,21 @@ GPU_RENDER_MACS = 10**12
 
 
 def register_component(folder: Path, name: str, file: str, **extra: Any) -> None:
-    path = folder / MANIFEST_NAME
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data.setdefault("components", {})[name] = {"file": file, **extra}
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    """Name ``file`` (in ``folder``) as component ``name``: in the pack's manifest where
+    ``folder`` is the pack's, else in the artefact folder's own list (a repository pack:
+    :func:`engine.packs.artefact_dir`)."""
+    if (folder / MANIFEST_NAME).is_file():
+        path = folder / MANIFEST_NAME
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.setdefault("components", {})[name] = {"file": file, **extra}
+    else:
+        path = folder / OVERLAY_NAME
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        data[name] = {"file": file, **extra}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def render_batch(generator: Any, limit: int = 256) -> int:
@@ -153,7 +166,8 @@ def precompute_global_directions(pack: Any, n_images: int = 32, alpha_probe: flo
                                  say: Callable[[str], None] = print) -> Path:
     """``batch``: images drawn in one synthesis call (default: :func:`render_batch`)."""
     gen, clip = pack.get("generator"), pack.get("clip")
-    root = Path(pack.manifest.root)
+    root = artefact_dir(Path(pack.manifest.root), pack.name)
+    root.mkdir(parents=True, exist_ok=True)
     dev = gen.input.input.device
     g = torch.Generator().manual_seed(seed)
     stats = gen.styles(gen.mapping(torch.randn(n_stats, gen.style_dim, generator=g).to(dev)))
@@ -244,7 +258,8 @@ def precompute_feu_corpus(pack: Any, n_images: int = 4000, batch: int | None = N
     """``batch``: frames made and embedded at once (default: 250 for a world; for
     generator samples :func:`render_batch`)."""
     clip = pack.get("clip")
-    root = Path(pack.manifest.root)
+    root = artefact_dir(Path(pack.manifest.root), pack.name)
+    root.mkdir(parents=True, exist_ok=True)
     from_world = bool(pack.manifest.data.get("world"))
     if from_world:
         frames, source = _world_frames(pack), "world renderer, train split"

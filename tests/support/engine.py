@@ -27,11 +27,13 @@ def write_test_pack(folder: Path, name: str = "test-pack", resolution: int = 32)
 
 
 class EngineProcess:
-    def __init__(self, tmp: Path, *extra: str, max_queue: int = 8, wait: bool = True) -> None:
+    def __init__(self, tmp: Path, *extra: str, max_queue: int = 8, wait: bool = True,
+                 env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> None:
         self.endpoint = f"ipc://{tmp}/engine.sock"
         packs = write_test_pack(tmp / "packs")
         self.log = tmp / "engine.log"
-        env = dict(os.environ, PYTHONPATH=str(REPO), WORDBRUSH_ENDPOINT=self.endpoint)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "WORDBRUSH_ENDPOINT": self.endpoint,
+               **(env or {})}
         cmd = [sys.executable, "-m", "engine", "serve", "--endpoint", self.endpoint,
                "--device", "cpu", "--pack-dir", str(packs), "--max-queue", str(max_queue),
                "--extra-methods", "tests.support.fake_methods", *extra]
@@ -39,7 +41,7 @@ class EngineProcess:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          cwd=REPO)
         if wait:
-            self.wait_ready()
+            self.wait_ready(ready_timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -159,8 +159,9 @@ class Wordbrush(Gimp.PlugIn):
                                  "", GObjectParam.READWRITE)
         proc.add_string_argument("method", "_Method", "edit method id (empty: the engine's "
                                  "default)", "", GObjectParam.READWRITE)
-        proc.add_double_argument("strength", "_Strength", "how strong the edit is", 0.0, 2.0,
-                                 1.0, GObjectParam.READWRITE)
+        proc.add_double_argument("strength", "_Strength", "how strong the edit is; -1: "
+                                 "automatic (the engine chooses, and says which)", -1.0, 2.0,
+                                 -1.0, GObjectParam.READWRITE)
         proc.add_int_argument("variations", "_Variations", "results to make", 1, 8, 1,
                               GObjectParam.READWRITE)
         proc.add_int_argument("seed", "S_eed", "-1 for a random seed", -1, 2**31 - 1, -1,

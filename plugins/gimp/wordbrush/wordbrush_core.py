@@ -26,7 +26,7 @@ from protocol.errors import (
     VersionMismatch,
     WordbrushError,
 )
-from protocol.events import Progress, Welcome
+from protocol.events import Progress, Welcome, strength_note
 from protocol.framing import Buffer, area_too_large
 from protocol.launch import (
     ENGINE_START_S,
@@ -71,7 +71,7 @@ class PluginError(Exception):
 class EditOptions:
     prompt: str
     method: str = ""
-    strength: float = 1.0
+    strength: float = -1.0  # -1: automatic (the engine's step, reported in the result)
     variations: int = 1
     seed: int = -1  # -1: random
     endpoint: str = ""
@@ -259,7 +259,7 @@ def edit_selection(host: GimpHost, options: EditOptions,
                 params.update(parse_assignments(options.params_text, specs))
             except InvalidRequest as exc:
                 raise PluginError(f"method options: {exc}") from None
-        if info is not None and info.param("strength") is not None:
+        if info is not None and info.param("strength") is not None and options.strength >= 0:
             params.setdefault("strength", options.strength)
         request = EditRequest(
             layer=Buffer("layer", box.w, box.h, fmt.wire, pixels, fmt.transfer), mask=mask,
@@ -307,4 +307,6 @@ def edit_selection(host: GimpHost, options: EditOptions,
     warning = "; ".join(result.warnings)
     text = (f"added {len(patches)} layer{'s' if len(patches) > 1 else ''} in "
             f"{time.monotonic() - started:.1f} s")
+    if note := strength_note(result.info):
+        text += f"; {note}"
     return text + (f" (warning: {warning})" if warning else "")

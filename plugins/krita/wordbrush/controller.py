@@ -27,7 +27,7 @@ from protocol.errors import (
     VersionMismatch,
     WordbrushError,
 )
-from protocol.events import Cancelled, EngineError, Progress, Result, Welcome
+from protocol.events import Cancelled, EngineError, Progress, Result, Welcome, strength_note
 from protocol.framing import Buffer
 from protocol.launch import (
     ENGINE_START_S,
@@ -398,6 +398,8 @@ class Controller:
         warnings = "; ".join(result.info.get("warnings") or [])
         seconds = time.monotonic() - job.started
         text = f"added {len(names)} layer{'s' if len(names) > 1 else ''} in {seconds:.1f} s"
+        if note := strength_note(result.info):
+            text += f"; {note}"
         if warnings:
             text += f" (warning: {warnings})"
         self.observer.on_progress(1.0, "done")

@@ -31,6 +31,9 @@ from protocol.framing import Buffer
 from .controller import Controller, EngineState, RunOptions
 from .settings import Settings
 
+#: the strength control's "auto" (its lowest value, shown as "auto"): send no strength
+STRENGTH_AUTO = -0.1
+
 
 class WordbrushDocker(DockWidget):
     def __init__(self) -> None:
@@ -70,9 +73,13 @@ class WordbrushDocker(DockWidget):
         self.method.currentIndexChanged.connect(self._method_changed)
         form.addRow("Method", self.method)
         self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.0, 2.0)
+        # the lowest value reads "auto": the engine chooses (its automatic step), and the
+        # result says which; any number is the strength used
+        self.strength.setRange(STRENGTH_AUTO, 2.0)
         self.strength.setSingleStep(0.1)
-        self.strength.setValue(self.settings.strength)
+        self.strength.setSpecialValueText("auto")
+        self.strength.setValue(STRENGTH_AUTO if self.settings.strength is None
+                               else self.settings.strength)
         form.addRow("Strength", self.strength)
         self.variations = QSpinBox()
         self.variations.setRange(1, 8)
@@ -303,7 +310,8 @@ class WordbrushDocker(DockWidget):
         params: dict[str, Any] = {}
         welcome = self.controller.welcome
         info = welcome.method(self.method.currentData()) if welcome else None
-        if info is not None and info.param("strength") is not None:
+        if info is not None and info.param("strength") is not None \
+                and self.strength.value() > STRENGTH_AUTO:
             params["strength"] = self.strength.value()
         for name, (box, default) in self._param_widgets.items():
             if isinstance(box, QCheckBox):
@@ -322,7 +330,8 @@ class WordbrushDocker(DockWidget):
     def _run(self) -> None:
         options = self._options()
         self.settings.method = options.method or ""
-        self.settings.strength = self.strength.value()
+        self.settings.strength = None if self.strength.value() <= STRENGTH_AUTO \
+            else self.strength.value()
         self.settings.variations = options.variations
         self._save()
         self.preview.clear()

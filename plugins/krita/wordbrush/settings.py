@@ -32,6 +32,9 @@ def _fits(value: Any, name: str) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if name == "seed":
         return value is None or (isinstance(value, int) and not isinstance(value, bool))
+    if name == "strength":
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                 and 0 <= value <= 2)
     default = getattr(Settings, name)
     if isinstance(default, bool):
         return isinstance(value, bool)
@@ -50,7 +53,7 @@ class Settings:
     autostart: bool = True  # start a local engine when none answers
     engine_command: list[str] = field(default_factory=list)  # written by install.py
     method: str = ""
-    strength: float = 1.0
+    strength: float | None = None  # None: auto (the engine's automatic step)
     variations: int = 1
     seed: int | None = None
     timeout_s: float = 30.0
