@@ -215,6 +215,7 @@ def _cluster_runner(args: argparse.Namespace, local: Any) -> Any:
              "max_replicas": args.max_replicas, "target_ongoing": args.target_ongoing,
              "gpus_per_replica": args.gpus_per_replica,
              "cpus_per_replica": args.cpus_per_replica,
+             "answer_timeout": args.cluster_timeout,
              "pack_dirs": [str(Path(p).resolve()) for p in args.pack_dir],
              "device": args.device, "extra_methods": list(args.extra_methods)}
     if args.cluster_config:
@@ -728,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Serve's target ongoing requests per replica (default 1)")
     cluster.add_argument("--gpus-per-replica", type=float, help="default 0 (CPU replicas)")
     cluster.add_argument("--cpus-per-replica", type=float, help="default 1")
+    cluster.add_argument("--cluster-timeout", type=float, metavar="SECONDS",
+                         help="a job whose replica says nothing this long fails (a lost "
+                              "cluster); default 180")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("edit", help="edit a region of an image (or of many) from a text prompt")

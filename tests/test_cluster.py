@@ -189,3 +189,35 @@ def test_an_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.startswith("wordbrush:")]
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr
     assert "cannot reach the Ray cluster" in lines[0]
+
+
+def test_a_lost_cluster_fails_new_jobs_clearly(tmp_path: Path) -> None:
+    """The cluster stopped under a running front: the next edit fails with a sentence
+    after the front's --cluster-timeout, instead of hanging; the front still answers."""
+    from engine.bench_cluster import local_cluster
+
+    with local_cluster() as (address, env):
+        eng = EngineProcess(tmp_path, "--cluster", address, "--min-replicas", "1",
+                            "--max-replicas", "1", "--cluster-timeout", "10",
+                            env={**env, "PYTHONPATH": str(REPO)}, ready_timeout=240)
+        try:
+            with eng.client(progress_timeout=120) as client:
+                assert client.edit(_test_request(1, {"steps": 1})).patches
+                subprocess.run([RAY, "stop", "--force"], env={**os.environ, **env},
+                               capture_output=True, timeout=120)
+                started = time.monotonic()
+                with pytest.raises(EngineRejected, match="has not answered for 10 s"):
+                    client.edit(_test_request(2, {"steps": 1}))
+                assert time.monotonic() - started < 60
+                assert client.ping() < 5
+        finally:
+            eng.stop()
+
+
+def test_without_cluster_nothing_of_ray_is_imported() -> None:
+    probe = ("import sys, engine.cli, engine.server, engine.runner, engine.packs, "
+             "protocol.client; print(any(m == 'ray' or m.startswith('ray.') for m in "
+             "sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip() == "False", out.stderr
