@@ -27,7 +27,7 @@ from . import imaging, methods
 from .faces import SMALL_FACE_EYES, FaceFrame, frame_faces
 from .jobs import Job
 from .methods.base import Cancelled, EditMethod, InputRejected, MethodInputs, MethodOutput
-from .methods.guidance import keeps_background
+from .methods.guidance import keeps_background, words_from_reference
 from .packs import PackRegistry
 from .server import JobOutcome, JobPlan, JobProgress
 from .words import unknown_words
@@ -287,6 +287,14 @@ class EditRunner:
         except imaging.RegionError as exc:
             raise InvalidRequest(str(exc)) from None
 
+        prompt = request.prompt
+        reference_read: dict[str, str] | None = None
+        if reference is not None and prompt.strip():
+            # a prompt and a reference on a pack with words: one text for every method
+            worded = words_from_reference(prompt, reference, pack)
+            if worded is not None:
+                prompt, reference_read = worded
+                reference = None
         # an unseeded method gives the same edit for every seed: one result, not N copies
         variations = request.variations if method.seeded else 1
         patches: list[Buffer] = []
@@ -310,7 +318,7 @@ class EditRunner:
                     progress(run * total + s, runs * total, prefix + text, buf)
 
                 inputs = MethodInputs(image=framed.image.to(self.device),
-                                      mask=framed.mask.to(self.device), prompt=request.prompt,
+                                      mask=framed.mask.to(self.device), prompt=prompt,
                                       params=params, seed=seed, pack=pack, reference=reference,
                                       device=self.device, paste=paste_mode, memo=memos[k])
                 with torch.random.fork_rng(devices=[]):
@@ -336,6 +344,9 @@ class EditRunner:
 
         info: dict[str, Any] = {"method": method.id, "pack": pack.name, "seeds": seeds,
                                 "paste": mode, "warnings": []}
+        if reference_read is not None:
+            info["reference_read_as"] = reference_read
+            info["prompt_used"] = prompt
         if variations < request.variations:
             info["warnings"].append(
                 f"{method.id} gives one result for a prompt (the seed does not change it), "

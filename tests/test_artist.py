@@ -107,3 +107,50 @@ def test_precompute_leaves_the_checkout_clean(tmp_path: Path,
     manifest = Manifest.read(REPO_PACKS / "demo")
     assert manifest.file("feu_corpus") == path
     assert PackRegistry([REPO_PACKS]).get("demo").get("feu_corpus")["embeddings"].shape[0] == 8
+
+
+def _reference() -> Buffer:
+    swatch = np.zeros((24, 24, 4), np.uint8)
+    swatch[..., 1] = 200
+    swatch[..., 3] = 255
+    return Buffer("reference", 24, 24, "rgba8", swatch.tobytes())
+
+
+def test_a_prompt_and_a_reference_together(runner: EditRunner) -> None:
+    """Beside a prompt, the reference is not dropped: on a pack with words it becomes the
+    words the prompt leaves out (colour, shape), read by the pack's CLIP; on a pack without
+    it joins the text in the CLIP target by its weight."""
+    import dataclasses
+
+    request = dataclasses.replace(_request("a star"), reference=_reference())
+    info = runner.run_local(request).info
+    read = info["reference_read_as"]
+    assert set(read) == {"color"} and info["prompt_used"] == f"a {read['color']} star"
+    # named both: the image adds nothing it could say in words, and is used as an image
+    both = dataclasses.replace(_request("a blue star"), reference=_reference())
+    assert "reference_read_as" not in runner.run_local(both).info
+    free = dataclasses.replace(_request("a smile", pack="free"), reference=_reference())
+    assert "reference_read_as" not in runner.run_local(free).info
+
+
+def test_the_clip_target_mixes_text_and_image_by_weight(runner: EditRunner) -> None:
+    import torch
+
+    from engine.methods.base import MethodInputs
+    from engine.methods.guidance import clip_target
+
+    pack = runner.packs.get("free")
+    clip = pack.get("clip")
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+
+    def target(weight: float) -> torch.Tensor:
+        inputs = MethodInputs(image=image, mask=torch.ones(1, 1, 32, 32), prompt="a smile",
+                              params={"reference_weight": weight}, seed=0, pack=pack,
+                              reference=image)
+        return clip_target(clip, inputs)[0]
+
+    assert torch.allclose(target(0.0), clip.encode_prompt("a smile"), atol=1e-5)
+    assert torch.allclose(target(1.0), clip.encode_image(image, differentiable=False)[0],
+                          atol=1e-5)
+    mixed = target(0.5)
+    assert abs(float(mixed.norm()) - 1) < 1e-5

@@ -959,7 +959,7 @@ def test_direction_methods_auto_alpha_tries_other_steps(runner: EditRunner, meth
                                             params={**_fast(method), **params}))
         return outcome.info, outcome.patches[0].data
 
-    auto_info, auto_patch = edit(alpha=4.0)
+    auto_info, auto_patch = edit(alpha=4.0, auto_alpha=True)  # set both: the ladder runs
     assert auto_info["alpha"] == 3.0 and len(checks) == 1 + len(NEAREST_STEPS)
     plain_info, plain_patch = edit(alpha=3.0, auto_alpha=False)
     assert plain_info["alpha"] == 3.0 and len(checks) == 1 + len(NEAREST_STEPS)

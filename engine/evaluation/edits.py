@@ -51,6 +51,7 @@ from engine.world import (
     crop_frame,
     framed_attrs,
     parse_prompt,
+    render_frame,
     render_independent_scene,
     render_scene,
     selection_for,
@@ -75,6 +76,9 @@ class PromptLine:
     target: dict[str, str]
     region: str
     label: str  # "line N", the kind its cases are reported under
+    #: a reference image beside the prompt: the attributes of the one object rendered for
+    #: it (those not named drawn per case), e.g. {"color": "green"}
+    reference: dict[str, str] | None = None
 
 
 @dataclass
@@ -89,6 +93,7 @@ class EditCase:
     prompt: str
     independent: bool = False
     scene_seed: int = 0  # the scene's seed: the edit's own seed derives from it
+    reference: dict[str, str] | None = None  # see PromptLine.reference
 
 
 @dataclass
@@ -226,10 +231,19 @@ def read_prompt_file(path: Path, spec: WorldSpec = WORLD_SPEC) -> list[PromptLin
             raise ValueError(f"{where}: not JSON ({exc})") from None
         if not isinstance(item, dict):
             raise ValueError(f"{where}: expected an object with prompt, target and region")
-        if extra := sorted(set(item) - {"prompt", "target", "region"}):
-            raise ValueError(f"{where}: unknown keys {extra}; a line has prompt, target and "
-                             "region")
+        if extra := sorted(set(item) - {"prompt", "target", "region", "reference"}):
+            raise ValueError(f"{where}: unknown keys {extra}; a line has prompt, target, "
+                             "region and optionally reference")
         prompt, target, region = item.get("prompt"), item.get("target"), item.get("region")
+        reference = item.get("reference")
+        if reference is not None:
+            if not isinstance(reference, dict) or not reference:
+                raise ValueError(f"{where}: 'reference' must be an object such as "
+                                 '{"color": "green"}: the object rendered as the reference')
+            for key, value in reference.items():
+                if key not in ATTR_KEYS or value not in values[key]:
+                    raise ValueError(f"{where}: reference {key}={value!r} is not one of this "
+                                     "world's attributes")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"{where}: 'prompt' must be a non-empty string")
         if not isinstance(target, dict) or not target:
@@ -257,7 +271,8 @@ def read_prompt_file(path: Path, spec: WorldSpec = WORLD_SPEC) -> list[PromptLin
         if region == "all" and target.get("size") == "large":
             raise ValueError(f"{where}: a whole one-object scene is framed tightly, so its "
                              "object is already large: no scene fits; use object0 or object1")
-        out.append(PromptLine(prompt.strip(), dict(target), region, f"line {number}"))
+        out.append(PromptLine(prompt.strip(), dict(target), region, f"line {number}",
+                              dict(reference) if reference else None))
     if not out:
         raise ValueError(f"{path} holds no prompts")
     return out
@@ -315,7 +330,8 @@ def cases_from_prompts(prompts: Sequence[PromptLine], n_per_prompt: int,
                                                 for a, v in line.target.items()):
                 continue
             cases.append(EditCase(line.label, scene, index, box, sel, truth,
-                                  dict(line.target), line.prompt, scene_seed=seed))
+                                  dict(line.target), line.prompt, scene_seed=seed,
+                                  reference=line.reference))
             made += 1
     return cases
 
@@ -343,10 +359,17 @@ def run_case(runner: Any, judge: Any, case: EditCase, method: str, pack: str,
     h, w = scene.height, scene.width
     rgba = np.concatenate([scene.image, np.full((h, w, 1), 255, np.uint8)], axis=2)
     pack_obj = runner.packs.get(pack)
+    reference = None
+    if case.reference is not None:  # one object of those attributes, drawn per case
+        image, _ = render_frame(case.reference, np.random.default_rng(case.scene_seed + 7),
+                                spec.frame_size, spec)
+        rgba_ref = np.concatenate([image, np.full((*image.shape[:2], 1), 255, np.uint8)], 2)
+        reference = Buffer("reference", image.shape[1], image.shape[0], "rgba8",
+                           rgba_ref.tobytes())
     request = request_for_selection(
         Buffer("layer", w, h, "rgba8", rgba.tobytes()), case.selection.tobytes(),
         pack_obj.framing.to_dict(), prompt=case.prompt, method=method, pack=pack,
-        params=params, seed=seed)
+        params=params, seed=seed, reference=reference)
     t0 = time.perf_counter()
     outcome = runner.run_local(request)
     seconds = time.perf_counter() - t0

@@ -56,6 +56,7 @@ from engine.models.stylegan2 import SpatialStyleMix
 from . import register
 from .base import CancelFlag, EditMethod, MethodInputs, MethodOutput, Param, ProgressFn
 from .guidance import (
+    REFERENCE_WEIGHT,
     EditCheck,
     Inversion,
     ReadFn,
@@ -66,6 +67,7 @@ from .guidance import (
     framed_inputs,
     invert_region,
     ladder_batch,
+    reference_weight_param,
     refine_param,
     region_captions,
     region_reader,
@@ -100,6 +102,7 @@ class ClipInverter(EditMethod):
         Param("passes", "int", PASSES, 1, 3,
               help="where no strength reads as asked (auto_strength's check), the adapter "
                    "runs again on the edit's render; up to this many passes"),
+        reference_weight_param(),
     )
     needs = ("generator", "encoder", "clip", "clipinverter")
     accepts_reference = True
@@ -173,9 +176,17 @@ def network_condition(nets: CLIPInverterNets, clip: Any, inputs: MethodInputs,
     them (their norm is far from 1, and the networks' MLPs are not blind to it)."""
     if nets.embedding == "unit":
         return target[None]
-    if inputs.reference is not None:
-        return clip.image_features(inputs.reference.to(inputs.device))[:1]
-    return clip.text_features([captions[1] if captions else inputs.prompt]).to(inputs.device)
+    text = None
+    if inputs.reference is None or inputs.prompt.strip():
+        text = clip.text_features([captions[1] if captions else inputs.prompt]
+                                  ).to(inputs.device)
+    if inputs.reference is None:
+        return text
+    image = clip.image_features(inputs.reference.to(inputs.device))[:1]
+    if text is None:
+        return image
+    weight = float(inputs.params.get("reference_weight", REFERENCE_WEIGHT))
+    return weight * image + (1.0 - weight) * text  # as the unit target mixes them
 
 
 def one_pass_edit(nets: CLIPInverterNets, inputs: MethodInputs, x: Tensor, mask: Tensor,

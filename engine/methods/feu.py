@@ -39,6 +39,7 @@ from .guidance import (
     framed_inputs,
     invert_region,
     keep_unnamed_param,
+    reference_weight_param,
     refine_param,
     region_captions,
     region_reader,
@@ -92,6 +93,7 @@ class Feu(EditMethod):
                    "most and least like the prompt, as in the paper)", reads_vocabulary=True),
         keep_unnamed_param(DIRECTIONS_KEEP),
         AUTO_ALPHA,
+        reference_weight_param(),
     )
     needs = ("generator", "encoder", "clip", "global_directions", "feu_corpus")
     accepts_reference = True

@@ -46,12 +46,14 @@ __all__ = [
     "paste_advice",
     "project_edit",
     "project_param",
+    "reference_weight_param",
     "refine_param",
     "region_captions",
     "region_reader",
     "similarity_info",
     "step_read_as_asked",
     "wants_projection",
+    "words_from_reference",
 ]
 
 
@@ -122,7 +124,14 @@ def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
     drew it."""
     if inputs.reference is not None:
         ref = inputs.reference.to(inputs.device)
-        return clip.encode_image(ref, differentiable=False)[0], "the reference image"
+        image = clip.encode_image(ref, differentiable=False)[0]
+        if not inputs.prompt.strip():
+            return image, "the reference image"
+        weight = float(inputs.params.get("reference_weight", REFERENCE_WEIGHT))
+        text = clip.encode_prompt(inputs.prompt).to(inputs.device)
+        both = weight * image + (1.0 - weight) * text
+        return (both / both.norm().clamp_min(1e-8),
+                f"{inputs.prompt!r} with the reference image (weight {weight:g})")
     target = clip.encode_prompt(inputs.prompt).to(inputs.device)
     anchor = None
     if read is not None and inputs.params.get("keep_unnamed"):
@@ -132,6 +141,49 @@ def clip_target(clip: torch.nn.Module, inputs: MethodInputs,
         return target, repr(inputs.prompt)
     both = target + clip.encode_prompt(anchor).to(inputs.device)
     return both / both.norm(), f"{inputs.prompt!r} (as {anchor!r})"
+
+
+#: the reference image's share of a target made of a prompt and a reference image
+REFERENCE_WEIGHT = 0.5
+
+
+def reference_weight_param() -> Param:
+    """``reference_weight``: the methods that take a reference image beside a prompt."""
+    return Param("reference_weight", "float", REFERENCE_WEIGHT, 0.0, 1.0,
+                 help="with a reference image and a prompt, the image's share of the CLIP "
+                      "target (the prompt's: the rest): the text says what changes, the "
+                      "image how it looks (\"a star\" and a green swatch: a green star)")
+
+
+#: what a reference image beside a prompt gives, where the pack has words for it
+REFERENCE_KEYS = ("color", "shape")
+
+
+@torch.no_grad()
+def words_from_reference(prompt: str, reference: Tensor, pack: Any
+                         ) -> tuple[str, dict[str, str]] | None:
+    """A prompt and a reference image as one text, on a pack with a vocabulary: the
+    prompt's values, and for the colour and shape it does not name, the reference as the
+    pack's CLIP reads it ("a star" and a green swatch: "a green star"), and what was read.
+    None where the pack has no vocabulary, the prompt is empty, or it names both.
+
+    The text says what changes, the image how it looks. A pack's own small CLIP reads its
+    world's images well, but the networks trained on its text (CLIPInverter's adapter)
+    know image embeddings poorly; words reach every method alike."""
+    vocabulary = pack_vocabulary(pack)
+    if not vocabulary or not prompt.strip():
+        return None
+    named = named_values(prompt, vocabulary, (*ANCHOR_KEYS, "background"), pack_synonyms(pack))
+    take = [k for k in REFERENCE_KEYS if k not in named and vocabulary.get(k)]
+    if not take:
+        return None
+    read = region_reader(pack.get("clip"), reference)({k: list(vocabulary[k]) for k in take})
+    values = {**named, **read}
+    words = [values.get("size"), values.get("color"), values.get("shape") or "shape"]
+    text = "a " + " ".join(w for w in words if w)
+    if values.get("background"):
+        text += f" on a {values['background']} background"
+    return text, read
 
 
 def keep_unnamed_param(help_text: str | None = None) -> Param:

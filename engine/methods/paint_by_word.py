@@ -48,6 +48,7 @@ from .guidance import (
     keep_unnamed_param,
     optimised_output,
     project_param,
+    reference_weight_param,
     refine_param,
     region_reader,
 )
@@ -80,6 +81,7 @@ class PaintByWord(EditMethod):
         project_param(),
         start_param(),
         space_param("w"),
+        reference_weight_param(),
     )
     needs = ("generator", "encoder", "clip")
     uses = ("clipinverter",)  # the ``start`` parameter's edit, where the pack has it
