@@ -31,10 +31,13 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def local_cluster(cpus: int = 2) -> Iterator[tuple[str, dict[str, str]]]:
-    """A one-node Ray cluster for this run: ``(address, the environment to reach it)``."""
+def local_cluster(cpus: int = 2, extra_env: dict[str, str] | None = None
+                  ) -> Iterator[tuple[str, dict[str, str]]]:
+    """A one-node Ray cluster for this run: ``(address, the environment to reach it)``;
+    Ray writes its token under a temporary HOME. ``extra_env`` reaches its workers too (a
+    PYTHONPATH for methods that live outside the engine)."""
     home = tempfile.mkdtemp(prefix="wordbrush-ray-")
-    env = {"HOME": home, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {"HOME": home, "RAY_USAGE_STATS_ENABLED": "0", **(extra_env or {})}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.bench_cluster import local_cluster
 from engine.packs import REPO_PACKS, PackRegistry
 from engine.runner import EditRunner
 from protocol.errors import EngineRejected, ErrorCode, JobCancelled
@@ -42,20 +43,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    """A one-node Ray cluster with two CPUs; HOME elsewhere (Ray writes a token there);
-    the repository on the workers' path (the test method lives in tests/)."""
-    home = tmp_path_factory.mktemp("ray-home")
-    env = {"HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    port = _free_port()
-    full = dict(os.environ, **env)
-    subprocess.run([RAY, "start", "--head", "--num-cpus", "2", "--port", str(port),
-                    "--include-dashboard=false", "--disable-usage-stats"], env=full,
-                   check=True, capture_output=True, timeout=120)
-    try:
-        yield f"127.0.0.1:{port}", env
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=full, capture_output=True, timeout=120)
+def cluster() -> Iterator[tuple[str, dict[str, str]]]:
+    """A one-node Ray cluster with two CPUs, the repository on its workers' path (the
+    test method lives in tests/)."""
+    with local_cluster(extra_env={"PYTHONPATH": str(REPO)}) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -194,12 +186,10 @@ def test_an_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
 def test_a_lost_cluster_fails_new_jobs_clearly(tmp_path: Path) -> None:
     """The cluster stopped under a running front: the next edit fails with a sentence
     after the front's --cluster-timeout, instead of hanging; the front still answers."""
-    from engine.bench_cluster import local_cluster
-
-    with local_cluster() as (address, env):
+    with local_cluster(extra_env={"PYTHONPATH": str(REPO)}) as (address, env):
         eng = EngineProcess(tmp_path, "--cluster", address, "--min-replicas", "1",
-                            "--max-replicas", "1", "--cluster-timeout", "10",
-                            env={**env, "PYTHONPATH": str(REPO)}, ready_timeout=240)
+                            "--max-replicas", "1", "--cluster-timeout", "10", env=env,
+                            ready_timeout=240)
         try:
             with eng.client(progress_timeout=120) as client:
                 assert client.edit(_test_request(1, {"steps": 1})).patches
