@@ -206,12 +206,25 @@ def engine_command() -> list[str]:
 
 def plugin_settings(kept: dict[str, Any], remote: dict[str, str] | None) -> dict[str, Any]:
     """A plug-in's ``wordbrush.json``: what the user had, the command that starts this
-    checkout's engine, and a remote engine's endpoint and keys (which switch starting a
-    local engine off)."""
-    settings = {**kept, "engine_command": engine_command(), **(remote or {})}
+    checkout's engine, and a remote engine's endpoint and keys: added to the plug-in's
+    named engines (``protocol.engines``: switched in the docker's drop-down) and chosen,
+    which switches starting a local engine off."""
+    from protocol.engines import NamedEngine, add_engine
+
+    settings = {**kept, "engine_command": engine_command()}
     if remote and remote.get("endpoint"):
+        fields = {k: v for k, v in remote.items() if k != "name"}
+        settings = {**add_engine(settings, NamedEngine(remote.get("name") or
+                                                       engine_name(remote["endpoint"]),
+                                                       **fields)), **fields}
         settings["autostart"] = False
     return settings
+
+
+def engine_name(endpoint: str) -> str:
+    """The name an engine added by ``--endpoint`` gets without ``--engine-name``: its host."""
+    rest = endpoint.split("://", 1)[-1]
+    return (rest.rsplit(":", 1)[0] if ":" in rest else rest).strip("[]") or "remote"
 
 
 def vendor_into(vendor: Path, python: str, platform_tag: str) -> None:
@@ -422,10 +435,19 @@ def check_plugin(label: str, folder: Path, fix: str) -> bool:
         print(f"{label} installed in {folder}, but its {SETTINGS_FILE} is missing or "
               f"damaged; run: {fix}")
         return False
-    endpoint = settings.get("endpoint") or "the local engine"
+    from protocol.engines import chosen_engine, engine_list
+
+    try:
+        engine = chosen_engine(settings)
+    except ValueError as exc:
+        print(f"{label} installed in {folder}, but {exc}; run: {fix}")
+        return False
+    uses = "the local engine" if engine.is_local else f"{engine.name} ({engine.endpoint})"
     start = " (started when needed)" if settings.get("autostart", True) and \
-        not settings.get("endpoint") else ""
-    print(f"{label} installed in {folder}; uses {endpoint}{start}")
+        engine.is_local else ""
+    others = [e.name for e in engine_list(settings) if e != engine]
+    print(f"{label} installed in {folder}; uses {uses}{start}"
+          + (f"; also knows {', '.join(others)}" if others else ""))
     return True
 
 
@@ -467,10 +489,13 @@ def check_engine() -> bool:
 
 
 def remote_settings(args: argparse.Namespace) -> dict[str, str]:
-    """The plugins' engine settings from --endpoint / --server-key / --client-key."""
+    """The plugins' engine settings from --endpoint / --server-key / --client-key (and
+    --engine-name, the name it gets in their list)."""
     out: dict[str, str] = {}
     if args.endpoint:
         out["endpoint"] = args.endpoint
+        if getattr(args, "engine_name", None):
+            out["name"] = args.engine_name
     for flag in ("server_key", "client_key"):
         value = getattr(args, flag)
         if value:
@@ -532,7 +557,10 @@ def main() -> int:
                         action="store_true", help="the engine only (a headless GPU box)")
     parser.add_argument("--plugins-only", action="store_true",
                         help="the editor plugins only (an artist machine using a remote engine)")
-    parser.add_argument("--endpoint", help="the engine the plugins use, e.g. tcp://HOST:47615")
+    parser.add_argument("--endpoint", help="an engine the plugins use, e.g. tcp://HOST:47615: "
+                                           "added to their named engines and chosen")
+    parser.add_argument("--engine-name", help="its name in the plugins' engine list (default: "
+                                              "its host)")
     parser.add_argument("--server-key", help="the remote engine's public key (server.key)")
     parser.add_argument("--client-key", help="this machine's secret key (NAME.key_secret)")
     parser.add_argument("--uninstall", action="store_true",

@@ -225,7 +225,7 @@ def test_check_on_a_plugins_only_machine(home: Path, tmp_path: Path, monkeypatch
     assert install.check() == 0
     out = capsys.readouterr().out
     assert "BROKEN" not in out and "not installed here" in out
-    assert "uses tcp://box:47615" in out
+    assert "uses box (tcp://box:47615)" in out and "also knows local" in out
     # torch there but failing to import (a cut-off pip run) is a broken engine, not that
     monkeypatch.setattr(install, "torch_present", lambda: True)
     (fake / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")

@@ -34,6 +34,7 @@ try:
     import zmq  # noqa: F401
     from wordbrush_core import EditOptions, PluginError, edit_selection, load_settings
 
+    from protocol.engines import engine_list
     from protocol.regions import Box
 except ImportError as exc:  # the plug-in still registers, and says what to run
     MISSING = (f"wordbrush cannot run: {exc}. Run `python3 install.py` in the wordbrush "
@@ -166,8 +167,13 @@ class Wordbrush(Gimp.PlugIn):
                               GObjectParam.READWRITE)
         proc.add_int_argument("seed", "S_eed", "-1 for a random seed", -1, 2**31 - 1, -1,
                               GObjectParam.READWRITE)
-        proc.add_string_argument("endpoint", "_Endpoint", "engine address (empty: the local "
-                                 "engine)", "", GObjectParam.READWRITE)
+        engines = "local" if MISSING is not None else \
+            ", ".join(e.name for e in engine_list(load_settings(HERE)))
+        proc.add_string_argument("engine", "E_ngine", f"a named engine ({engines}; empty: the "
+                                 "one in use, set by install.py --endpoint)", "",
+                                 GObjectParam.READWRITE)
+        proc.add_string_argument("endpoint", "_Endpoint", "engine address, instead of a named "
+                                 "engine (empty: the named one)", "", GObjectParam.READWRITE)
         proc.add_string_argument("pack", "Model p_ack", "model pack (empty: the engine's "
                                  "default)", "", GObjectParam.READWRITE)
         proc.add_string_argument("params", "Method _options", "NAME=VALUE pairs for the "
@@ -204,7 +210,8 @@ class Wordbrush(Gimp.PlugIn):
             seed=config.get_property("seed"),
             endpoint=config.get_property("endpoint") or "",
             pack=config.get_property("pack") or "",
-            params_text=config.get_property("params") or "").with_settings(load_settings(HERE))
+            params_text=config.get_property("params") or "",
+            engine=config.get_property("engine") or "").with_settings(load_settings(HERE))
         Gimp.progress_init("Wordbrush: editing the selection")
         try:
             text = edit_selection(GimpImage(image, drawables[0]), options)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from protocol import endpoints
 from protocol.client import CurveKeys, EngineClient
+from protocol.engines import chosen_engine
 from protocol.errors import (
     AuthFailed,
     EngineRejected,
@@ -83,13 +84,21 @@ class EditOptions:
     client_key: str = ""  # remote engine: this machine's secret key file
     engine_command: list[str] = field(default_factory=list)  # written by install.py
     autostart: bool = True  # start a local engine when none answers
+    #: a named engine of the settings ("" : the one in use there; "local": the local one);
+    #: an endpoint given as an argument wins over it
+    engine: str = ""
 
     def with_settings(self, settings: dict[str, Any]) -> EditOptions:
-        """Fill what the procedure's arguments left empty from ``wordbrush.json``."""
+        """Fill what the procedure's arguments left empty from ``wordbrush.json``: the
+        endpoint and keys of the named engine (``engine``, else the one in use there)."""
         filled = dict(self.__dict__)
-        for key in ("endpoint", "server_key", "client_key"):
-            if not filled[key] and isinstance(settings.get(key), str):
-                filled[key] = settings[key]
+        try:
+            chosen = chosen_engine(settings, self.engine or None)
+        except ValueError as exc:
+            raise PluginError(str(exc)) from None
+        if not filled["endpoint"]:
+            for key in ("endpoint", "server_key", "client_key"):
+                filled[key] = filled[key] or getattr(chosen, key)
         command = settings.get("engine_command")
         if not filled["engine_command"] and isinstance(command, list) \
                 and all(isinstance(part, str) for part in command):

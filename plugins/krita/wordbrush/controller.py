@@ -115,14 +115,15 @@ class Controller:
 
     @property
     def endpoint(self) -> str:
-        return self.settings.endpoint or endpoints.default_endpoint()
+        return self.settings.current().endpoint or endpoints.default_endpoint()
 
     def _set_state(self, state: EngineState, text: str) -> None:
         self.state = state
         self.observer.on_status(state, text)
 
     def _new_client(self) -> EngineClient:
-        curve = CurveKeys.from_settings(self.settings.server_key, self.settings.client_key)
+        engine = self.settings.current()
+        curve = CurveKeys.from_settings(engine.server_key, engine.client_key)
         return self._client_factory(self.endpoint, curve=curve, connect_timeout=2.0,
                                     progress_timeout=self.settings.timeout_s,
                                     client_name="wordbrush-krita")
@@ -151,7 +152,8 @@ class Controller:
         try:
             client = self._new_client()
         except (OSError, ValueError, WordbrushError) as exc:
-            where = "the key files" if self.settings.server_key or self.settings.client_key \
+            engine = self.settings.current()
+            where = "the key files" if engine.server_key or engine.client_key \
                 else "the engine's address"
             self._set_state(EngineState.UNREACHABLE, f"cannot use {where}: {exc}")
             return False
@@ -206,7 +208,7 @@ class Controller:
             return True
         try:
             self._engine_proc = self._launcher(
-                command_for(self.settings.engine_command, self.settings.endpoint),
+                command_for(self.settings.engine_command, self.settings.current().endpoint),
                 engine_log("krita", create=True))
         except OSError as exc:
             self._set_state(EngineState.UNREACHABLE, f"could not start the engine: {exc}")

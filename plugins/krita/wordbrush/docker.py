@@ -25,6 +25,7 @@ from PyQt5.QtWidgets import (  # type: ignore[import-not-found]
     QWidget,
 )
 
+from protocol.engines import NamedEngine, add_engine
 from protocol.events import Welcome
 from protocol.framing import Buffer
 
@@ -127,16 +128,23 @@ class WordbrushDocker(DockWidget):
         self.autostart.setChecked(self.settings.autostart)
         self.autostart.toggled.connect(self._autostart_toggled)
         layout.addWidget(self.autostart)
+        engine_row = QHBoxLayout()
+        self.engine = QComboBox()  # the named engines: switching is one choice
+        self._fill_engines()
+        self.engine.activated.connect(self._engine_chosen)
+        add_engine_button = QPushButton("Add…")
+        add_engine_button.clicked.connect(self._edit_engine_settings)
+        engine_row.addWidget(QLabel("Engine"))
+        engine_row.addWidget(self.engine, 1)
+        engine_row.addWidget(add_engine_button)
+        layout.addLayout(engine_row)
         status_row = QHBoxLayout()
         self.status = QLabel("not connected")
         self.status.setWordWrap(True)
         retry = QPushButton("Reconnect")
         retry.clicked.connect(self._connect)
-        engine_settings = QPushButton("Engine…")
-        engine_settings.clicked.connect(self._edit_engine_settings)
         status_row.addWidget(self.status, 1)
         status_row.addWidget(retry)
-        status_row.addWidget(engine_settings)
         layout.addLayout(status_row)
         layout.addStretch(1)
         self.setWidget(root)
@@ -203,19 +211,36 @@ class WordbrushDocker(DockWidget):
         self.controller.connect()
         self._watch_socket()
 
+    def _fill_engines(self) -> None:
+        self.engine.clear()
+        current = self.settings.current().name
+        for engine in self.settings.known_engines():
+            self.engine.addItem(engine.name if engine.is_local
+                                else f"{engine.name} ({engine.endpoint})", engine.name)
+            if engine.name == current:
+                self.engine.setCurrentIndex(self.engine.count() - 1)
+
+    def _engine_chosen(self) -> None:
+        self.settings.choose(self.engine.currentData())
+        self._save()
+        self._connect()
+
     def _edit_engine_settings(self) -> None:
-        """Endpoint and CURVE key files for a remote engine (empty: the local engine)."""
+        """A named remote engine: its name, endpoint and CURVE key files."""
         dialog = QDialog(self)
-        dialog.setWindowTitle("Wordbrush engine")
+        dialog.setWindowTitle("Add an engine")
         form = QFormLayout(dialog)
-        endpoint = QLineEdit(self.settings.endpoint)
-        endpoint.setPlaceholderText("empty: the local engine; remote: tcp://HOST:47615")
+        name_edit = QLineEdit()
+        name_edit.setPlaceholderText("e.g. studio")
+        form.addRow("Name", name_edit)
+        endpoint = QLineEdit()
+        endpoint.setPlaceholderText("tcp://HOST:47615")
         form.addRow("Endpoint", endpoint)
         keys = {}
         for name, label, pattern in (("server_key", "Server public key", "*.key"),
                                      ("client_key", "Client secret key", "*.key_secret")):
             row = QHBoxLayout()
-            edit = QLineEdit(getattr(self.settings, name))
+            edit = QLineEdit()
             browse = QPushButton("…")
             browse.clicked.connect(lambda _=False, e=edit, p=pattern: e.setText(
                 QFileDialog.getOpenFileName(self, "Key file", "", f"Keys ({p})")[0] or e.text()))
@@ -229,10 +254,17 @@ class WordbrushDocker(DockWidget):
         form.addRow(buttons)
         if dialog.exec_() != QDialog.Accepted:
             return
-        self.settings.endpoint = endpoint.text().strip()
-        self.settings.server_key = keys["server_key"].text().strip()
-        self.settings.client_key = keys["client_key"].text().strip()
+        try:
+            added = add_engine(self.settings.as_dict(), NamedEngine(
+                name_edit.text().strip(), endpoint.text().strip(),
+                keys["server_key"].text().strip(), keys["client_key"].text().strip()))
+        except ValueError as exc:
+            self.progress_text.setText(str(exc))
+            return
+        self.settings.engines = added["engines"]
+        self.settings.choose(added["engine"])
         self._save()
+        self._fill_engines()
         self._connect()
 
     def _autostart_toggled(self, on: bool) -> None:

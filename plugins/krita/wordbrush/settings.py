@@ -1,7 +1,8 @@
 """The plugin's settings: a small JSON file in Krita's app data folder.
 
 ``install.py`` writes the engine command (``engine_command``) and, for a remote engine,
-the endpoint and key files; the docker's settings dialog edits the rest.
+a named engine (``protocol.engines``); the docker's drop-down switches engines and its
+dialog adds one; the docker keeps the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from protocol.engines import LOCAL, NamedEngine, add_engine, chosen_engine, engine_list
 
 __all__ = ["Settings", "default_settings_path"]
 
@@ -32,6 +35,8 @@ def _fits(value: Any, name: str) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if name == "seed":
         return value is None or (isinstance(value, int) and not isinstance(value, bool))
+    if name == "engines":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     if name == "strength":
         return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
                                  and 0 <= value <= 2)
@@ -47,9 +52,14 @@ def _fits(value: Any, name: str) -> bool:
 
 @dataclass
 class Settings:
+    # an engine of older settings (read as one of the named engines: protocol.engines)
     endpoint: str = ""  # empty: the local engine's default endpoint
     server_key: str = ""  # the remote engine's public key file (CURVE)
     client_key: str = ""  # this machine's secret key file (CURVE)
+    #: the named engines ({"name", "endpoint", "server_key", "client_key"}) and the one in
+    #: use ("" or "local": the local engine), switched in the docker's drop-down
+    engines: list[dict[str, str]] = field(default_factory=list)
+    engine: str = ""
     autostart: bool = True  # start a local engine when none answers
     engine_command: list[str] = field(default_factory=list)  # written by install.py
     method: str = ""
@@ -95,11 +105,34 @@ class Settings:
         note = f"ignored {', '.join(dropped)} in {path} (not the right kind)" if dropped else ""
         return cls(**values, note=note)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "note"}
+
+    def current(self) -> NamedEngine:
+        """The engine in use (its endpoint and keys); the local one where the name is not
+        known any more (an engine removed by hand from the file)."""
+        try:
+            return chosen_engine(self.as_dict())
+        except ValueError:
+            return NamedEngine(LOCAL)
+
+    def known_engines(self) -> list[NamedEngine]:
+        return engine_list(self.as_dict())
+
+    def choose(self, name: str) -> None:
+        """Use the engine ``name`` (one of :meth:`known_engines`). An older file's single
+        endpoint joins the named engines first, so that switching away keeps it."""
+        if self.endpoint:
+            legacy = chosen_engine({**self.as_dict(), "engine": ""})
+            self.engines = add_engine(self.as_dict(), legacy, choose=False)["engines"]
+            self.endpoint = self.server_key = self.client_key = ""
+        self.engine = "" if name == LOCAL else name
+
     def save(self, path: Path | None = None) -> None:
         path = path or default_settings_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        data = {k: v for k, v in asdict(self).items() if k != "note"}
+        data = self.as_dict()
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
 
