@@ -21,6 +21,7 @@ from PyQt5.QtWidgets import (  # type: ignore[import-not-found]
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -101,9 +102,25 @@ class WordbrushDocker(DockWidget):
         ref_row.addWidget(pick)
         ref_row.addWidget(clear)
         form.addRow("Reference", ref_row)
-        self.params_form = QFormLayout()
-        form.addRow(self.params_form)
         layout.addLayout(form)
+        # a method's tuning parameters: folded away until the artist opens them
+        self.advanced = QToolButton()
+        self.advanced.setText("Advanced")
+        self.advanced.setCheckable(True)
+        self.advanced.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.advanced.setArrowType(Qt.RightArrow)
+        self.advanced.toggled.connect(self._advanced_toggled)
+        layout.addWidget(self.advanced)
+        self.advanced_box = QWidget()
+        advanced_layout = QVBoxLayout(self.advanced_box)
+        advanced_layout.setContentsMargins(12, 0, 0, 0)
+        self.params_form = QFormLayout()
+        advanced_layout.addLayout(self.params_form)
+        reset = QPushButton("Reset to defaults")
+        reset.clicked.connect(self._method_changed)  # rebuilt at the method's defaults
+        advanced_layout.addWidget(reset)
+        self.advanced_box.setVisible(False)
+        layout.addWidget(self.advanced_box)
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self._run)
@@ -266,6 +283,10 @@ class WordbrushDocker(DockWidget):
         self._save()
         self._fill_engines()
         self._connect()
+
+    def _advanced_toggled(self, open_: bool) -> None:
+        self.advanced.setArrowType(Qt.DownArrow if open_ else Qt.RightArrow)
+        self.advanced_box.setVisible(open_)
 
     def _autostart_toggled(self, on: bool) -> None:
         self.settings.autostart = on
