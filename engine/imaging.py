@@ -883,6 +883,33 @@ def composite_over(
     return out
 
 
+
+def preview_image(layer: np.ndarray, transfer: str, patch: Patch, offset: tuple[int, int],
+                  max_side: int) -> np.ndarray:
+    """A live preview for display: ``patch`` composited over the decoded ``layer`` crop
+    (H×W×4 float, its top-left at ``offset``), in sRGB, scaled to fit ``max_side`` (never
+    enlarged): an H'×W'×4 uint8 array, straight alpha."""
+    _check_transfer(transfer)
+    out = composite_over(np.asarray(layer, dtype=np.float32), patch, offset=offset)
+    out = np.clip(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    if transfer == "linear":
+        out[..., :3] = linear_to_srgb(out[..., :3])
+    height, width = out.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        tensor = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None]
+        # premultiplied, so transparent pixels' colour does not bleed into the edges
+        tensor = torch.cat([tensor[:, :3] * tensor[:, 3:], tensor[:, 3:]], dim=1)
+        tensor = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear",
+                                                 antialias=True, align_corners=False)
+        alpha = tensor[:, 3:].clamp(0, 1)
+        rgb = torch.where(alpha > 0, tensor[:, :3] / alpha.clamp_min(1e-6),
+                          torch.zeros_like(tensor[:, :3]))
+        out = torch.cat([rgb, alpha], dim=1)[0].permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
 # --------------------------------------------------------------------------- metrics
 
 

@@ -74,7 +74,7 @@ def method_info(cls: type[EditMethod]) -> MethodInfo:
     return MethodInfo(id=cls.id, title=cls.title, description=cls.description,
                       params=tuple(method_param_specs(cls)),
                       accepts_reference=cls.accepts_reference, needs=tuple(cls.needs),
-                      seeded=cls.seeded)
+                      seeded=cls.seeded, one_pass=cls.one_pass)
 
 
 def frame_request(request: EditRequest, framing: Framing, resolution: int
@@ -167,11 +167,30 @@ class EditRunner:
                 return mid
         return None
 
+    def preview_method(self, pack_name: str | None, chosen: str | None = None) -> str | None:
+        """The method a live preview on the pack runs: ``chosen`` when it is one-pass and
+        the pack can run it, else the first one-pass method the pack can run (None: none)."""
+        available = methods.available()
+        try:
+            pack = self.packs.get(pack_name)
+        except WordbrushError:
+            return None
+        order = [m for m in DEFAULT_METHOD_ORDER if m in available]
+        order += sorted(set(available) - set(order))
+        if chosen in available:
+            order.insert(0, chosen)
+        for mid in order:
+            cls = available[mid]
+            if cls.one_pass and all(pack.has(c) for c in cls.needs):
+                return mid
+        return None
+
     def describe(self) -> dict[str, Any]:
         packs = self.packs.describe(self._method_needs())
         for info in packs:
             if not info.get("error"):
                 info["default_method"] = self.default_method(info["name"])
+                info["preview_method"] = self.preview_method(info["name"])
                 info["prompt_reading"] = prompt_reading(info.get("vocabulary"))
         return {
             "methods": [method_info(cls).to_dict() for cls in methods.available().values()],
@@ -180,6 +199,7 @@ class EditRunner:
             "default_pack": self.packs.default,
             "default_method": self.default_method(None),
             "device": str(self.device),
+            "previews": True,
         }
 
     def status(self) -> dict[str, Any]:
@@ -211,6 +231,17 @@ class EditRunner:
             known = ", ".join(sorted(available)) or "none"
             raise WordbrushError(f"unknown method {method_id!r}; this engine offers: {known}",
                                  code=ErrorCode.UNKNOWN_METHOD)
+        request_params = request.params
+        if request.preview:
+            preview_id = self.preview_method(pack.name, cls.id)
+            if preview_id is None:
+                raise InvalidRequest(
+                    f"pack {pack.name!r} has no one-pass method (clipinverter or "
+                    "global-directions) to preview with; run the edit instead")
+            if preview_id != cls.id:  # the chosen method's own tuning means nothing here
+                cls = available[preview_id]
+                known = {p.name for p in request_param_specs(cls)}
+                request_params = {k: v for k, v in request.params.items() if k in known}
         missing = [c for c in cls.needs if not pack.has(c)]
         if missing:
             raise WordbrushError(
@@ -220,12 +251,12 @@ class EditRunner:
             raise InvalidRequest(f"method {cls.id!r} does not take a reference image")
         specs = request_param_specs(cls)
         try:
-            params = validate_params(specs, request.params)
+            params = validate_params(specs, request_params)
         except InvalidRequest as exc:
             raise WordbrushError(f"{cls.id}: {exc}", code=ErrorCode.INVALID_PARAMS) from None
         for param in cls.params:  # the strength the artist set is the strength used
-            if param.set_by and param.name not in request.params and any(
-                    name in request.params for name in param.set_by):
+            if param.set_by and param.name not in request_params and any(
+                    name in request_params for name in param.set_by):
                 params[param.name] = False
         if request.mask is not None and not np.frombuffer(request.mask.data, np.uint8).any():
             raise InvalidRequest("the selection is empty: select the region to edit, or send "
@@ -296,7 +327,7 @@ class EditRunner:
                 prompt, reference_read = worded
                 reference = None
         # an unseeded method gives the same edit for every seed: one result, not N copies
-        variations = request.variations if method.seeded else 1
+        variations = request.variations if method.seeded and not request.preview else 1
         patches: list[Buffer] = []
         outputs: list[list[MethodOutput]] = []  # per variation, one per region (face)
         seeds = [job.seed + i for i in range(variations)]
@@ -338,12 +369,23 @@ class EditRunner:
                     mode=mode, feather=feather, keep_background=keep_background))
                 outputs[-1].append(output)
             patch = imaging.merge_patches(pasted)
+            offset = patch.offset
+            if request.preview:  # one image for the docker, never a layer
+                layer = imaging.decode_pixels(request.layer.data, request.layer.width,
+                                              request.layer.height, request.layer.format)
+                shown = imaging.preview_image(layer, request.layer.transfer, patch,
+                                              request.offset, request.preview)
+                patches.append(Buffer("patch0", shown.shape[1], shown.shape[0], "rgba8",
+                                      shown.tobytes(), "srgb"))
+                offset = request.offset
+                continue
             patches.append(Buffer(f"patch{index}", patch.width, patch.height, patch.fmt,
                                   patch.encode(), request.layer.transfer))
-            offset = patch.offset
 
         info: dict[str, Any] = {"method": method.id, "pack": pack.name, "seeds": seeds,
                                 "paste": mode, "warnings": []}
+        if request.preview:
+            info["preview"] = True
         if reference_read is not None:
             info["reference_read_as"] = reference_read
             info["prompt_used"] = prompt

@@ -19,6 +19,7 @@ class MethodInfo:
     accepts_reference: bool = False
     needs: tuple[str, ...] = ()
     seeded: bool = True  # False: every seed gives the same result (no variations)
+    one_pass: bool = False  # no optimisation: fast enough for a live preview
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MethodInfo:
@@ -30,6 +31,7 @@ class MethodInfo:
             accepts_reference=bool(data.get("accepts_reference", False)),
             needs=tuple(data.get("needs", ())),
             seeded=bool(data.get("seeded", True)),
+            one_pass=bool(data.get("one_pass", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,6 +43,7 @@ class MethodInfo:
             "accepts_reference": self.accepts_reference,
             "needs": list(self.needs),
             "seeded": self.seeded,
+            "one_pass": self.one_pass,
         }
 
     def param(self, name: str) -> ParamSpec | None:
@@ -67,6 +70,9 @@ class PackInfo:
     #: other copies of a pack of this name the engine found and does not use, and why:
     #: ``[{"path": ..., "why": ...}]`` (a broken one, or one found later)
     passed_over: tuple[dict[str, str], ...] = ()
+    #: the one-pass method a live preview on this pack runs when the chosen method is not
+    #: one; None where the pack has none (or from an engine without previews)
+    preview_method: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackInfo:
@@ -85,6 +91,7 @@ class PackInfo:
             prompt_reading=dict(data.get("prompt_reading") or {}),
             passed_over=tuple(dict(p) for p in data.get("passed_over") or ()
                               if isinstance(p, dict)),
+            preview_method=data.get("preview_method"),
         )
 
 
@@ -114,6 +121,8 @@ class Welcome:
     #: the layer formats the engine takes; () from an engine older than the list, which
     #: took rgba8, rgba16 and rgbaf32
     layer_formats: tuple[str, ...] = ()
+    #: the engine answers live preview requests (``EditRequest.preview``)
+    previews: bool = False
 
     @classmethod
     def from_message(cls, message: Message) -> Welcome:
@@ -132,6 +141,7 @@ class Welcome:
             pipeline_params=tuple(ParamSpec.from_dict(p)
                                   for p in body.get("pipeline_params", ())),
             layer_formats=tuple(str(f) for f in body.get("layer_formats", ())),
+            previews=body.get("previews") is True,
         )
 
     def takes_layer(self, fmt: str) -> bool:

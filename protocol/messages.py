@@ -28,6 +28,10 @@ REPLY_TYPES = frozenset(
 LAYER_FORMATS = ("rgba8", "rgba16", "rgbaf16", "rgbaf32")
 MASK_FORMAT = "a8"
 PASTE_MODES = ("auto", "render", "delta", "colour")
+#: the largest live preview image a request may ask for (pixels a side)
+MAX_PREVIEW_SIDE = 1024
+#: the side the editors ask a live preview at (small: it must show within the 300 ms goal)
+PREVIEW_SIDE = 256
 
 
 # --------------------------------------------------------------------------- parameters
@@ -214,6 +218,12 @@ class EditRequest:
     the crop only at those edges (a face near the canvas border); a crop edge inside them
     is only where the context the editor sent ends. ``None`` (older clients): every crop
     edge counts as the layer's.
+
+    ``preview`` > 0 asks for a live preview instead of an edit: the engine runs a one-pass
+    method (the one asked for when it is one, else the pack's: ``PackInfo.preview_method``),
+    one variation, and answers one opaque-where-the-layer-is ``rgba8`` image of the crop with
+    the edit composited over it, sRGB, at most ``preview`` pixels a side (for display: it
+    is never meant to become a layer).
     """
 
     layer: Buffer
@@ -227,6 +237,7 @@ class EditRequest:
     variations: int = 1
     offset: tuple[int, int] = (0, 0)
     layer_bounds: tuple[int, int, int, int] | None = None
+    preview: int = 0
 
     def to_message(self, message_id: str | None = None) -> Message:
         buffers = [Buffer("layer", self.layer.width, self.layer.height, self.layer.format,
@@ -249,6 +260,8 @@ class EditRequest:
         }
         if self.layer_bounds is not None:
             body["layer_bounds"] = [int(v) for v in self.layer_bounds]
+        if self.preview:
+            body["preview"] = int(self.preview)
         message = Message("submit", body, buffers)
         if message_id is not None:
             message.id = message_id
@@ -303,6 +316,7 @@ def parse_submit(message: Message, limits: Limits) -> EditRequest:
         raise InvalidRequest("'params' must be a map of names to values")
     seed = _get_int(body, "seed", None, 0, 2**63 - 1)
     variations = _get_int(body, "variations", 1, 1, limits.max_variations)
+    preview = _get_int(body, "preview", 0, 0, MAX_PREVIEW_SIDE)
     offset = body.get("offset", [0, 0])
     if (
         not isinstance(offset, (list, tuple))
@@ -362,6 +376,7 @@ def parse_submit(message: Message, limits: Limits) -> EditRequest:
         variations=variations or 1,
         offset=(int(offset[0]), int(offset[1])),
         layer_bounds=None if bounds is None else (bounds[0], bounds[1], bounds[2], bounds[3]),
+        preview=preview or 0,
     )
 
 

@@ -41,6 +41,8 @@ class Recorder:
         self.previews = 0
         self.busy: list[bool] = []
         self.offers = 0
+        self.live_previews: list[str] = []
+        self.variations: list[tuple[int | None, int]] = []
 
     def on_status(self, state: EngineState, text: str) -> None:
         self.states.append((state, text))
@@ -60,6 +62,12 @@ class Recorder:
 
     def on_message(self, text: str, error: bool) -> None:
         self.messages.append((text, error))
+
+    def on_live_preview(self, width: int, height: int, rgba8: bytes, text: str) -> None:
+        self.live_previews.append(text)
+
+    def on_variations(self, shown: int | None, count: int) -> None:
+        self.variations.append((shown, count))
 
 
 def _document(depth: str = "U8", select: bool = True, seed: int = 0) -> FakeDocument:
@@ -174,8 +182,58 @@ def test_variations_go_in_a_group_with_one_visible(
     _wait(ctl, rec)
     group = doc.layers()[1]
     assert group.type() == "grouplayer" and group.name() == f"{LAYER_PREFIX}a red circle"
-    assert [c.visible for c in group.children] == [True, False, False]
-    assert group.children[0].name().endswith("#1")
+    top_first = group.children[::-1]
+    assert [c.visible for c in top_first] == [True, False, False]
+    assert top_first[0].name().endswith("#1")
+    assert rec.variations[-1] == (0, 3)  # the docker offers to step through them
+
+
+def _flatten(doc: FakeDocument, group):
+    """Krita's Flatten Layer, as the fake sees it: the group's visible child, alone, in
+    the group's place."""
+    shown = [c for c in group.children if c.visible]
+    assert len(shown) == 1
+    kept = doc.createNode(group.name() + " Merged", "paintlayer")
+    kept.pixels[:] = shown[0].pixels
+    parent = group.parent
+    parent.children[parent.children.index(group)] = kept
+    kept.parent, group.parent = parent, None
+    return kept
+
+
+def test_stepping_through_variations_and_keeping_one(
+        controller: tuple[Controller, Recorder]) -> None:
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("a red circle", method="test-invert", pack="test-pack",
+                                   variations=3, params={"jitter": 0.5}))
+    _wait(ctl, rec)
+    group = doc.layers()[1]
+    top_first = group.children[::-1]
+    ctl.step_variation(1)
+    assert [c.visible for c in top_first] == [False, True, False]
+    ctl.step_variation(-2)  # wraps round
+    assert [c.visible for c in top_first] == [False, False, True]
+    assert rec.variations[-1] == (2, 3)
+    third = bytes(top_first[2].pixels)
+    ctl.keep_variation(_flatten)
+    kept = doc.layers()[1]
+    assert kept.type() == "paintlayer" and kept.name() == f"{LAYER_PREFIX}a red circle #3"
+    assert bytes(kept.pixels) == third and len(doc.layers()) == 2
+    assert rec.variations[-1] == (None, 0) and ctl.choice is None
+    assert "kept" in rec.messages[-1][0] and not rec.messages[-1][1]
+
+
+def test_a_deleted_variations_group_is_said(controller: tuple[Controller, Recorder]) -> None:
+    ctl, rec = controller
+    doc = _document()
+    assert ctl.run(doc, RunOptions("a red circle", method="test-invert", pack="test-pack",
+                                   variations=2, params={"jitter": 0.5}))
+    _wait(ctl, rec)
+    doc.layers()[1].remove()
+    ctl.step_variation(1)
+    assert ctl.choice is None and rec.variations[-1] == (None, 0)
+    assert "gone" in rec.messages[-1][0] and rec.messages[-1][1]
 
 
 def _edit_under_way(ctl: Controller, steps: int) -> FakeDocument:

@@ -127,6 +127,8 @@ class EditMethod(ABC):
     accepts_reference: ClassVar[bool] = False
     #: whether the seed changes the result: an unseeded method's variations would be copies
     seeded: ClassVar[bool] = True
+    #: no optimisation loop: one pass (and a strength ladder), fast enough for live previews
+    one_pass: ClassVar[bool] = False
 
     @classmethod
     def components(cls, pack: Any) -> tuple[str, ...]:

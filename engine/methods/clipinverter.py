@@ -107,6 +107,7 @@ class ClipInverter(EditMethod):
     needs = ("generator", "encoder", "clip", "clipinverter")
     accepts_reference = True
     seeded = False  # one forward pass and a fixed ladder
+    one_pass = True
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params

@@ -80,6 +80,7 @@ class GlobalDirections(EditMethod):
     )
     needs = ("generator", "encoder", "clip", "global_directions")
     seeded = False  # one direction, a fixed ladder
+    one_pass = True
 
     def run(self, inputs: MethodInputs, progress: ProgressFn, cancel: CancelFlag) -> MethodOutput:
         p = inputs.params

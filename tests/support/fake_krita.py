@@ -87,9 +87,21 @@ class FakeNode:
         return True
 
     def addChildNode(self, child: FakeNode, above: FakeNode | None) -> bool:
+        """Children run bottom to top; without ``above`` the child goes on top (as in
+        Krita 5.1, seen by tests/test_krita_undo.py)."""
         child.parent = self
-        index = self.children.index(above) + 1 if above is not None else 0
+        index = self.children.index(above) + 1 if above is not None else len(self.children)
         self.children.insert(index, child)
+        return True
+
+    def setName(self, name: str) -> None:
+        self._name = name
+
+    def remove(self) -> bool:
+        if self.parent is None:
+            return False
+        self.parent.children.remove(self)
+        self.parent = None
         return True
 
 

@@ -44,6 +44,12 @@ class Recorder:
     def on_message(self, text, error):
         self.messages.append([text, bool(error)])
 
+    def on_live_preview(self, w, h, data, text):
+        pass
+
+    def on_variations(self, shown, count):
+        pass
+
 
 def _layers(doc) -> list[str]:
     return [n.name() for n in doc.rootNode().childNodes() if n.type() != "selectionmask"]

@@ -36,7 +36,7 @@ from protocol.launch import (
     engine_log,
     launch_detached,
 )
-from protocol.messages import EditRequest
+from protocol.messages import PREVIEW_SIDE, EditRequest
 
 from .document import KritaDocument, Region
 from .pixels import UnsupportedImage
@@ -61,6 +61,8 @@ class Observer(Protocol):
     def on_progress(self, fraction: float, text: str) -> None: ...
     def on_preview(self, width: int, height: int, rgba8: bytes) -> None: ...
     def on_message(self, text: str, error: bool) -> None: ...
+    def on_live_preview(self, width: int, height: int, rgba8: bytes, text: str) -> None: ...
+    def on_variations(self, shown: int | None, count: int) -> None: ...
 
 
 @dataclass
@@ -82,6 +84,24 @@ class _Job:
     prompt: str
     started: float
     cancel_asked: float | None = None  # when the artist pressed Cancel
+
+
+@dataclass
+class _Preview:
+    """A live preview on its way: at most one; a newer one cancels it."""
+
+    id: str
+    started: float
+
+
+@dataclass
+class _Choice:
+    """The last result's variations, one shown, until the artist keeps one."""
+
+    document: KritaDocument
+    group: Any
+    count: int
+    shown: int = 0
 
 
 #: while a started engine loads: how long one hello may block the UI, and how often one is
@@ -106,6 +126,8 @@ class Controller:
         self.welcome: Welcome | None = None
         self.state = EngineState.DISCONNECTED
         self.job: _Job | None = None
+        self.live: _Preview | None = None
+        self.choice: _Choice | None = None
         self._starting_since: float | None = None
         self._engine_proc: Any = None
         self._engine_endpoint = ""  # the endpoint the engine this docker started serves
@@ -222,12 +244,14 @@ class Controller:
         if self.client is not None:
             self.client.close()
         self.client = None
+        self.live = None  # its answer went with the connection
 
     def shutdown(self) -> None:
         if self.job is not None and self.client is not None:
             with contextlib.suppress(WordbrushError):
                 self.client.cancel(self.job.id)
         self.job = None
+        self.cancel_preview()
         self.close_client()
 
     # ------------------------------------------------------------------ jobs
@@ -241,54 +265,105 @@ class Controller:
         info = self.welcome.pack(pack or self.welcome.default_pack or "")
         return info.framing if info else None
 
-    def run(self, document: Any, options: RunOptions, node: Any = None) -> bool:
-        """Send the active layer (or ``node``) and the selection; False (with a message)
-        when it cannot."""
-        if self.job is not None:
-            self.observer.on_message("an edit is already running; cancel it first", True)
-            return False
+    def _request(self, document: Any, options: RunOptions, node: Any, say: Callable[[str], None]
+                 ) -> tuple[KritaDocument, Region, EditRequest] | None:
+        """The request for ``options`` on the active layer (or ``node``) and the selection;
+        None (after ``say`` told why) when there is none to send."""
         if not options.prompt.strip() and options.reference is None:
-            self.observer.on_message("type a description (or choose a reference image)", True)
-            return False
-        if self.client is None and not self.connect():
-            self.observer.on_message("the engine is not available; see the status line", True)
-            return False
+            say("type a description (or choose a reference image)")
+            return None
         if document is None:
-            self.observer.on_message("open an image first", True)
-            return False
+            say("open an image first")
+            return None
         doc = KritaDocument(document)
         try:
             region = doc.region(self.framing_for(options.pack), node,
                                 self.welcome.limits if self.welcome else None)
         except (UnsupportedImage, ValueError) as exc:
-            self.observer.on_message(str(exc), True)
-            return False
+            say(str(exc))
+            return None
         if self.welcome is not None and not self.welcome.takes_layer(region.layer.format):
-            self.observer.on_message(
-                f"the engine ({self.welcome.engine_version}) is older than this plugin and "
+            say(f"the engine ({self.welcome.engine_version}) is older than this plugin and "
                 f"cannot take this layer's pixels ({region.layer.format}): update it (run "
-                "`python3 install.py` where it runs), or convert the image to 32-bit float",
-                True)
-            return False
+                "`python3 install.py` where it runs), or convert the image to 32-bit float")
+            return None
         request = EditRequest(layer=region.layer, mask=region.mask, reference=options.reference,
                               prompt=options.prompt.strip(), method=options.method or None,
                               pack=options.pack, params=dict(options.params),
                               seed=options.seed, variations=options.variations,
                               offset=region.offset, layer_bounds=(0, 0, *region.canvas))
+        return doc, region, request
+
+    def _submit(self, request: EditRequest, say: Callable[[str], None]) -> str | None:
         assert self.client is not None
         try:
-            job_id = self.client.submit(request)
+            return self.client.submit(request)
         except EngineUnavailable as exc:
             self._lost(f"the engine went away: {exc}")
-            return False
         except WordbrushError as exc:  # rejected before sending (limits, validation)
-            self.observer.on_message(str(exc), True)
+            say(str(exc))
+        return None
+
+    def run(self, document: Any, options: RunOptions, node: Any = None) -> bool:
+        """Send the active layer (or ``node``) and the selection; False (with a message)
+        when it cannot."""
+        def say(text: str) -> None:
+            self.observer.on_message(text, True)
+
+        if self.job is not None:
+            say("an edit is already running; cancel it first")
+            return False
+        if self.client is None and not self.connect():
+            say("the engine is not available; see the status line")
+            return False
+        built = self._request(document, options, node, say)
+        if built is None:
+            return False
+        doc, region, request = built
+        self.cancel_preview()  # the edit is what the artist waits for now
+        if self.choice is not None:  # the earlier result's variations stay as they are
+            self.choice = None
+            self.observer.on_variations(None, 0)
+        job_id = self._submit(request, say)
+        if job_id is None:
             return False
         self.job = _Job(job_id, doc, region, options.prompt.strip(), time.monotonic())
         self.observer.on_busy(True)
         self.observer.on_progress(0.0, f"sent ({region.note})")
         self.pump()
         return True
+
+    def preview(self, document: Any, options: RunOptions, node: Any = None) -> str | None:
+        """Ask for a live preview of ``options``: one pass, one image, never a layer. An
+        older preview still on its way is cancelled (the newest text wins). Returns why
+        none was asked for (no engine, an edit running, nothing typed, ...), or None."""
+        why: list[str] = []
+        if self.job is not None:
+            return "an edit is running"
+        if self.client is None or self.welcome is None:
+            return "no engine"
+        if not self.welcome.previews:
+            return (f"the engine ({self.welcome.engine_version}) makes no live previews: "
+                    "update it (run `python3 install.py` where it runs)")
+        built = self._request(document, options, node, why.append)
+        if built is None:
+            return why[0]
+        self.cancel_preview()
+        request = built[2]
+        request.preview, request.variations = PREVIEW_SIDE, 1
+        job_id = self._submit(request, why.append)
+        if job_id is None:
+            return why[0] if why else "the engine went away"
+        self.live = _Preview(job_id, time.monotonic())
+        self.pump()
+        return None
+
+    def cancel_preview(self) -> None:
+        """Forget the preview on its way and tell the engine to drop it."""
+        live, self.live = self.live, None
+        if live is not None and self.client is not None:
+            with contextlib.suppress(WordbrushError):
+                self.client.cancel(live.id)
 
     def cancel(self) -> None:
         if self.job is None or self.client is None:
@@ -371,6 +446,10 @@ class Controller:
         self.pump()
 
     def _handle(self, event: Any) -> None:
+        job_id = getattr(event, "job", None) or getattr(event, "ref", None)
+        if self.live is not None and job_id == self.live.id:
+            self._handle_preview(event)
+            return
         job = self.job
         if job is None or (getattr(event, "job", None) or getattr(event, "ref", None)) != job.id:
             return
@@ -389,16 +468,36 @@ class Controller:
         elif isinstance(event, EngineError):
             self._finish(f"the engine could not edit: {event.message}", error=True)
 
+    def _handle_preview(self, event: Any) -> None:
+        if isinstance(event, Result) and event.patches and event.info.get("preview"):
+            self.live = None
+            image = event.patches[0]
+            text = f"preview: {event.info.get('method', '?')}"
+            if note := strength_note(event.info):
+                text += f", {note}"
+            if warnings := event.warnings:
+                text += f" (warning: {'; '.join(warnings)})"
+            self.observer.on_live_preview(image.width, image.height, bytes(image.data), text)
+        elif isinstance(event, Result):  # an engine that took the request as an edit
+            self.live = None
+            self.observer.on_message("the engine sent an edit for a preview: update it", True)
+        elif isinstance(event, EngineError):
+            self.live = None
+            self.observer.on_message(f"no preview: {event.message}", False)
+        elif isinstance(event, Cancelled):
+            self.live = None
+
     def _apply(self, job: _Job, result: Result) -> None:
         try:
-            names = job.document.insert_results(job.region.source, list(result.patches),
-                                                result.offset, job.prompt, job.region.layout,
-                                                job.region.canvas)
+            inserted = job.document.insert_results(job.region.source, list(result.patches),
+                                                   result.offset, job.prompt,
+                                                   job.region.layout, job.region.canvas)
         except Exception as exc:  # a closed document, a deleted layer: say so, add nothing
             self._finish(f"the result could not be added: {exc}", error=True)
             return
         warnings = "; ".join(result.info.get("warnings") or [])
         seconds = time.monotonic() - job.started
+        names = inserted.names
         text = f"added {len(names)} layer{'s' if len(names) > 1 else ''} in {seconds:.1f} s"
         if note := strength_note(result.info):
             text += f"; {note}"
@@ -406,3 +505,42 @@ class Controller:
             text += f" (warning: {warnings})"
         self.observer.on_progress(1.0, "done")
         self._finish(text, error=False)
+        if inserted.group is not None:
+            self.choice = _Choice(job.document, inserted.group, len(names))
+            self.observer.on_variations(0, len(names))
+
+    # ------------------------------------------------------------------ variations
+
+    def step_variation(self, delta: int) -> None:
+        """Show the next (or previous) variation of the last result alone."""
+        choice = self.choice
+        if choice is None:
+            return
+        index = (choice.shown + delta) % choice.count
+        try:
+            choice.document.show_variation(choice.group, index)
+        except Exception as exc:  # deleted, closed: nothing left to choose from
+            self._drop_choice(str(exc))
+            return
+        choice.shown = index
+        self.observer.on_variations(index, choice.count)
+
+    def keep_variation(self, flatten: Callable[[Any, Any], Any] | None = None) -> None:
+        """Keep the variation shown and remove the others, in one undo step."""
+        choice = self.choice
+        if choice is None:
+            return
+        self.choice = None
+        self.observer.on_variations(None, 0)
+        try:
+            name = choice.document.keep_variation(choice.group, choice.shown, flatten)
+        except Exception as exc:
+            self.observer.on_message(str(exc), True)
+            return
+        self.observer.on_message(f"kept {name}; the other variations are removed (one undo "
+                                 "step brings them back)", False)
+
+    def _drop_choice(self, why: str) -> None:
+        self.choice = None
+        self.observer.on_variations(None, 0)
+        self.observer.on_message(why, True)

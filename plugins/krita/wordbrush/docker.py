@@ -35,6 +35,8 @@ from .settings import Settings
 
 #: the strength control's "auto" (its lowest value, shown as "auto"): send no strength
 STRENGTH_AUTO = -0.1
+#: the pause after the artist's last change before a live preview is asked for
+PREVIEW_PAUSE_MS = 300
 
 
 class WordbrushDocker(DockWidget):
@@ -69,6 +71,7 @@ class WordbrushDocker(DockWidget):
         self.prompt = QLineEdit()
         self.prompt.setPlaceholderText('describe the selection, e.g. "a green triangle"')
         self.prompt.returnPressed.connect(self._run)
+        self.prompt.textChanged.connect(self._schedule_preview)
         layout.addWidget(self.prompt)
         form = QFormLayout()
         self.method = QComboBox()
@@ -82,6 +85,7 @@ class WordbrushDocker(DockWidget):
         self.strength.setSpecialValueText("auto")
         self.strength.setValue(STRENGTH_AUTO if self.settings.strength is None
                                else self.settings.strength)
+        self.strength.valueChanged.connect(self._schedule_preview)
         form.addRow("Strength", self.strength)
         self.variations = QSpinBox()
         self.variations.setRange(1, 8)
@@ -130,6 +134,28 @@ class WordbrushDocker(DockWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+        # the last result's variations: step through them, keep one
+        self.choice_box = QWidget()
+        choice_row = QHBoxLayout(self.choice_box)
+        choice_row.setContentsMargins(0, 0, 0, 0)
+        previous = QToolButton()
+        previous.setArrowType(Qt.LeftArrow)
+        previous.setToolTip("show the previous variation")
+        previous.clicked.connect(lambda: self.controller.step_variation(-1))
+        self.choice_label = QLabel("")
+        following = QToolButton()
+        following.setArrowType(Qt.RightArrow)
+        following.setToolTip("show the next variation")
+        following.clicked.connect(lambda: self.controller.step_variation(1))
+        keep = QPushButton("Keep this one")
+        keep.setToolTip("keep the variation shown and remove the others (one undo step)")
+        keep.clicked.connect(lambda: self.controller.keep_variation())
+        choice_row.addWidget(previous)
+        choice_row.addWidget(self.choice_label, 1)
+        choice_row.addWidget(following)
+        choice_row.addWidget(keep)
+        self.choice_box.setVisible(False)
+        layout.addWidget(self.choice_box)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFormat("%p%")
@@ -137,10 +163,25 @@ class WordbrushDocker(DockWidget):
         self.progress_text = QLabel("")
         self.progress_text.setWordWrap(True)
         layout.addWidget(self.progress_text)
+        self.live = QCheckBox("Live preview")
+        self.live.setToolTip("preview the selection as you type (a one-pass method; never "
+                             "a layer: Enter or Run makes the layer)")
+        self.live.setChecked(self.settings.live_preview)
+        self.live.toggled.connect(self._live_toggled)
+        layout.addWidget(self.live)
         self.preview = QLabel()
         self.preview.setAlignment(Qt.AlignCenter)
         self.preview.setMinimumHeight(96)
         layout.addWidget(self.preview)
+        self.preview_text = QLabel("")
+        self.preview_text.setWordWrap(True)
+        layout.addWidget(self.preview_text)
+        # the pause after the last keystroke before a live preview is asked for
+        self.preview_timer = QTimer(self)
+        self.preview_timer.setSingleShot(True)
+        self.preview_timer.setInterval(PREVIEW_PAUSE_MS)
+        self.preview_timer.timeout.connect(self._live_preview)
+        self.method.currentIndexChanged.connect(self._schedule_preview)
         self.autostart = QCheckBox("Start a local engine automatically")
         self.autostart.setChecked(self.settings.autostart)
         self.autostart.toggled.connect(self._autostart_toggled)
@@ -188,6 +229,7 @@ class WordbrushDocker(DockWidget):
         self.cancel_button.setEnabled(busy)
         if not busy:
             self.progress.setValue(0)
+            self.preview.clear()  # the edit's own (the model's view) ends with it
 
     def on_progress(self, fraction: float, text: str) -> None:
         self.progress.setValue(int(1000 * fraction))
@@ -200,6 +242,45 @@ class WordbrushDocker(DockWidget):
 
     def on_message(self, text: str, error: bool) -> None:
         self.progress_text.setText(("⚠ " if error else "") + text)
+
+    def on_live_preview(self, width: int, height: int, rgba8: bytes, text: str) -> None:
+        if self.controller.job is not None:  # an edit's own previews own the picture now
+            return
+        self.on_preview(width, height, rgba8)
+        self.preview_text.setText(text)
+
+    def on_variations(self, shown: int | None, count: int) -> None:
+        self.choice_box.setVisible(shown is not None)
+        if shown is not None:
+            self.choice_label.setText(f"variation {shown + 1} of {count}")
+
+    # ------------------------------------------------------------------ live preview
+
+    def _schedule_preview(self, *_: Any) -> None:
+        """Every keystroke restarts the pause; the preview is asked for when it ends."""
+        if self.live.isChecked():
+            self.preview_timer.start()
+
+    def _live_preview(self) -> None:
+        if not self.prompt.text().strip() and self.reference is None:
+            self.controller.cancel_preview()
+            self.preview.clear()
+            self.preview_text.setText("")
+            return
+        why = self.controller.preview(Krita.instance().activeDocument(), self._options())
+        if why is not None and why != "an edit is running":
+            self.preview_text.setText(f"no preview: {why}")
+        self._watch_socket()
+
+    def _live_toggled(self, on: bool) -> None:
+        self.settings.live_preview = on
+        self._save()
+        if on:
+            self._schedule_preview()
+        else:
+            self.preview_timer.stop()
+            self.controller.cancel_preview()
+            self.preview_text.setText("")
 
     # ------------------------------------------------------------------ actions
 
@@ -354,10 +435,12 @@ class WordbrushDocker(DockWidget):
         rows = b"".join(data[y * stride:y * stride + 4 * w] for y in range(h))
         self.reference = Buffer("reference", w, h, "rgba8", rows)
         self.ref_label.setText(path.rsplit("/", 1)[-1])
+        self._schedule_preview()
 
     def _clear_reference(self) -> None:
         self.reference = None
         self.ref_label.setText("none")
+        self._schedule_preview()
 
     def _options(self) -> RunOptions:
         params: dict[str, Any] = {}
@@ -387,7 +470,9 @@ class WordbrushDocker(DockWidget):
             else self.strength.value()
         self.settings.variations = options.variations
         self._save()
+        self.preview_timer.stop()
         self.preview.clear()
+        self.preview_text.setText("")
         self.controller.run(Krita.instance().activeDocument(), options)
         self._watch_socket()
 

@@ -8,6 +8,7 @@ Existing layers are never written to. Tests drive it with a fake ``krita`` API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from protocol.regions import Box, Framing, context_box, mask_bbox
 
 from .pixels import Layout, UnsupportedImage, from_wire, layout_for, to_wire, transfer_for
 
-__all__ = ["LAYER_PREFIX", "KritaDocument", "NoActiveLayer", "Region"]
+__all__ = ["LAYER_PREFIX", "Inserted", "KritaDocument", "NoActiveLayer", "Region"]
 
 LAYER_PREFIX = "[wordbrush] "
 
@@ -37,6 +38,14 @@ class Region:
     layout: Layout
     source: Any  # the source node, to insert the results above it
     canvas: tuple[int, int] = (0, 0)  # the document's size when it was read
+
+
+@dataclass
+class Inserted:
+    """What a result added: its layers' names and, for variations, their group."""
+
+    names: list[str]
+    group: Any = None
 
 
 #: why a result is not added to a document closed while the engine worked
@@ -114,9 +123,9 @@ class KritaDocument:
 
     def insert_results(self, source: Any, patches: list[Buffer], offset: tuple[int, int],
                        prompt: str, layout: Layout, canvas: tuple[int, int] | None = None
-                       ) -> list[str]:
+                       ) -> Inserted:
         """New paint layers directly above the source layer (a group for several
-        variations, the first visible). Returns the new layers' names.
+        variations, the first visible), in one undo step.
 
         The source is the Node object itself: Krita 5.1's ``nodeByUniqueID`` returns a bare
         QObject that ``addChildNode`` refuses (found by the real-Krita test). A document
@@ -135,6 +144,7 @@ class KritaDocument:
         name = LAYER_PREFIX + (prompt.strip() or "edit")
         x, y = offset
         nodes = []
+        group = None
         for i, patch in enumerate(patches):
             node = self.doc.createNode(name if len(patches) == 1 else f"{name} #{i + 1}",
                                        "paintlayer")
@@ -152,11 +162,104 @@ class KritaDocument:
             group = self.doc.createNode(name, "grouplayer")
             if group is None:
                 raise ValueError(CLOSED)
-            _add(parent, group, source)
+            # filled before it joins the image: one undo step for the whole result (each
+            # layer added to a group in the image would be a step of its own)
             for node in reversed(nodes):  # first variation on top
                 _add(group, node, None)
+            _add(parent, group, source)
         self.doc.refreshProjection()
-        return [n.name() for n in nodes]
+        return Inserted([n.name() for n in nodes], group)
+
+    # ------------------------------------------------------------------ variations
+
+    @staticmethod
+    def variations(group: Any) -> list[Any]:
+        """The variations in a result's group, first (top) first."""
+        return list(reversed(group.childNodes()))
+
+    def show_variation(self, group: Any, index: int) -> None:
+        """Show variation ``index`` of the group alone (visibility: no undo step)."""
+        self._check_group(group)
+        for i, node in enumerate(self.variations(group)):
+            node.setVisible(i == index)
+        self.doc.refreshProjection()
+
+    def keep_variation(self, group: Any, index: int,
+                       flatten: Callable[[Any, Any], Any] | None = None) -> str:
+        """Keep variation ``index`` and drop the others in one undo step: the group,
+        showing it alone, is flattened into one paint layer (Krita's Flatten Layer, which
+        is one command; removing layers one by one would be one step each). Returns the
+        kept layer's name."""
+        self._check_group(group)
+        name = self.variations(group)[index].name()
+        self.show_variation(group, index)
+        kept = (flatten or _flatten_in_krita)(self.doc, group)
+        if kept is None:
+            raise ValueError("Krita did not flatten the variations; nothing was changed")
+        kept.setName(name)
+        return name
+
+    def _check_group(self, group: Any) -> None:
+        if self.closed() or group is None or group.parentNode() is None:
+            raise ValueError("the variations' group is gone (deleted, or its document "
+                             "closed); nothing was changed")
+
+
+def _flatten_in_krita(doc: Any, node: Any) -> Any:
+    """Krita's Flatten Layer on ``node``: its visible content as one paint layer in its
+    place, one undo step. Returns the new layer."""
+    import time
+
+    from krita import Krita  # type: ignore[import-not-found]  # only inside Krita
+    from PyQt5.QtWidgets import QApplication  # type: ignore[import-not-found]
+
+    def settle(done: Callable[[], bool]) -> bool:
+        # the active node and the action reach the image through Qt's event loop
+        deadline = time.monotonic() + 5.0
+        while not done() and time.monotonic() < deadline:
+            QApplication.processEvents()
+            doc.waitForDone()
+        return done()
+
+    parent = node.parentNode()
+    index = next(i for i, n in enumerate(parent.childNodes()) if _same(n, node))
+
+    def active() -> bool:
+        # queued work (a layer just added becoming active) may take it back: ask again.
+        # Krita applies setActiveNode only through the current window's view of this
+        # document, so that view is brought forward first.
+        if _same(doc.activeNode(), node):
+            return True
+        _show_document(doc)
+        doc.setActiveNode(node)
+        return False
+
+    doc.waitForDone()  # a busy image (a projection being refreshed) ignores the action
+    if not settle(active):
+        raise ValueError("Krita did not make the variations' group the active layer; "
+                         "nothing was changed")
+    Krita.instance().action("flatten_layer").trigger()
+    if not settle(lambda: node.parentNode() is None):
+        raise ValueError("Krita's Flatten Layer did not run on the variations' group; "
+                         "nothing was changed")
+    return parent.childNodes()[index]  # the flattened layer takes the group's place
+
+
+def _show_document(doc: Any) -> None:
+    """Bring the window and view that show ``doc`` forward (Krita acts on the active one)."""
+    from krita import Krita  # type: ignore[import-not-found]  # only inside Krita
+
+    for window in Krita.instance().windows():
+        for view in window.views():
+            if view.document() == doc:
+                if window.activeView() is None or window.activeView().document() != doc:
+                    window.showView(view)
+                window.activate()
+                return
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and a.uniqueId() == b.uniqueId()
 
 
 def _add(parent: Any, child: Any, above: Any) -> None:

@@ -66,6 +66,7 @@ class Settings:
     strength: float | None = None  # None: auto (the engine's automatic step)
     variations: int = 1
     seed: int | None = None
+    live_preview: bool = True  # the docker previews the prompt as the artist types
     timeout_s: float = 30.0
 
     #: what was wrong with the file as loaded ("" when nothing): the docker shows it
