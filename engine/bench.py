@@ -163,6 +163,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from .bench_edit import bench_edit
 
         return bench_edit(args)
+    if args.what == "preview":
+        from .bench_preview import bench_preview
+
+        return bench_preview(args)
     if args.what == "load":
         from .bench_load import bench_load
 

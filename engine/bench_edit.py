@@ -29,16 +29,27 @@ import numpy as np
 
 def _scene_request(framing: dict[str, Any], args: argparse.Namespace,
                    params: dict[str, Any]) -> tuple[Any, Any]:
+    """The request the bench times: on a face pack (ffhq framing) a portrait with its face
+    selected, else a scene of the demo world with one object selected."""
     from engine.world import render_scene, selection_for
     from protocol.framing import Buffer
     from protocol.messages import request_for_selection
 
-    scene = render_scene(5, 384, 256, n_objects=3)
-    _, sel = selection_for(scene, 0, "tight")
-    h, w = scene.image.shape[:2]
-    rgba = np.concatenate([scene.image, np.full((h, w, 1), 255, np.uint8)], axis=2)
-    color = "blue" if scene.objects[0].attrs["color"] != "blue" else "red"
-    prompt = f"a {color} {scene.objects[0].attrs['shape']}"
+    if framing.get("kind") == "ffhq":
+        from engine.bench_faces import sample_photo
+
+        image, (x0, y0, x1, y1) = sample_photo(argparse.Namespace(image=None, side=1024))
+        sel = np.zeros(image.shape[:2], np.uint8)
+        sel[y0:y1, x0:x1] = 255
+        prompt = "a face with blonde hair"
+    else:
+        scene = render_scene(5, 384, 256, n_objects=3)
+        _, sel = selection_for(scene, 0, "tight")
+        image = scene.image
+        color = "blue" if scene.objects[0].attrs["color"] != "blue" else "red"
+        prompt = f"a {color} {scene.objects[0].attrs['shape']}"
+    h, w = image.shape[:2]
+    rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=2)
     request = request_for_selection(
         Buffer("layer", w, h, "rgba8", rgba.tobytes()), sel.tobytes(), framing,
         prompt=prompt, method=args.method, pack=args.pack, params=params, seed=1)
@@ -115,7 +126,7 @@ def bench_edit(args: argparse.Namespace) -> int:
 
     from engine.cli import private_engine, read_request_params
     from engine.packs import PackRegistry
-    from engine.runner import EditRunner, resolve_device
+    from engine.runner import EditRunner, frame_request, resolve_device
 
     repeats = max(1, args.repeats)
     extra = ["--device", args.device] if args.device != "auto" else []
@@ -165,7 +176,7 @@ def bench_edit(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         runner = EditRunner(PackRegistry.standard([Path(p) for p in args.pack_dir],
                                                   device=device), device)
-        from engine import imaging, methods
+        from engine import methods
         from engine.methods.base import CancelFlag, MethodInputs
 
         plan = runner.plan(request)
@@ -175,12 +186,7 @@ def bench_edit(args: argparse.Namespace) -> int:
         method = cls()
         for component in cls.components(pack):
             pack.get(component)
-        layer = imaging.decode_pixels(request.layer.data, request.layer.width,
-                                      request.layer.height, request.layer.format)
-        mask = imaging.decode_pixels(request.mask.data, request.mask.width,
-                                     request.mask.height, "a8")
-        framed = imaging.frame_region(layer, mask, framing=pack.framing,
-                                      resolution=pack.resolution, offset=request.offset)
+        framed = frame_request(request, pack.framing, pack.resolution)[0][0]  # as the engine
         params = {k: v for k, v in plan.params.items() if k not in ("paste", "feather")}
         inputs = MethodInputs(image=framed.image.to(device), mask=framed.mask.to(device),
                               prompt=request.prompt, params=params, seed=plan.seed, pack=pack,

@@ -30,7 +30,7 @@ def _median(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _photo(args: argparse.Namespace) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def sample_photo(args: argparse.Namespace) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The photo (H x W x 3 uint8) and a box around its face (x0, y0, x1, y1)."""
     from PIL import Image
 
@@ -57,7 +57,7 @@ def bench_faces(args: argparse.Namespace) -> int:
     from protocol.messages import request_for_selection
     from protocol.regions import Framing
 
-    image, (x0, y0, x1, y1) = _photo(args)
+    image, (x0, y0, x1, y1) = sample_photo(args)
     h, w = image.shape[:2]
     rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=-1)
     mask = np.zeros((h, w), np.uint8)

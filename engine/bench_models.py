@@ -4,7 +4,9 @@ Times the FFHQ-1024 StyleGAN2 generator (synthesis of one W+ with fixed noise), 
 official e4e encoder (one 256x256 image) and OpenCLIP ViT-B-32 (one image, one prompt),
 all with random weights in the official layouts (no downloads). fp32 everywhere; on a
 GPU also fp16 and bf16 under autocast. Each figure is the median of ``--repeats`` after
-one warm-up; the ratio column compares each precision with fp32 in the same run.
+one warm-up; the ratio column compares each precision with fp32 in the same run, and
+the last column is the largest absolute difference of its output from fp32's (the outputs
+are images in [-1, 1] and unit-scale CLIP embeddings, so 1e-2 is the tolerance to read).
 
 Then the one-pass methods' step ladder (:func:`engine.methods.guidance.step_read_as_asked`):
 its other five steps drawn as one batch against one by one, for the demo pack's generator
@@ -40,6 +42,13 @@ def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def _first_tensor(out: Any) -> torch.Tensor:
+    """A model's main output (the generator returns the image and more)."""
+    while isinstance(out, (tuple, list)):
+        out = out[0]
+    return out
+
+
 def _full_generator(device: torch.device) -> Any:
     from .models.stylegan2 import Generator
 
@@ -55,11 +64,12 @@ def _models(device: torch.device, generator: Any) -> dict[str, Callable[[], Any]
     face = torch.randn(1, 3, 256, 256, device=device).clamp(-1, 1)
     clip = create_clip("ViT-B-32", device=device)
     image = torch.rand(1, 3, 224, 224, device=device) * 2 - 1
+    tokens = clip.tokenize(["a red star"]).to(device)
     return {
         "stylegan2-1024 synthesis": lambda: generator.synthesis(w_plus, noise="fixed"),
         "e4e encode 256": lambda: encoder(face),
         "ViT-B-32 image": lambda: clip.encode_image(image, differentiable=False),
-        "ViT-B-32 text": lambda: clip.model.encode_text(clip.tokenize(["a red star"])),
+        "ViT-B-32 text": lambda: clip.model.encode_text(tokens),
     }
 
 
@@ -79,6 +89,7 @@ def bench_models(args: argparse.Namespace) -> int:
     with tqdm(total=len(models) * len(precisions), desc="bench models") as bar:
         for name, fn in models.items():
             base = None
+            reference = None
             for precision in precisions:
                 dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
                 ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
@@ -89,11 +100,16 @@ def bench_models(args: argparse.Namespace) -> int:
 
                 seconds = _time(run, args.repeats, device)
                 base = base or seconds
-                rows.append((name, precision, seconds, base / seconds))
+                with torch.inference_mode():
+                    out = _first_tensor(run()).float()
+                reference = out if reference is None else reference
+                error = (out - reference).abs().max().item()
+                rows.append((name, precision, seconds, base / seconds, error))
                 bar.update()
-    print(f"{'model':<28}{'precision':<11}{'time':>12}{'x fp32 speed':>14}")
-    for name, precision, seconds, ratio in rows:
-        print(f"{name:<28}{precision:<11}{seconds * 1000:>10.1f}ms{ratio:>14.2f}")
+    print(f"{'model':<28}{'precision':<11}{'time':>12}{'x fp32 speed':>14}{'max |diff|':>12}")
+    for name, precision, seconds, ratio, error in rows:
+        print(f"{name:<28}{precision:<11}{seconds * 1000:>10.1f}ms{ratio:>14.2f}"
+              f"{error:>12.2e}")
     _bench_ladder(device, generator, args.repeats)
     return 0
 

@@ -901,7 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="measure performance (ratios in the same run)")
-    p.add_argument("what", choices=["protocol", "models", "edit", "load", "faces", "cluster"])
+    p.add_argument("what", choices=["protocol", "models", "edit", "preview", "load", "faces",
+                                    "cluster"])
     p.add_argument("--cluster", help="cluster: a running Ray cluster (default: start one)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--side", type=int, help="protocol: the layer's side (default 4096); "
@@ -911,7 +912,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--pack", help="edit: the pack (default: the default pack)")
     p.add_argument("--pack-dir", action="append", default=[], help="edit: extra folder of packs")
-    p.add_argument("--method", default="paint-by-word", help="edit, load: the method")
+    p.add_argument("--method", default="paint-by-word",
+                   help="edit, load: the method; preview: the one the full edit is timed with")
     p.add_argument("--variations", type=_count(1), default=1,
                    help="edit: also time N variations in one request against N requests")
     p.add_argument("--clients", type=int, default=4, help="load: concurrent clients")

@@ -477,11 +477,14 @@ class EngineClient:
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         on_accepted: Callable[[Accepted], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> Result:
         """Block until the job ends; return its result or raise why it did not.
 
         Other jobs' events that arrive meanwhile stay for their own ``wait`` or ``poll``
-        (a batch: one client, many jobs, waited for one by one)."""
+        (a batch: one client, many jobs, waited for one by one). ``on_idle`` is called
+        about ten times a second: an editor waiting on its UI thread keeps its window
+        alive there (and may set ``cancel``)."""
         cancel_sent = False
         self._jobs.setdefault(job_id, time.monotonic())
         # kept aside, not in the buffer poll() returns at once: a wait with other jobs'
@@ -493,6 +496,8 @@ class EngineClient:
                     self.cancel(job_id)
                     cancel_sent = True
                 events = self.poll(0.1)
+                if on_idle is not None:
+                    on_idle()
                 for i, event in enumerate(events):
                     if getattr(event, "job", None) != job_id:
                         others.append(event)
@@ -520,6 +525,8 @@ class EngineClient:
         request: EditRequest,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> Result:
         """Submit and wait: the whole edit in one call."""
-        return self.wait(self.submit(request), on_progress=on_progress, cancel=cancel)
+        return self.wait(self.submit(request), on_progress=on_progress, cancel=cancel,
+                         on_idle=on_idle)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from array import array
 from pathlib import Path
 
@@ -46,6 +47,9 @@ class FakeImage:
             self.mask[12:30, 20] = 80
         self.added: list[tuple[list[str], list[tuple[bytes, Box]], str, str | None]] = []
         self.progress_calls: list[tuple[float, str]] = []
+        self.previews: list[tuple[int, int, bytes]] = []
+        self.idles = 0
+        self.on_idle = None  # the dialog's Cancel, pressed while the engine works
         self.reads: list[Box] = []
 
     def precision(self) -> str:
@@ -92,6 +96,15 @@ class FakeImage:
     def progress(self, fraction: float, text: str) -> None:
         self.progress_calls.append((fraction, text))
 
+    def preview(self, width: int, height: int, rgba8: bytes) -> None:
+        assert len(rgba8) == width * height * 4
+        self.previews.append((width, height, rgba8))
+
+    def idle(self) -> None:
+        self.idles += 1
+        if self.on_idle is not None:
+            self.on_idle()
+
 
 def _options(engine: EngineProcess, **kw: object) -> EditOptions:
     base = {"prompt": "a green star", "method": "test-invert", "endpoint": engine.endpoint,
@@ -122,6 +135,24 @@ def test_result_layers_and_alpha(engine: EngineProcess, precision: str, babl: st
     # only the padded selection bounds were read, never the whole drawable
     assert all(r.w * r.h < image.layer.shape[0] * image.layer.shape[1] for r in image.reads)
     assert image.progress_calls
+
+
+def test_the_dialog_sees_progress_and_previews_and_can_cancel(engine: EngineProcess) -> None:
+    """What the open dialog shows as the edit runs: the progress bar's steps, the method's
+    preview images, and the UI kept alive (``idle``) while the engine works; its Cancel
+    stops the job, and nothing is added."""
+    image = FakeImage()
+    edit_selection(image, _options(engine, params={"steps": 3, "delay": 0.3}))
+    assert [t for _, t in image.progress_calls if t.startswith("step")] == \
+        ["step 1", "step 2", "step 3"]
+    assert image.previews and image.idles >= 5  # 0.9 s of work: the UI ran meanwhile
+    cancel = threading.Event()
+    image = FakeImage()
+    image.on_idle = lambda: image.idles > 3 and cancel.set()
+    with pytest.raises(PluginError, match="cancelled; nothing was changed"):
+        edit_selection(image, _options(engine, params={"steps": 50, "delay": 0.2}),
+                       cancel=cancel)
+    assert image.added == []
 
 
 def test_variations_make_a_group(engine: EngineProcess) -> None:
@@ -321,3 +352,18 @@ def test_nan_inside_the_selection_is_refused_before_sending(engine: EngineProces
     clean = FakeImage(precision)
     clean.layer[40 - oy, 10 - ox, 1] = np.nan  # outside the selection
     assert edit_selection(clean, _options(engine)).startswith("added 1 layer")
+
+
+def test_which_variation_is_shown_and_kept() -> None:
+    from wordbrush_core import variation_to_keep, variation_to_show
+
+    assert variation_to_show([True, False, False]) == 1
+    assert variation_to_show([False, False, True]) == 0  # round the group
+    assert variation_to_show([False, True, False], step=-1) == 0
+    assert variation_to_show([False, False]) == 0  # none shown: the first
+    assert variation_to_keep([False, True]) == 1  # the one shown
+    assert variation_to_keep([True, False], selected=1) == 1  # the one selected wins
+    with pytest.raises(PluginError, match="no variation is shown"):
+        variation_to_keep([False, False])
+    with pytest.raises(PluginError, match="empty"):
+        variation_to_show([])

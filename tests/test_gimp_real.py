@@ -8,7 +8,8 @@ scene with one object selected. Checked: one new layer above the source with the
 name, transparent outside the selection, the source unchanged, the object recoloured as
 asked (the pack's judge reads the flattened PNG), an error status with the plug-in's message
 (not a crash, no layer) when the engine is not running, and on a 16-bit copy, two
-variations as one layer group above the source, which stays unchanged.
+variations as one layer group above the source, which stays unchanged; Show Next Variation
+shows the second alone and Keep Shown Variation puts it in the group's place.
 """
 
 from __future__ import annotations
@@ -160,6 +161,13 @@ def test_plugin_in_real_gimp(tmp_path: Path) -> None:
     assert group["is_group"] and group["name"] == f"[wordbrush] {prompt}", group
     assert group["children"] == [f"[wordbrush] {prompt} #1", f"[wordbrush] {prompt} #2"], group
     assert result["deep_original_unchanged"]
+    # Show Next Variation, then Keep Shown Variation: the second takes the group's place
+    assert result["next"]["success"] and result["shown_after_next"] == [False, True], result
+    assert not result["not_a_group"]["success"]  # the source layer is no variation
+    assert result["keep"]["success"], result["keep"]
+    assert result["after_keep"] == [[f"[wordbrush] {prompt} #2", False, True],
+                                    ["Background", False, True]], result["after_keep"]
+    assert result["kept_pixels_equal"]
     after = np.asarray(Image.open(share / "after.png").convert("RGB"))
     judge = PackRegistry([REPO / "packs"]).get("demo").get("judge")
     read = judge_read(judge, [crop_frame(after, BoxFraming().fit(box).frame_rect(), 64)])[0]

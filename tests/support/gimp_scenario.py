@@ -47,6 +47,20 @@ def _run(image, layer, prompt, endpoint, variations=1, params="", method="paint-
             "status": str(status), "message": str(message)}
 
 
+def _run_on_layer(name, image, layer):
+    """One of the variation procedures, NONINTERACTIVE, on ``layer``."""
+    proc = Gimp.get_pdb().lookup_procedure(name)
+    if proc is None:
+        return {"registered": False}
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", [layer])
+    status = proc.run(cfg).index(0)
+    return {"registered": True, "success": status == Gimp.PDBStatusType.SUCCESS,
+            "status": str(status)}
+
+
 def main():
     with open(f"{OUT}/args.json") as f:
         args = json.load(f)
@@ -117,6 +131,23 @@ def main():
         }
         result["deep_original_unchanged"] = bytes(deep_layer.get_buffer().get(
             rect, 1.0, "R'G'B'A u16", Gegl.AbyssPolicy.NONE)) == deep_before
+        # step to the second variation, then keep it: it takes the group's place
+        if top.is_group():
+            children = top.get_children()
+            second = bytes(children[1].get_buffer().get(
+                Gegl.Rectangle.new(0, 0, children[1].get_width(), children[1].get_height()),
+                1.0, "R'G'B'A u16", Gegl.AbyssPolicy.NONE))
+            result["next"] = _run_on_layer("plug-in-wordbrush-next-variation", deep, top)
+            result["shown_after_next"] = [c.get_visible() for c in top.get_children()]
+            result["not_a_group"] = _run_on_layer("plug-in-wordbrush-keep-variation", deep,
+                                                  deep_layer)
+            result["keep"] = _run_on_layer("plug-in-wordbrush-keep-variation", deep, top)
+            result["after_keep"] = [[item.get_name(), bool(item.is_group()),
+                                     bool(item.get_visible())] for item in deep.get_layers()]
+            kept = deep.get_layers()[0]
+            result["kept_pixels_equal"] = bytes(kept.get_buffer().get(
+                Gegl.Rectangle.new(0, 0, kept.get_width(), kept.get_height()), 1.0,
+                "R'G'B'A u16", Gegl.AbyssPolicy.NONE)) == second
         Gimp.Selection.none(image)
         flat = image.duplicate()
         flat.flatten()

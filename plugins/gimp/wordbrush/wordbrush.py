@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Wordbrush for GIMP 3: Filters > Wordbrush > Edit Selection from Text…
+"""Wordbrush for GIMP 3: Filters > Wordbrush > Edit Selection from Text…, Show Next
+Variation and Keep Shown Variation.
 
-The GIMP glue only: it registers the procedure, shows its dialog, and gives
-``wordbrush_core.edit_selection`` access to the image through :class:`GimpImage`. The
-procedure also runs NONINTERACTIVE with its arguments (batch mode, Script-Fu, the Python
-console) and remembers the last values. Every failure returns an error status with a
-sentence GIMP shows to the user.
+The GIMP glue only: it registers the procedures, shows the edit's dialog (which stays open
+while the edit runs, with a progress bar, the method's preview and Cancel), and gives
+``wordbrush_core`` access to the image through :class:`GimpImage`. The procedures also run
+NONINTERACTIVE with their arguments (batch mode, Script-Fu, the Python console) and
+remember the last values. Every failure returns an error status with a sentence GIMP shows
+to the user.
 """
 
 from __future__ import annotations
@@ -23,16 +25,31 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+gi.require_version("Gtk", "3.0")
+gi.require_version("GdkPixbuf", "2.0")
+from gi.repository import GdkPixbuf, Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 GObjectParam = GObject.ParamFlags
 
 PROC = "plug-in-wordbrush-edit-selection"
+PROC_NEXT = "plug-in-wordbrush-next-variation"
+PROC_KEEP = "plug-in-wordbrush-keep-variation"
+#: the dialog's preview, at most this many pixels on a side
+PREVIEW_PX = 192
 MISSING = None
 try:
     import msgpack  # noqa: F401
     import zmq  # noqa: F401
-    from wordbrush_core import EditOptions, PluginError, edit_selection, load_settings
+    from wordbrush_core import (
+        LAYER_PREFIX,
+        NOT_A_GROUP,
+        EditOptions,
+        PluginError,
+        edit_selection,
+        load_settings,
+        variation_to_keep,
+        variation_to_show,
+    )
 
     from protocol.engines import engine_list
     from protocol.regions import Box
@@ -40,11 +57,72 @@ except ImportError as exc:  # the plug-in still registers, and says what to run
     MISSING = (f"wordbrush cannot run: {exc}. Run `python3 install.py` in the wordbrush "
                "folder to put pyzmq, msgpack and the protocol next to this plug-in.")
 
-class GimpImage:
-    """The GimpHost of wordbrush_core over one image and drawable."""
+class RunView:
+    """The edit's dialog kept open while the edit runs: its fields greyed, a progress bar
+    and the method's preview below them, and Cancel, which stops the job. GIMP's own
+    progress (the status bar) is updated as well."""
 
-    def __init__(self, image: Gimp.Image, drawable: Gimp.Drawable) -> None:
-        self.image, self.drawable = image, drawable
+    def __init__(self, dialog: Gtk.Dialog) -> None:
+        import threading
+
+        self.dialog, self.cancel = dialog, threading.Event()
+        area = dialog.get_content_area()
+        for child in area.get_children():
+            child.set_sensitive(False)
+        dialog.set_response_sensitive(Gtk.ResponseType.OK, False)
+        self.bar = Gtk.ProgressBar(show_text=True, text="sending the selection…")
+        self.image = Gtk.Image()
+        self.image.set_size_request(PREVIEW_PX, PREVIEW_PX)
+        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6, margin=6)
+        box.pack_start(self.image, False, False, 0)
+        box.pack_start(self.bar, False, False, 0)
+        area.pack_end(box, False, False, 0)
+        dialog.connect("response", self._response)
+        dialog.connect("delete-event", self._close)
+        box.show_all()
+        self.idle()
+
+    def _response(self, _dialog: Gtk.Dialog, response: int) -> None:
+        if response != Gtk.ResponseType.OK:
+            self.cancel.set()
+            self.bar.set_text("cancelling…")
+
+    def _close(self, *_: object) -> bool:
+        self.cancel.set()
+        return True  # the dialog goes when the engine has stopped the job
+
+    def progress(self, fraction: float, text: str) -> None:
+        if not self.cancel.is_set():
+            self.bar.set_fraction(fraction)
+            self.bar.set_text(text)
+        self.idle()
+
+    def preview(self, width: int, height: int, rgba8: bytes) -> None:
+        pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(rgba8),
+                                                 GdkPixbuf.Colorspace.RGB, True, 8,
+                                                 width, height, width * 4)
+        scale = PREVIEW_PX / max(width, height)
+        self.image.set_from_pixbuf(pixbuf.scale_simple(
+            max(1, round(width * scale)), max(1, round(height * scale)),
+            GdkPixbuf.InterpType.BILINEAR))
+        self.idle()
+
+    def idle(self) -> None:
+        while Gtk.events_pending():
+            Gtk.main_iteration_do(False)
+
+    def close(self) -> None:
+        self.dialog.destroy()
+        self.idle()
+
+
+class GimpImage:
+    """The GimpHost of wordbrush_core over one image and drawable (and the open dialog,
+    when the edit was started from it)."""
+
+    def __init__(self, image: Gimp.Image, drawable: Gimp.Drawable,
+                 view: RunView | None = None) -> None:
+        self.image, self.drawable, self.view = image, drawable, view
 
     def precision(self) -> str:
         return self.image.get_precision().value_nick  # e.g. "u8-non-linear"
@@ -136,15 +214,69 @@ class GimpImage:
         Gimp.displays_flush()
 
     def progress(self, fraction: float, text: str) -> None:
+        fraction = max(0.0, min(1.0, fraction))
         Gimp.progress_set_text(text)
-        Gimp.progress_update(max(0.0, min(1.0, fraction)))
+        Gimp.progress_update(fraction)
+        if self.view is not None:
+            self.view.progress(fraction, text)
+
+    def preview(self, width: int, height: int, rgba8: bytes) -> None:
+        if self.view is not None:
+            self.view.preview(width, height, rgba8)
+
+    def idle(self) -> None:
+        if self.view is not None:
+            self.view.idle()
+
+
+def _variations_group(layer: Gimp.Layer) -> tuple[Gimp.Layer, int | None]:
+    """The variations group ``layer`` is (None) or is a variation of (its index)."""
+    if layer.is_group() and layer.get_name().startswith(LAYER_PREFIX):
+        return layer, None
+    parent = layer.get_parent()
+    if parent is not None and parent.get_name().startswith(LAYER_PREFIX):
+        ids = [child.get_id() for child in parent.get_children()]
+        return parent, ids.index(layer.get_id())
+    raise PluginError(NOT_A_GROUP)
+
+
+def show_next_variation(image: Gimp.Image, layer: Gimp.Layer) -> str:
+    group, _ = _variations_group(layer)
+    children = group.get_children()
+    show = variation_to_show([child.get_visible() for child in children])
+    image.undo_group_start()
+    try:
+        for i, child in enumerate(children):
+            child.set_visible(i == show)
+    finally:
+        image.undo_group_end()
+    return f"showing {children[show].get_name()} ({show + 1} of {len(children)})"
+
+
+def keep_variation(image: Gimp.Image, layer: Gimp.Layer) -> str:
+    """The kept variation takes the group's place; the group goes with the others. One
+    undo step."""
+    group, selected = _variations_group(layer)
+    children = group.get_children()
+    kept = children[variation_to_keep([child.get_visible() for child in children], selected)]
+    image.undo_group_start()
+    try:
+        kept.set_visible(True)
+        image.reorder_item(kept, group.get_parent(), image.get_item_position(group))
+        image.remove_layer(group)
+    finally:
+        image.undo_group_end()
+    image.set_selected_layers([kept])
+    return f"kept {kept.get_name()}; the other variations are removed (Undo brings them back)"
 
 
 class Wordbrush(Gimp.PlugIn):
     def do_query_procedures(self):
-        return [PROC]
+        return [PROC, PROC_NEXT, PROC_KEEP]
 
     def do_create_procedure(self, name):
+        if name != PROC:
+            return self._variation_procedure(name)
         proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
         proc.set_image_types("RGB*")
         proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
@@ -182,6 +314,45 @@ class Wordbrush(Gimp.PlugIn):
                                  GObjectParam.READWRITE)
         return proc
 
+    def _variation_procedure(self, name):
+        proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
+                                       self.run_variation, None)
+        proc.set_image_types("RGB*")
+        proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        proc.add_menu_path("<Image>/Filters/Wordbrush")
+        proc.set_attribution("wordbrush", "wordbrush", "2026")
+        if name == PROC_NEXT:
+            proc.set_menu_label("Show _Next Variation")
+            proc.set_documentation("Show the next of an edit's variations alone",
+                                   "With a wordbrush variations group (or one of its layers) "
+                                   "selected: hides the variation shown and shows the next.",
+                                   name)
+        else:
+            proc.set_menu_label("_Keep Shown Variation")
+            proc.set_documentation("Keep one of an edit's variations, remove the others",
+                                   "With a wordbrush variations group selected: keeps the "
+                                   "variation shown (or the one selected) in the group's "
+                                   "place and removes the group with the others, in one "
+                                   "undo step.", name)
+        return proc
+
+    def run_variation(self, procedure, run_mode, image, drawables, config, data):
+        if MISSING is not None:
+            return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
+                                               GLib.Error(MISSING))
+        try:
+            if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+                raise PluginError(NOT_A_GROUP)
+            act = show_next_variation if procedure.get_name() == PROC_NEXT else keep_variation
+            text = act(image, drawables[0])
+        except PluginError as exc:
+            return procedure.new_return_values(Gimp.PDBStatusType.CALLING_ERROR,
+                                               GLib.Error(str(exc)))
+        Gimp.displays_flush()
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            Gimp.message(f"Wordbrush: {text}")
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
     def run(self, procedure, run_mode, image, drawables, config, data):
         if MISSING is not None:
             return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
@@ -194,6 +365,7 @@ class Wordbrush(Gimp.PlugIn):
             return procedure.new_return_values(
                 Gimp.PDBStatusType.CALLING_ERROR,
                 GLib.Error("select a layer to edit, not a layer mask or a channel"))
+        view = None
         if run_mode == Gimp.RunMode.INTERACTIVE:
             GimpUi.init("wordbrush")
             dialog = GimpUi.ProcedureDialog.new(procedure, config, "Wordbrush")
@@ -201,21 +373,24 @@ class Wordbrush(Gimp.PlugIn):
             if not dialog.run():
                 dialog.destroy()
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
-            dialog.destroy()
-        options = EditOptions(
-            prompt=config.get_property("prompt") or "",
-            method=config.get_property("method") or "",
-            strength=config.get_property("strength"),
-            variations=config.get_property("variations"),
-            seed=config.get_property("seed"),
-            endpoint=config.get_property("endpoint") or "",
-            pack=config.get_property("pack") or "",
-            params_text=config.get_property("params") or "",
-            engine=config.get_property("engine") or "").with_settings(load_settings(HERE))
+            view = RunView(dialog)  # open until the edit ends: progress, preview, Cancel
         Gimp.progress_init("Wordbrush: editing the selection")
         try:
-            text = edit_selection(GimpImage(image, drawables[0]), options)
+            options = EditOptions(
+                prompt=config.get_property("prompt") or "",
+                method=config.get_property("method") or "",
+                strength=config.get_property("strength"),
+                variations=config.get_property("variations"),
+                seed=config.get_property("seed"),
+                endpoint=config.get_property("endpoint") or "",
+                pack=config.get_property("pack") or "",
+                params_text=config.get_property("params") or "",
+                engine=config.get_property("engine") or "").with_settings(load_settings(HERE))
+            text = edit_selection(GimpImage(image, drawables[0], view), options,
+                                  cancel=view.cancel if view is not None else None)
         except PluginError as exc:
+            if view is not None and view.cancel.is_set():  # the artist's Cancel: no error
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
             return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
                                                GLib.Error(str(exc)))
         except Exception as exc:
@@ -224,6 +399,8 @@ class Wordbrush(Gimp.PlugIn):
                 GLib.Error(f"wordbrush failed unexpectedly: {type(exc).__name__}: {exc}"))
         finally:
             Gimp.progress_end()
+            if view is not None:
+                view.close()
         Gimp.message(f"Wordbrush: {text}")
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 

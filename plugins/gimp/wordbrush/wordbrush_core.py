@@ -8,6 +8,7 @@ object and calls :func:`edit_selection`; tests call it with a fake host. Every f
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from protocol.messages import EditRequest, parse_assignments
 from protocol.regions import Box, Framing, context_box
 
 __all__ = ["EditOptions", "GimpHost", "PixelFormat", "PluginError", "edit_selection",
-           "load_settings", "pixel_format"]
+           "load_settings", "pixel_format", "variation_to_keep", "variation_to_show"]
 
 LAYER_PREFIX = "[wordbrush] "
 
@@ -131,6 +132,9 @@ class GimpHost(Protocol):
     def add_layers(self, names: list[str], patches: list[tuple[bytes, Box]], babl: str,
                    group_name: str | None) -> None: ...
     def progress(self, fraction: float, text: str) -> None: ...
+    # the method's preview of the crop, as it runs (the dialog shows it small)
+    def preview(self, width: int, height: int, rgba8: bytes) -> None: ...
+    def idle(self) -> None: ...  # about ten times a second while the engine works
 
 
 def pixel_format(precision: str, own_profile: bool = False) -> PixelFormat:
@@ -217,8 +221,10 @@ def _hello(client: EngineClient) -> Welcome:
 
 def edit_selection(host: GimpHost, options: EditOptions,
                    client_factory: Callable[..., EngineClient] = EngineClient,
-                   launcher: Callable[[list[str], Path], Any] = launch_detached) -> str:
-    """Run one edit; returns the sentence for the status. Raises PluginError."""
+                   launcher: Callable[[list[str], Path], Any] = launch_detached,
+                   cancel: threading.Event | None = None) -> str:
+    """Run one edit; returns the sentence for the status. Raises PluginError. Setting
+    ``cancel`` (the dialog's Cancel, from ``host.idle``) stops the job; nothing is added."""
     if not options.prompt.strip():
         raise PluginError("type a description of what the selection should become")
     if not host.is_rgb():
@@ -281,9 +287,12 @@ def edit_selection(host: GimpHost, options: EditOptions,
         def on_progress(p: Progress) -> None:
             if p.worth_showing:
                 host.progress(p.fraction, p.message)
+            if p.preview is not None and p.preview.format == "rgba8":
+                host.preview(p.preview.width, p.preview.height, bytes(p.preview.data))
 
         try:
-            result = client.edit(request, on_progress=on_progress)
+            result = client.edit(request, on_progress=on_progress, cancel=cancel,
+                                 on_idle=host.idle)
         except EngineRejected as exc:
             raise PluginError(f"the engine could not edit: {exc}") from None
         except Timeout as exc:
@@ -319,3 +328,34 @@ def edit_selection(host: GimpHost, options: EditOptions,
     if note := strength_note(result.info):
         text += f"; {note}"
     return text + (f" (warning: {warning})" if warning else "")
+
+
+# ------------------------------------------------------------------------- variations
+# An edit with several variations adds a layer group with the first one visible; the
+# artist steps through them (Filters > Wordbrush > Show Next Variation) and keeps one
+# (Keep Shown Variation), which takes it out of the group and removes the group with the
+# others, in one undo step. These choose; wordbrush.py moves GIMP's layers.
+
+NOT_A_GROUP = ("select a wordbrush variations group (the layer group an edit with several "
+               "variations adds) or one of its layers")
+
+
+def variation_to_show(visible: list[bool], step: int = 1) -> int:
+    """The variation to show alone after stepping ``step`` from the one shown now (the
+    first visible; none visible counts as before the first), round the group."""
+    if not visible:
+        raise PluginError("the variations group is empty; nothing to show")
+    shown = visible.index(True) if any(visible) else -1 if step > 0 else 0
+    return (shown + step) % len(visible)
+
+
+def variation_to_keep(visible: list[bool], selected: int | None = None) -> int:
+    """The variation to keep: the one selected in the Layers dock, else the one shown."""
+    if not visible:
+        raise PluginError("the variations group is empty; nothing to keep")
+    if selected is not None:
+        return selected
+    if not any(visible):
+        raise PluginError("no variation is shown: show the one to keep (its eye), or "
+                          "select it, then keep it")
+    return visible.index(True)
