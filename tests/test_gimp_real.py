@@ -15,41 +15,19 @@ shows the second alone and Keep Shown Variation puts it in the group's place.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.gimp_chroot import gimp_command, mounted, prepare_share, why_no_gimp
+
 REPO = Path(__file__).resolve().parent.parent
-ROOT = Path(os.environ.get("WORDBRUSH_GIMP_ROOT", "/opt/gimp-trixie"))
 
 pytestmark = pytest.mark.slow
-
-
-def _privileged() -> list[str] | None:
-    """The prefix that runs mount/chroot: none as root, ``sudo -n`` where that works."""
-    if os.geteuid() == 0:
-        return []
-    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"],
-                                               capture_output=True).returncode == 0:
-        return ["sudo", "-n"]
-    return None
-
-
-def _why_skip() -> str | None:
-    if not (ROOT / "usr/bin/gimp-console-3.0").exists():
-        return (f"no GIMP 3 chroot at {ROOT} (.ci/run builds one with .ci/gimp-chroot.sh "
-                f"{ROOT} where it has root)")
-    if _privileged() is None:
-        return "running GIMP in its chroot needs root or passwordless sudo"
-    if not (REPO / "packs" / "demo" / "pack.json").is_file():
-        return "the demo pack is not in packs/demo yet"
-    return None
 
 
 def _run_in_gimp(share: Path, sudo: list[str], args: dict, endpoint_folder: Path,
@@ -62,23 +40,11 @@ def _run_in_gimp(share: Path, sudo: list[str], args: dict, endpoint_folder: Path
     (share / "args.json").write_text(json.dumps(args))
     shutil.copy(REPO / "tests" / "support" / "gimp_scenario.py", share / "scenario.py")
     (share / "result.json").unlink(missing_ok=True)
-    mounted = []
     try:
-        for what, mount in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"])):
-            target = ROOT / what
-            subprocess.run([*sudo, "mount", *mount, str(target)], check=True)
-            mounted.append(target)
-        env = {"HOME": "/wb", "GIMP3_DIRECTORY": "/wb/profile", "PATH": "/usr/bin:/bin",
-               "LANG": "C.UTF-8"}
-        proc = subprocess.run(
-            [*sudo, shutil.which("chroot") or "/usr/sbin/chroot", str(ROOT), "/usr/bin/env", "-i",
-             *(f"{k}={v}" for k, v in env.items()), "gimp-console-3.0", "-i",
-             "--batch-interpreter", "python-fu-eval", "-b",
-             'exec(open("/wb/scenario.py").read())', "--quit"],
-            capture_output=True, text=True, timeout=600)
+        with mounted(sudo):
+            proc = subprocess.run(gimp_command(sudo, "wb", 'exec(open("/wb/scenario.py").read())'),
+                                  capture_output=True, text=True, timeout=600)
     finally:
-        for target in reversed(mounted):
-            subprocess.run([*sudo, "umount", "-l", str(target)], check=False)
         engine.stop()
     result_file = share / "result.json"
     log = f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
@@ -88,21 +54,13 @@ def _run_in_gimp(share: Path, sudo: list[str], args: dict, endpoint_folder: Path
 
 def _prepare(tmp_path: Path) -> tuple[Path, list[str]]:
     """The shared folder (``/wb`` inside the chroot) with the plug-in installed."""
-    reason = _why_skip()
+    reason = why_no_gimp()
+    if reason is None and not (REPO / "packs" / "demo" / "pack.json").is_file():
+        reason = "the demo pack is not in packs/demo yet"
     if reason:
         print(f"SKIP: {reason}")
         pytest.skip(reason)
-    sys.path.insert(0, str(REPO))
-    import install
-
-    sudo = _privileged() or []
-    share = ROOT / "wb"
-    # the engine (this user) and GIMP (root in the chroot) share this folder
-    subprocess.run([*sudo, "rm", "-rf", str(share)], check=True)
-    subprocess.run([*sudo, "install", "-d", "-o", str(os.getuid()), str(share)], check=True)
-    install.install_gimp(install.GimpInstall("linux", share / "profile" / "plug-ins", "3.13",
-                                             "manylinux_2_28_x86_64"))
-    return share, sudo
+    return prepare_share("wb")
 
 
 def test_plugin_edits_a_face_in_real_gimp(tmp_path: Path) -> None:

@@ -292,23 +292,23 @@ class Wordbrush(Gimp.PlugIn):
                                  "", GObjectParam.READWRITE)
         proc.add_string_argument("method", "_Method", "edit method id (empty: the engine's "
                                  "default)", "", GObjectParam.READWRITE)
-        proc.add_double_argument("strength", "_Strength", "how strong the edit is; -1: "
+        proc.add_double_argument("strength", "Str_ength", "how strong the edit is; -1: "
                                  "automatic (the engine chooses, and says which)", -1.0, 2.0,
                                  -1.0, GObjectParam.READWRITE)
         proc.add_int_argument("variations", "_Variations", "results to make", 1, 8, 1,
                               GObjectParam.READWRITE)
-        proc.add_int_argument("seed", "S_eed", "-1 for a random seed", -1, 2**31 - 1, -1,
+        proc.add_int_argument("seed", "See_d", "-1 for a random seed", -1, 2**31 - 1, -1,
                               GObjectParam.READWRITE)
         engines = "local" if MISSING is not None else \
             ", ".join(e.name for e in engine_list(load_settings(HERE)))
         proc.add_string_argument("engine", "E_ngine", f"a named engine ({engines}; empty: the "
                                  "one in use, set by install.py --endpoint)", "",
                                  GObjectParam.READWRITE)
-        proc.add_string_argument("endpoint", "_Endpoint", "engine address, instead of a named "
+        proc.add_string_argument("endpoint", "Endpoin_t", "engine address, instead of a named "
                                  "engine (empty: the named one)", "", GObjectParam.READWRITE)
         proc.add_string_argument("pack", "Model p_ack", "model pack (empty: the engine's "
                                  "default)", "", GObjectParam.READWRITE)
-        proc.add_string_argument("params", "Method _options", "NAME=VALUE pairs for the "
+        proc.add_string_argument("params", "Method opt_ions", "NAME=VALUE pairs for the "
                                  "method, e.g. steps=60 keep_unnamed=false (empty: its "
                                  "defaults; `wordbrush info` lists them)", "",
                                  GObjectParam.READWRITE)
@@ -319,7 +319,6 @@ class Wordbrush(Gimp.PlugIn):
                                        self.run_variation, None)
         proc.set_image_types("RGB*")
         proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        proc.add_menu_path("<Image>/Filters/Wordbrush")
         proc.set_attribution("wordbrush", "wordbrush", "2026")
         if name == PROC_NEXT:
             proc.set_menu_label("Show _Next Variation")
@@ -334,6 +333,7 @@ class Wordbrush(Gimp.PlugIn):
                                    "variation shown (or the one selected) in the group's "
                                    "place and removes the group with the others, in one "
                                    "undo step.", name)
+        proc.add_menu_path("<Image>/Filters/Wordbrush")  # after the label, as GIMP asks
         return proc
 
     def run_variation(self, procedure, run_mode, image, drawables, config, data):
