@@ -1,4 +1,4 @@
-"""Regenerate the README's pictures from the committed demo pack.
+"""Regenerate docs/demo-pack.md's pictures from the committed demo pack.
 
     .venv/bin/python scripts/readme_figures.py              # writes docs/*.png
     .venv/bin/python scripts/readme_figures.py --only edit  # docs/demo_edit.png only
