@@ -173,14 +173,19 @@ def test_result_is_a_new_layer_above_and_nothing_else_changes(
     assert rec.progress and rec.previews >= 1
 
 
-def test_variations_go_in_a_group_with_one_visible(
-        controller: tuple[Controller, Recorder]) -> None:
-    ctl, rec = controller
+def _three_variations(ctl: Controller, rec: Recorder) -> tuple[FakeDocument, object]:
+    """A document after an edit with three variations, and their group."""
     doc = _document()
     assert ctl.run(doc, RunOptions("a red circle", method="test-invert", pack="test-pack",
                                    variations=3, params={"jitter": 0.5}))
     _wait(ctl, rec)
-    group = doc.layers()[1]
+    return doc, doc.layers()[1]
+
+
+def test_variations_go_in_a_group_with_one_visible(
+        controller: tuple[Controller, Recorder]) -> None:
+    ctl, rec = controller
+    _, group = _three_variations(ctl, rec)
     assert group.type() == "grouplayer" and group.name() == f"{LAYER_PREFIX}a red circle"
     top_first = group.children[::-1]
     assert [c.visible for c in top_first] == [True, False, False]
@@ -204,11 +209,7 @@ def _flatten(doc: FakeDocument, group):
 def test_stepping_through_variations_and_keeping_one(
         controller: tuple[Controller, Recorder]) -> None:
     ctl, rec = controller
-    doc = _document()
-    assert ctl.run(doc, RunOptions("a red circle", method="test-invert", pack="test-pack",
-                                   variations=3, params={"jitter": 0.5}))
-    _wait(ctl, rec)
-    group = doc.layers()[1]
+    doc, group = _three_variations(ctl, rec)
     top_first = group.children[::-1]
     ctl.step_variation(1)
     assert [c.visible for c in top_first] == [False, True, False]

@@ -21,24 +21,18 @@ class _Done(Exception):
     """The scenario asked for its first run only."""
 
 
-def _run(image, layer, prompt, endpoint, variations=1, params="", method="paint-by-word",
-         pack="demo"):
-    proc = Gimp.get_pdb().lookup_procedure("plug-in-wordbrush-edit-selection")
+def _procedure(name, image, layer, **properties):
+    """Run procedure ``name`` NONINTERACTIVE on ``layer`` with ``properties`` set."""
+    proc = Gimp.get_pdb().lookup_procedure(name)
     if proc is None:
         return {"registered": False}
     cfg = proc.create_config()
     cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [layer])
-    cfg.set_property("prompt", prompt)
-    cfg.set_property("method", method)
-    cfg.set_property("seed", 1)
-    cfg.set_property("endpoint", endpoint)
-    cfg.set_property("pack", pack)
-    cfg.set_property("variations", variations)
-    cfg.set_property("params", params)
-    res = proc.run(cfg)
-    status = res.index(0)
+    for key, value in properties.items():
+        cfg.set_property(key, value)
+    status = proc.run(cfg).index(0)
     message = ""
     if status != Gimp.PDBStatusType.SUCCESS:
         message = Gimp.PDB.get_last_error(Gimp.get_pdb()) if hasattr(Gimp.PDB, "get_last_error") \
@@ -47,18 +41,16 @@ def _run(image, layer, prompt, endpoint, variations=1, params="", method="paint-
             "status": str(status), "message": str(message)}
 
 
+def _run(image, layer, prompt, endpoint, variations=1, params="", method="paint-by-word",
+         pack="demo"):
+    return _procedure("plug-in-wordbrush-edit-selection", image, layer, prompt=prompt,
+                      method=method, seed=1, endpoint=endpoint, pack=pack,
+                      variations=variations, params=params)
+
+
 def _run_on_layer(name, image, layer):
-    """One of the variation procedures, NONINTERACTIVE, on ``layer``."""
-    proc = Gimp.get_pdb().lookup_procedure(name)
-    if proc is None:
-        return {"registered": False}
-    cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property("image", image)
-    cfg.set_core_object_array("drawables", [layer])
-    status = proc.run(cfg).index(0)
-    return {"registered": True, "success": status == Gimp.PDBStatusType.SUCCESS,
-            "status": str(status)}
+    """One of the variation procedures on ``layer``."""
+    return _procedure(name, image, layer)
 
 
 def main():

@@ -72,9 +72,11 @@ def install_plugin(home: Path) -> Path:
 
 
 def run_in_krita(home: Path, module: str, args: list[str], *, timeout: float = 300,
-                 env: dict[str, str] | None = None) -> tuple[str, str]:
+                 env: dict[str, str] | None = None,
+                 module_dir: Path = REPO / "tests" / "support") -> tuple[str, str]:
     """GUI Krita under Xvfb in ``home`` (the plugin installed there) running
-    ``module.run(args, QTimer, quit)`` once its window exists; returns its output."""
+    ``module.run(args, QTimer, quit)`` (``module`` in ``module_dir``) once its window
+    exists; returns its output."""
     pykrita = home / ".local/share/krita/pykrita"
     name = "wb_helper"
     (pykrita / f"{name}.desktop").write_text(
@@ -92,7 +94,7 @@ def run_in_krita(home: Path, module: str, args: list[str], *, timeout: float = 3
     full_env = dict(os.environ, PATH=path, HOME=str(home),
                     XDG_DATA_HOME=str(home / ".local/share"),
                     XDG_CONFIG_HOME=str(home / ".config"),
-                    PYTHONPATH=os.pathsep.join([str(pykrita), str(REPO / "tests" / "support")]),
+                    PYTHONPATH=os.pathsep.join([str(pykrita), str(module_dir)]),
                     **(env or {}))
     # its own session, so that a timeout stops Krita and Xvfb too, not only xvfb-run
     proc = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita",
