@@ -123,13 +123,15 @@ def prompt_reading(vocabulary: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def preview_buffer(image: torch.Tensor, max_side: int) -> Buffer:
-    """A small rgba8 preview of a [3, h, w] (or [1, 3, h, w]) tensor in [-1, 1]."""
-    img = image.detach().float().cpu()
+    """A small rgba8 preview of a [3, h, w] (or [1, 3, h, w]) tensor in [-1, 1], made
+    small where the tensor is (a 1024 px render reaches the CPU at the preview's size)."""
+    img = image.detach().float()
     if img.dim() == 4:
         img = img[0]
     if max(img.shape[-2:]) > max_side:
         img = torch.nn.functional.interpolate(img[None], size=(max_side, max_side),
                                               mode="bilinear", antialias=True)[0]
+    img = img.cpu()
     rgb = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
     rgba = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
     return Buffer("preview", rgba.shape[1], rgba.shape[0], "rgba8", np.ascontiguousarray(rgba))
@@ -395,7 +397,7 @@ class EditRunner:
                 f"so one layer instead of {request.variations}; for variations use a seeded "
                 "method (paint-by-word, latent-optimization, feu)")
         psnrs = [None if out.inversion is None else
-                 imaging.inversion_psnr(framed.image, out.inversion.detach().cpu())
+                 imaging.inversion_psnr(framed.image, out.inversion)
                  for framed, out in zip(regions, outputs[0], strict=True)]
         for k, psnr in enumerate(psnrs):
             if psnr is None or psnr >= pack.manifest.inversion_warning_psnr:
