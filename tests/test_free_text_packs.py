@@ -18,6 +18,7 @@ from engine.runner import EditRunner
 from engine.training import directions as precompute
 from protocol.framing import Buffer
 from protocol.messages import request_for_selection
+from tests.support.canvas import random_canvas
 from tests.support.packs import make_pack
 
 #: encoder input, generator output, CLIP input: three different sizes
@@ -51,13 +52,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> PackRegistry:
 
 
 def _canvas() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(5)
-    rgba = rng.integers(0, 256, (70, 90, 4), dtype=np.uint8)
-    rgba[..., 3] = 255
-    sel = np.zeros((70, 90), np.uint8)
-    sel[15:50, 25:60] = 255
-    sel[15:50, 25] = 120
-    return rgba, sel
+    return random_canvas(5, 90, 70, (25, 15, 60, 50), edge=120)
 
 
 @pytest.mark.parametrize("method", ["clipinverter", "paint-by-word", "latent-optimization",

@@ -20,6 +20,7 @@ from engine.runner import EditRunner
 from protocol.errors import WordbrushError
 from protocol.framing import Buffer
 from protocol.messages import PREVIEW_SIDE, request_for_selection
+from tests.support.canvas import random_canvas
 from tests.support.engine import EngineProcess
 from tests.support.fake_krita import FakeDocument
 from tests.support.packs import make_pack
@@ -36,14 +37,8 @@ PREVIEW_GOAL_S = 0.3
 PREVIEW_BOUND_S = 1.0
 
 
-def _scene(width: int = 96, height: int = 80) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(3)
-    rgba = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
-    rgba[..., 3] = 255
-    sel = np.zeros((height, width), np.uint8)
-    sel[20:60, 24:72] = 255
-    sel[20:60, 24] = 90  # a soft edge
-    return rgba, sel
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    return random_canvas(3, 96, 80, (24, 20, 72, 60))
 
 
 def _request(pack: str, method: str | None, preview: int, params: dict | None = None):

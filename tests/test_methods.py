@@ -43,6 +43,7 @@ from engine.training.directions import precompute_feu_corpus, precompute_global_
 from protocol.errors import WordbrushError
 from protocol.framing import Buffer
 from protocol.messages import EditRequest, request_for_selection
+from tests.support.canvas import random_canvas
 from tests.support.packs import make_pack
 
 FAST = {"steps": 3, "views": 2}
@@ -63,16 +64,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> PackRegistry:
 @pytest.fixture(scope="module")
 def runner(registry: PackRegistry) -> EditRunner:
     return EditRunner(registry, "cpu")
-
-
-def _canvas(seed: int = 0, w: int = 80, h: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    rgba = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
-    rgba[..., 3] = 255
-    sel = np.zeros((h, w), np.uint8)
-    sel[20:40, 30:52] = 255
-    sel[20:40, 30] = 90  # a soft edge
-    return rgba, sel
 
 
 def _fast(method: str) -> dict[str, object]:
@@ -103,14 +94,14 @@ def test_registered_and_advertised(runner: EditRunner, method: str) -> None:
 
 
 def test_out_of_range_parameter_is_a_clear_error(runner: EditRunner) -> None:
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
     with pytest.raises(WordbrushError, match="steps"):
         runner.plan(_request(rgba, sel, params={"steps": 100000}))
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_outside_the_selection_is_bit_identical(runner: EditRunner, method: str) -> None:
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
     request = _request(rgba, sel, method, variations=2)
     progress: list[tuple[int, int, str, bool]] = []
 
@@ -136,7 +127,7 @@ def test_outside_the_selection_is_bit_identical(runner: EditRunner, method: str)
 
 @pytest.mark.parametrize("method", METHODS)
 def test_deterministic_per_seed_and_variations_differ(runner: EditRunner, method: str) -> None:
-    rgba, sel = _canvas(1)
+    rgba, sel = random_canvas(1)
     a = runner.run_local(_request(rgba, sel, method, variations=2))
     b = runner.run_local(_request(rgba, sel, method, variations=2))
     assert [p.data for p in a.patches] == [p.data for p in b.patches]
@@ -148,7 +139,7 @@ def test_deterministic_per_seed_and_variations_differ(runner: EditRunner, method
 
 @pytest.mark.parametrize("method", METHODS)
 def test_whole_image_without_mask(runner: EditRunner, method: str) -> None:
-    rgba, _ = _canvas(2, 40, 40)
+    rgba, _ = random_canvas(2, 40, 40)
     outcome = runner.run_local(_request(rgba, None, method))
     assert outcome.offset == (0, 0)
     assert (outcome.patches[0].width, outcome.patches[0].height) == (40, 40)
@@ -392,7 +383,7 @@ def test_clip_read_picks_among_the_choices(registry: PackRegistry) -> None:
 
 
 def test_request_for_selection_crops_to_the_model_square(tmp_path: Path) -> None:
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
     request = _request(rgba, sel)
     x, y = request.offset
     assert request.layer.width < rgba.shape[1] or request.layer.height < rgba.shape[0]
@@ -701,7 +692,7 @@ def test_clipinverter_passes_again_where_no_step_reads_as_asked(
 def test_global_directions_neutral_is_the_region_as_read(runner: EditRunner) -> None:
     """Without "->", the neutral text describes the selection and the target is the same
     description with the prompt's words; the switch off gives the pack's neutral text."""
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
     info = runner.run_local(_request(rgba, sel, method="global-directions",
                                      prompt="a green star")).info
     vocab = world_vocab()
@@ -723,7 +714,7 @@ def test_a_prompt_the_method_rejects_is_an_invalid_request(runner: EditRunner) -
     method's sentence, not as a crashed edit."""
     from protocol.errors import ErrorCode
 
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
     with pytest.raises(WordbrushError, match="neutral -> target") as info:
         runner.run_local(_request(rgba, sel, method="global-directions",
                                   prompt=" -> a blue star"))
@@ -742,7 +733,7 @@ def test_clipinverter_trains_and_edits(registry: PackRegistry, tmp_path: Path) -
     assert summary["residual_gain"] == saved[GAIN_KEY] == GAIN_GRID[int(np.argmin(errors))]
     fresh = PackRegistry([Path(pack.manifest.root).parent])
     runner = EditRunner(fresh, "cpu")
-    rgba, sel = _canvas(3)
+    rgba, sel = random_canvas(3)
     outcome = runner.run_local(_request(rgba, sel, "clipinverter", params={}))
     pixels = decode_pixels(outcome.patches[0].data, outcome.patches[0].width,
                            outcome.patches[0].height, outcome.patches[0].format)
@@ -952,7 +943,7 @@ def test_direction_methods_auto_alpha_tries_other_steps(runner: EditRunner, meth
     checks: list[int] = []
     # accepts the second render it is shown: α x 0.75
     monkeypatch.setattr(directions_module, "EditCheck", _check_accepting_render(2, checks))
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
 
     def edit(**params: object) -> tuple[dict[str, object], bytes]:
         outcome = runner.run_local(_request(rgba, sel, method=method, prompt="a green star",
@@ -973,7 +964,7 @@ def test_an_edit_its_check_does_not_read_as_asked_is_warned_of(
     pack's words): no verdict, no warning."""
     import engine.methods.directions as directions_module
 
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
 
     def edit(prompt: str, accepted_render: int) -> dict[str, object]:
         checks: list[int] = []
@@ -999,7 +990,7 @@ def test_an_edit_its_check_does_not_read_as_asked_is_warned_of(
 
 @pytest.mark.parametrize("method", ["global-directions", "feu"])
 def test_direction_methods_keep_unnamed_changes_out(runner: EditRunner, method: str) -> None:
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
     for keep, kept_out in ((True, len(world_vocab()["size"]) - 1), (False, 0)):
         params = {**_fast(method), "keep_unnamed": keep}
         info = runner.run_local(_request(rgba, sel, method=method, prompt="a green star",
@@ -1021,7 +1012,7 @@ def test_the_check_reads_the_edit_as_it_will_be_pasted(runner: EditRunner,
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(directions_module, "EditCheck", recording)
-    rgba, sel = _canvas()
+    rgba, sel = random_canvas()
     for paste in ("render", "delta", "auto"):
         runner.run_local(_request(rgba, sel, method="feu", prompt="a green star",
                                   params={**_fast("feu"), "paste": paste}))
@@ -1045,7 +1036,7 @@ def test_latent_optimisation_moves_on_every_step(registry: PackRegistry) -> None
 def test_variations_share_the_start(runner: EditRunner, method: str) -> None:
     """The seed changes nothing of an optimiser's start (the inversion, refined): a
     request's variations make it once, and each comes out as that seed's edit alone."""
-    rgba, sel = _canvas(1)
+    rgba, sel = random_canvas(1)
     params = {**_fast(method), "refine": True}
     messages: list[str] = []
     both = runner.run_local(_request(rgba, sel, method, variations=2, params=params),

@@ -344,13 +344,13 @@ class Wordbrush(Gimp.PlugIn):
             if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
                 raise PluginError(NOT_A_GROUP)
             act = show_next_variation if procedure.get_name() == PROC_NEXT else keep_variation
-            text = act(image, drawables[0])
+            act(image, drawables[0])
         except PluginError as exc:
             return procedure.new_return_values(Gimp.PDBStatusType.CALLING_ERROR,
                                                GLib.Error(str(exc)))
+        # no message: the Layers dock shows what changed, and a dialog at every step
+        # through the variations would stand in the way
         Gimp.displays_flush()
-        if run_mode == Gimp.RunMode.INTERACTIVE:
-            Gimp.message(f"Wordbrush: {text}")
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
     def run(self, procedure, run_mode, image, drawables, config, data):
