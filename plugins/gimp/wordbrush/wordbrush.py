@@ -67,9 +67,13 @@ class RunView:
 
         self.dialog, self.cancel = dialog, threading.Event()
         area = dialog.get_content_area()
+        buttons = dialog.get_action_area()  # inside the content area here: Cancel stays
         for child in area.get_children():
-            child.set_sensitive(False)
-        dialog.set_response_sensitive(Gtk.ResponseType.OK, False)
+            if child is not buttons and not buttons.is_ancestor(child):
+                child.set_sensitive(False)
+        for button in buttons.get_children():  # all but Cancel (Reset, Help, OK) greyed
+            if dialog.get_response_for_widget(button) != Gtk.ResponseType.CANCEL:
+                button.set_sensitive(False)
         self.bar = Gtk.ProgressBar(show_text=True, text="sending the selection…")
         self.image = Gtk.Image()
         self.image.set_size_request(PREVIEW_PX, PREVIEW_PX)
