@@ -224,13 +224,22 @@ def _flatten_in_krita(doc: Any, node: Any) -> Any:
     parent = node.parentNode()
     index = next(i for i, n in enumerate(parent.childNodes()) if _same(n, node))
 
+    tries = [0]
+
     def active() -> bool:
         # queued work (a layer just added becoming active) may take it back: ask again.
-        # Krita applies setActiveNode only through the current window's view of this
-        # document, so that view is brought forward first.
+        # Krita applies setActiveNode only through the current view of this document,
+        # so that view is made current first. Krita's node manager may already hold the
+        # group as active while the view shows another layer (then it ignores the request
+        # as a repeat): now and then another layer is activated first.
         if _same(doc.activeNode(), node):
             return True
         _show_document(doc)
+        tries[0] += 1
+        if tries[0] % 10 == 0:
+            other = next((n for n in parent.childNodes() if not _same(n, node)), None)
+            if other is not None:
+                doc.setActiveNode(other)
         doc.setActiveNode(node)
         return False
 
@@ -246,14 +255,15 @@ def _flatten_in_krita(doc: Any, node: Any) -> Any:
 
 
 def _show_document(doc: Any) -> None:
-    """Bring the window and view that show ``doc`` forward (Krita acts on the active one)."""
+    """Make the view that shows ``doc`` the one Krita acts on: the window's active view
+    and its view manager's current one (``View.setVisible``), which ``setActiveNode``
+    goes through; the two can disagree in a window no window manager has focused."""
     from krita import Krita  # type: ignore[import-not-found]  # only inside Krita
 
     for window in Krita.instance().windows():
         for view in window.views():
             if view.document() == doc:
-                if window.activeView() is None or window.activeView().document() != doc:
-                    window.showView(view)
+                view.setVisible()
                 window.activate()
                 return
 
