@@ -244,7 +244,7 @@ def _variations_group(layer: Gimp.Layer) -> tuple[Gimp.Layer, int | None]:
     raise PluginError(NOT_A_GROUP)
 
 
-def show_next_variation(image: Gimp.Image, layer: Gimp.Layer) -> str:
+def show_next_variation(image: Gimp.Image, layer: Gimp.Layer) -> None:
     group, _ = _variations_group(layer)
     children = group.get_children()
     show = variation_to_show([child.get_visible() for child in children])
@@ -254,10 +254,9 @@ def show_next_variation(image: Gimp.Image, layer: Gimp.Layer) -> str:
             child.set_visible(i == show)
     finally:
         image.undo_group_end()
-    return f"showing {children[show].get_name()} ({show + 1} of {len(children)})"
 
 
-def keep_variation(image: Gimp.Image, layer: Gimp.Layer) -> str:
+def keep_variation(image: Gimp.Image, layer: Gimp.Layer) -> None:
     """The kept variation takes the group's place; the group goes with the others. One
     undo step."""
     group, selected = _variations_group(layer)
@@ -271,7 +270,6 @@ def keep_variation(image: Gimp.Image, layer: Gimp.Layer) -> str:
     finally:
         image.undo_group_end()
     image.set_selected_layers([kept])
-    return f"kept {kept.get_name()}; the other variations are removed (Undo brings them back)"
 
 
 class Wordbrush(Gimp.PlugIn):

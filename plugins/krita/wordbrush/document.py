@@ -224,22 +224,13 @@ def _flatten_in_krita(doc: Any, node: Any) -> Any:
     parent = node.parentNode()
     index = next(i for i, n in enumerate(parent.childNodes()) if _same(n, node))
 
-    tries = [0]
-
     def active() -> bool:
         # queued work (a layer just added becoming active) may take it back: ask again.
         # Krita applies setActiveNode only through the current view of this document,
-        # so that view is made current first. Krita's node manager may already hold the
-        # group as active while the view shows another layer (then it ignores the request
-        # as a repeat): now and then another layer is activated first.
+        # so that view is made current first.
         if _same(doc.activeNode(), node):
             return True
         _show_document(doc)
-        tries[0] += 1
-        if tries[0] % 10 == 0:
-            other = next((n for n in parent.childNodes() if not _same(n, node)), None)
-            if other is not None:
-                doc.setActiveNode(other)
         doc.setActiveNode(node)
         return False
 
